@@ -1,0 +1,15 @@
+"""Command-line interface: ``thrifty distill | plan | predict | evaluate | ledger stats | ...``."""
+
+from __future__ import annotations
+
+from .app import app
+
+# Command modules register themselves on `app` when imported (one module per area).
+from . import core as _core  # noqa: F401,E402
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,42 @@
+"""The typer app and helpers shared by every command module."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="thrifty",
+    help="Distil an LLM text classifier into a small, fast student, paying the LLM for as few labels as possible.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+ledger_app = typer.Typer(help="Inspect the ledger of teacher calls (cache, cost, provenance).", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn thrifty's own errors into one clear red line and exit code 2 (no traceback)."""
+    import functools
+
+    from ..errors import ThriftyError
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ThriftyError as e:
+            err_console.print(f"[bold red]error:[/] {e}")
+            sys.exit(2)
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted.[/] Paid labels are in the ledger; resume with --resume.")
+            sys.exit(130)
+
+    return wrapper

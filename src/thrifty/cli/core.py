@@ -1,0 +1,286 @@
+"""Core commands: distill, plan, evaluate, ledger stats."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import ThriftyError
+from .app import app, console, friendly, ledger_app
+
+# ---- shared options ------------------------------------------------------------------------
+TextCol = typer.Option("text", "--text-col", help="Column holding the texts.")
+IdCol = typer.Option(None, "--id-col", help="Column holding unique ids (default: row number).")
+GoldCol = typer.Option(None, "--gold-col", help="Column with gold labels, for accuracy reports.")
+Labels = typer.Option(None, "--labels", "-l", help="Label set: a YAML/JSON file or 'a,b,c'.")
+TeacherOpt = typer.Option(
+    "local", "--teacher", "-t",
+    help="openai:MODEL | replay[:FILE] | local[:qwen-0.5b|gemma-270m|/path.gguf].",
+)
+BaseUrl = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (openai teacher).")
+ApiKeyEnv = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key.")
+Prices = typer.Option(None, "--prices", help="YAML price table overriding the built-in one.")
+PriceIn = typer.Option(None, "--price-in", help="$ per 1k prompt tokens (overrides the table).")
+PriceOut = typer.Option(None, "--price-out", help="$ per 1k completion tokens (overrides the table).")
+
+
+def _load_task(labels: Optional[str], corpus_path: Optional[Path] = None):
+    from ..task import Task
+
+    if labels is None:
+        guess = corpus_path.parent / "labels.json" if corpus_path is not None else None
+        if guess is not None and guess.exists():
+            labels = str(guess)
+        else:
+            raise ThriftyError("Give the label set with --labels labels.yaml or --labels a,b,c.")
+    return Task.load(labels)
+
+
+def _teacher_columns(path: Path) -> list[str]:
+    from ..corpus import column_names
+    from ..teachers.replay import CONF_COLS, LABEL_COLS, PROBS_COLS
+
+    names = column_names(path)
+    return [c for c in LABEL_COLS + CONF_COLS + PROBS_COLS if c in names]
+
+
+def build_teacher(spec: str, task: Any, corpus: Any, base_url: Optional[str], api_key_env: str,
+                  prices: Optional[Path], price_in: Optional[float], price_out: Optional[float]):
+    from ..teachers import make_teacher
+
+    return make_teacher(spec, task, corpus, base_url=base_url, api_key_env=api_key_env,
+                        prices=prices, price_in=price_in, price_out=price_out)
+
+
+def _history_table(history: list[dict[str, Any]]) -> Table:
+    t = Table(title="history", show_lines=False)
+    cols = [("round", "round"), ("labels", "labels"), ("labels_total", "+val"), ("requests", "paid"),
+            ("prompt_tokens", "prompt tok"), ("dollars", "$"), ("select_s", "select s"),
+            ("val_agreement", "agree(val)"), ("test_accuracy", "acc(test)"), ("pool_gold_accuracy", "acc(pool)"),
+            ("wall_s", "wall s")]
+    cols = [(k, h) for k, h in cols if any(r.get(k) is not None for r in history)]
+    for _, h in cols:
+        t.add_column(h, justify="right")
+    for r in history:
+        t.add_row(*["" if r.get(k) is None else (f"{r[k]:.4f}" if isinstance(r[k], float) else str(r[k])) for k, _ in cols])
+    return t
+
+
+@app.command()
+@friendly
+def distill(
+    corpus: Optional[Path] = typer.Argument(None, help="Pool of texts: .csv, .jsonl or .parquet."),
+    labels: Optional[str] = Labels,
+    teacher: str = TeacherOpt,
+    base_url: Optional[str] = BaseUrl,
+    api_key_env: str = ApiKeyEnv,
+    out: Path = typer.Option(Path("run"), "--out", "-o", help="Run directory (state, ledger, model, history)."),
+    budget: str = typer.Option("500", "--budget", "-b", help="'500' labels, '200k tokens' or '$5'. Validation labels count."),
+    strategy: str = typer.Option("mraru", "--strategy", "-s", help="random | least_confidence | margin | entropy | mraru"),
+    mraru_exponent: float = typer.Option(2.0, "--mraru-exponent", help="M-RARU: accept if r < u**exponent."),
+    student: str = typer.Option("tfidf-lr", "--student", help="FEATURES-CLASSIFIER, e.g. tfidf-lr."),
+    batch: int = typer.Option(50, "--batch", help="Labels per round."),
+    seed_size: int = typer.Option(50, "--seed-size", help="Random labels before the first round."),
+    val_size: Optional[int] = typer.Option(None, "--val-size", help="Teacher-labelled validation slice (default: 20% of a label budget, 20..200)."),
+    plateau: int = typer.Option(0, "--plateau", help="Stop after this many rounds without agreement gain (0 = off)."),
+    plateau_eps: float = typer.Option(0.002, "--plateau-eps", help="Minimum agreement gain that counts."),
+    target_agreement: Optional[float] = typer.Option(None, "--target-agreement", help="Stop when validation agreement reaches this."),
+    max_rounds: Optional[int] = typer.Option(None, "--max-rounds"),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    eval_path: Optional[Path] = typer.Option(None, "--eval", help="Gold-labelled test file for accuracy (never trained on)."),
+    text_col: str = TextCol,
+    id_col: Optional[str] = IdCol,
+    gold_col: Optional[str] = GoldCol,
+    ledger: Optional[Path] = typer.Option(None, "--ledger", help="Shared ledger file (default: OUT/ledger.sqlite)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
+    prices: Optional[Path] = Prices,
+    price_in: Optional[float] = PriceIn,
+    price_out: Optional[float] = PriceOut,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Distil the teacher into a student on CORPUS, spending at most --budget."""
+    from ..corpus import read_corpus
+    from ..loop import DistillConfig, Distiller
+    from ..stopping import Budget, Stopping
+    from ..task import Task
+
+    t0 = time.perf_counter()
+    saved: dict[str, Any] = {}
+    if resume is not None:
+        cfg_file = resume / "config.json"
+        if not cfg_file.exists():
+            raise ThriftyError(f"{resume} is not a thrifty run directory (no config.json).")
+        saved = json.loads(cfg_file.read_text())
+        cli = saved.get("meta", {}).get("cli", {})
+        corpus = Path(cli["corpus"]) if corpus is None else corpus
+        teacher, base_url, api_key_env = cli.get("teacher", teacher), cli.get("base_url", base_url), cli.get("api_key_env", api_key_env)
+        text_col, id_col, gold_col = cli.get("text_col", text_col), cli.get("id_col"), cli.get("gold_col")
+        eval_path = Path(cli["eval"]) if cli.get("eval") else eval_path
+        ledger = Path(cli["ledger"]) if cli.get("ledger") else ledger
+        out = resume
+    if corpus is None:
+        raise ThriftyError("Give a corpus file (or --resume RUN_DIR).")
+    task = Task.from_dict(saved["task"]) if saved else _load_task(labels, corpus)
+    extra = _teacher_columns(corpus) if teacher.startswith("replay") and ":" not in teacher else []
+    pool = read_corpus(corpus, text_col=text_col, id_col=id_col, gold_col=gold_col, extra_cols=extra)
+    report = pool.report(task.labels)
+    console.print(f"[bold]corpus[/] {corpus}: " + "; ".join(report.lines()))
+    tch = build_teacher(teacher, task, pool, base_url, api_key_env, prices, price_in, price_out)
+    ev_texts = ev_gold = None
+    if eval_path is not None:
+        ev = read_corpus(eval_path, text_col=text_col, gold_col=gold_col or "label")
+        ev_texts, ev_gold = ev.texts, ev.gold
+    on_round = None if quiet else (lambda r: console.print(
+        f"round {r['round']:>3}  labels {r['labels']:>6}  paid {r['requests']:>6}  "
+        f"agree(val) {r['val_agreement'] if r['val_agreement'] is not None else '-'}  "
+        f"acc(test) {r['test_accuracy'] if r['test_accuracy'] is not None else '-'}  ${r['dollars']:.4f}"))
+    if saved:
+        if not quiet:
+            console.print(f"[bold]resuming[/] {resume}")
+        d = Distiller(task, tch, config=DistillConfig.from_dict(saved["config"]), out=out, ledger=ledger,
+                      eval_texts=ev_texts, eval_gold=ev_gold, on_round=on_round, progress=not quiet,
+                      meta=saved.get("meta"))
+    else:
+        strategy_params = {"exponent": mraru_exponent} if strategy == "mraru" else {}
+        cli_meta = {"corpus": str(corpus.resolve()), "teacher": teacher, "base_url": base_url, "api_key_env": api_key_env,
+                    "text_col": text_col, "id_col": id_col, "gold_col": gold_col,
+                    "eval": str(eval_path.resolve()) if eval_path else None, "ledger": str(ledger.resolve()) if ledger else None}
+        d = Distiller(
+            task, tch, student=student, strategy=strategy, strategy_params=strategy_params, budget=Budget.parse(budget),
+            batch=batch, seed_size=seed_size, val_size=val_size,
+            stopping=Stopping(plateau_eps=plateau_eps, plateau_rounds=plateau, target_agreement=target_agreement, max_rounds=max_rounds),
+            random_state=seed, out=out, ledger=ledger, eval_texts=ev_texts, eval_gold=ev_gold,
+            on_round=on_round, progress=not quiet, meta={"cli": cli_meta},
+        )
+    d.fit(pool)
+    console.print(_history_table(d.history_))
+    st = d.ledger.stats(run=d.run_id)
+    console.print(
+        f"[bold green]done[/] ({d.stop_reason_}) in {time.perf_counter() - t0:.1f}s: {st.calls} teacher requests "
+        f"(${st.dollars:.4f}), {st.cache_hits} cache hits (${st.dollars_saved:.4f} saved). Model: {out / 'model'}"
+    )
+
+
+@app.command()
+@friendly
+def plan(
+    corpus: Path = typer.Argument(..., help="Pool of texts."),
+    labels: Optional[str] = Labels,
+    teacher: str = TeacherOpt,
+    budget: str = typer.Option("500", "--budget", "-b"),
+    val_size: Optional[int] = typer.Option(None, "--val-size"),
+    text_col: str = TextCol,
+    prices: Optional[Path] = Prices,
+    price_in: Optional[float] = PriceIn,
+    price_out: Optional[float] = PriceOut,
+    sample: int = typer.Option(2000, "--sample", help="Texts sampled to estimate prompt length."),
+) -> None:
+    """Estimate teacher tokens and dollars for a budget before anything is spent."""
+    import numpy as np
+
+    from ..corpus import read_corpus
+    from ..loop import DistillConfig
+    from ..stopping import Budget
+    from ..teachers.base import estimate_tokens
+    from ..teachers.pricing import load_price_table, price_for
+
+    task = _load_task(labels, corpus)
+    pool = read_corpus(corpus, text_col=text_col)
+    b = Budget.parse(budget)
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(pool), size=min(sample, len(pool)), replace=False)
+    per_prompt = float(np.mean([estimate_tokens(task.render(pool.texts[i])) for i in idx]))
+    per_completion = float(max(estimate_tokens(lab) for lab in task.labels)) + 1
+    model = teacher.partition(":")[2] if teacher.startswith("openai:") else teacher.partition(":")[0]
+    price = price_for(model, load_price_table(prices), price_in, price_out)
+    n = b.labels
+    if n is None:
+        per_label = price.cost(per_prompt, per_completion)
+        n = int(b.dollars / per_label) if b.dollars and per_label > 0 else int((b.tokens or 0) / (per_prompt + per_completion))
+    cfg = DistillConfig(budget=Budget(labels=n), val_size=val_size)
+    n_val = cfg.resolved_val_size()
+    t = Table(title=f"plan: {teacher} on {corpus.name}")
+    for c in ("", "value"):
+        t.add_column(c)
+    rows = [
+        ("pool texts", f"{len(pool):,}"), ("labels (incl. validation)", f"{n:,}"), ("validation labels", f"{n_val:,}"),
+        ("prompt tokens / label (est.)", f"{per_prompt:,.0f}"), ("completion tokens / label", f"{per_completion:,.0f}"),
+        ("prompt tokens total", f"{per_prompt * n:,.0f}"), ("completion tokens total", f"{per_completion * n:,.0f}"),
+        ("price $/1k prompt, completion", f"{price.prompt_per_1k}, {price.completion_per_1k}"),
+        ("dollars (est.)", f"${price.cost(per_prompt * n, per_completion * n):,.4f}"),
+        ("labelling the whole pool instead", f"${price.cost(per_prompt * len(pool), per_completion * len(pool)):,.2f}"),
+    ]
+    for r in rows:
+        t.add_row(*r)
+    console.print(t)
+    console.print("Estimates use ~4 characters per token; cached labels cost nothing.")
+
+
+@app.command()
+@friendly
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory (or model directory)."),
+    data: Path = typer.Argument(..., help="Labelled file to evaluate on."),
+    gold_col: str = typer.Option("label", "--gold-col", help="Column with the reference labels (gold or teacher)."),
+    text_col: str = TextCol,
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
+) -> None:
+    """Accuracy and macro-F1 of the student against gold (or teacher) labels in DATA."""
+    import numpy as np
+    from sklearn.metrics import classification_report, f1_score
+
+    from ..corpus import read_corpus
+    from ..students import load_model
+
+    model = load_model(run)
+    ev = read_corpus(data, text_col=text_col, gold_col=gold_col)
+    keep = [i for i, g in enumerate(ev.gold or []) if g in set(model.labels)]
+    unknown = len(ev) - len(keep)
+    if not keep:
+        raise ThriftyError(f"No rows of {data} have a {gold_col!r} value in the label set {list(model.labels)}.")
+    t0 = time.perf_counter()
+    pred = model.predict([ev.texts[i] for i in keep])
+    secs = time.perf_counter() - t0
+    truth = [ev.gold[i] for i in keep]
+    acc = float(np.mean([p == g for p, g in zip(pred, truth)]))
+    f1 = float(f1_score(truth, pred, average="macro", labels=list(model.labels), zero_division=0))
+    console.print(classification_report(truth, pred, labels=list(model.labels), zero_division=0))
+    console.print(f"[bold]accuracy {acc:.4f}[/]  macro-F1 {f1:.4f}  on {len(keep):,} rows"
+                  + (f" ({unknown:,} rows with labels outside the set skipped)" if unknown else "")
+                  + f"; {len(keep) / max(secs, 1e-9):,.0f} docs/s")
+    if json_out:
+        json_out.write_text(json.dumps({"accuracy": acc, "macro_f1": f1, "n": len(keep), "skipped": unknown}, indent=2))
+
+
+@ledger_app.command("stats")
+@friendly
+def ledger_stats(
+    path: Path = typer.Argument(..., help="Ledger file, or a run directory holding ledger.sqlite."),
+    run_id: Optional[str] = typer.Option(None, "--run", help="Only this run id."),
+) -> None:
+    """Calls, tokens, dollars, cache hits and dollars saved."""
+    from ..teachers.ledger import Ledger
+
+    p = path / "ledger.sqlite" if path.is_dir() else path
+    if not p.exists():
+        raise ThriftyError(f"No ledger at {p}.")
+    with Ledger(p) as led:
+        s = led.stats(run=run_id)
+        models = led.models()
+        n = led.n_labels()
+    t = Table(title=f"ledger {p}")
+    t.add_column("")
+    t.add_column("value", justify="right")
+    for k, v in [("teacher calls (paid)", f"{s.calls:,}"), ("generation calls", f"{s.generations:,}"),
+                 ("cached answers stored", f"{n:,}"), ("cache hits", f"{s.cache_hits:,}"),
+                 ("prompt tokens", f"{s.prompt_tokens:,}"), ("completion tokens", f"{s.completion_tokens:,}"),
+                 ("dollars spent", f"${s.dollars:,.4f}"), ("dollars saved by the cache", f"${s.dollars_saved:,.4f}")]:
+        t.add_row(k, v)
+    console.print(t)
+    for m, calls, dollars in models:
+        console.print(f"  {m}: {calls:,} calls, ${dollars:,.4f}")

@@ -1,0 +1,38 @@
+"""Exceptions thrifty raises. Every message says what happened and what to do next."""
+
+from __future__ import annotations
+
+
+class ThriftyError(Exception):
+    """Base class for every error thrifty raises on purpose."""
+
+
+class CorpusError(ThriftyError):
+    """A corpus file is missing, malformed or lacks a requested column."""
+
+
+class TaskError(ThriftyError):
+    """The label set or prompt definition is invalid."""
+
+
+class TeacherError(ThriftyError):
+    """The teacher could not be reached or kept failing after retries.
+
+    Labels already paid for are in the ledger; re-running resumes from there.
+    """
+
+
+class BudgetExhausted(ThriftyError):
+    """The budget does not allow one more teacher call."""
+
+
+class EmptyPoolError(ThriftyError):
+    """No unlabelled documents are left to select from."""
+
+
+class ModelIntegrityError(ThriftyError):
+    """A model file does not match its pinned sha256."""
+
+
+class UnknownLabelError(ThriftyError):
+    """A label that is not in the task's label set was given."""

@@ -1,0 +1,36 @@
+"""Selection strategies: which unlabelled documents to pay the teacher for next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ThriftyError
+from .base import MEASURES, PoolState, Strategy, entropy, least_confidence, margin
+from .mraru import MRARUStrategy
+from .uncertainty import RandomStrategy, UncertaintyStrategy
+
+
+def _uncertainty(measure: str):
+    return lambda **kw: UncertaintyStrategy(measure=measure, **kw)
+
+
+STRATEGIES: dict[str, Any] = {
+    "random": RandomStrategy,
+    "least_confidence": _uncertainty("least_confidence"),
+    "margin": _uncertainty("margin"),
+    "entropy": _uncertainty("entropy"),
+    "mraru": MRARUStrategy,
+}
+
+
+def make_strategy(name: str, **kw: Any) -> Strategy:
+    key = name.replace("-", "_").lower()
+    if key not in STRATEGIES:
+        raise ThriftyError(f"Unknown strategy {name!r}; choose from {sorted(STRATEGIES)}.")
+    return STRATEGIES[key](**kw)
+
+
+__all__ = [
+    "PoolState", "Strategy", "STRATEGIES", "make_strategy", "RandomStrategy", "UncertaintyStrategy",
+    "MRARUStrategy", "MEASURES", "entropy", "margin", "least_confidence",
+]

@@ -1,0 +1,63 @@
+"""Save and load text models without unpickling untrusted files.
+
+A model directory holds ``model.json`` (labels, names), ``features/`` (each extractor's own
+safe format: JSON, .npy, ONNX) and ``student.skops`` (skops, loaded only if every type in
+it is on the trusted list below), plus ``model_card.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import ThriftyError
+from .base import TextModel
+
+FORMAT_VERSION = 1
+
+# Only these types may be reconstructed from a student file. Anything else is refused.
+TRUSTED_PREFIXES = ("thrifty.", "sklearn.", "numpy.", "scipy.sparse.", "builtins.", "collections.", "lightgbm.")
+
+
+def save_model(model: TextModel, directory: str | Path, card: dict[str, Any] | None = None) -> Path:
+    """Write a model directory (see module docstring). Returns the directory."""
+    import skops.io as sio
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    model.features.save(d / "features")
+    tmp = d / "student.skops.tmp"
+    sio.dump(model.student, tmp)
+    tmp.replace(d / "student.skops")
+    meta = {"format": FORMAT_VERSION, "labels": list(model.labels), "name": model.name, "features": model.features.name}
+    (d / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    if card is not None:
+        (d / "model_card.json").write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
+    return d
+
+
+def load_model(directory: str | Path) -> TextModel:
+    """Load a model saved by :func:`save_model`; accepts the model dir or a run dir."""
+    import skops.io as sio
+
+    from ..features import FEATURES
+
+    d = Path(directory)
+    if (d / "model" / "model.json").exists():
+        d = d / "model"
+    if not (d / "model.json").exists():
+        raise ThriftyError(f"No thrifty model in {directory}. Point to a run directory made by `thrifty distill`.")
+    meta = json.loads((d / "model.json").read_text(encoding="utf-8"))
+    if meta.get("format") != FORMAT_VERSION:
+        raise ThriftyError(f"{d} was written by an incompatible thrifty (format {meta.get('format')}).")
+    if meta["features"] not in FEATURES:
+        raise ThriftyError(f"{d} needs features {meta['features']!r}, which this install lacks (missing extra?).")
+    path = d / "student.skops"
+    untrusted = sio.get_untrusted_types(file=path)
+    bad = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    if bad:
+        raise ThriftyError(f"Refusing to load {path}: it contains types outside thrifty's trusted list: {bad[:5]}.")
+    student = sio.load(path, trusted=untrusted)
+    features = FEATURES[meta["features"]].load(d / "features")
+    return TextModel(features, student, meta["labels"], name=meta.get("name", ""))

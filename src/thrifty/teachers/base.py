@@ -1,0 +1,88 @@
+"""The teacher protocol: text in, label + distribution + confidence + usage out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from ..task import Task
+
+
+@dataclass
+class Usage:
+    """What one teacher call cost."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    cost_usd: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class TeacherLabel:
+    """One teacher answer for one text.
+
+    ``label`` is None when the teacher abstained (or answered something that could not be
+    mapped onto the label set; ``raw`` keeps the answer). ``probs`` is a distribution over
+    ``task.labels`` (sums to 1), or None for an abstention. ``confidence`` is the teacher's
+    own confidence (stated, or the max probability).
+    """
+
+    label: str | None
+    probs: np.ndarray | None
+    confidence: float | None
+    raw: str = ""
+    usage: Usage = field(default_factory=Usage)
+    cached: bool = False
+    parse: str = ""  # how the label was parsed: exact, normalised, fuzzy, logprobs, replay, abstain
+
+    @property
+    def abstained(self) -> bool:
+        return self.label is None
+
+
+ResultCallback = Callable[[int, TeacherLabel], None]
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    """Anything that labels texts for a task.
+
+    ``label`` must call ``on_result(i, label)`` for each input as soon as its answer is
+    known (so the ledger can commit it at once), and return the labels in input order.
+    It raises :class:`~thrifty.errors.TeacherError` when some texts could not be labelled;
+    answers already delivered through ``on_result`` are kept.
+    """
+
+    task: Task
+
+    def identity(self) -> dict[str, Any]:
+        """Model name and decoding parameters: part of the ledger key (never secrets)."""
+        ...
+
+    def label(self, texts: Sequence[str], on_result: ResultCallback | None = None) -> list[TeacherLabel]: ...
+
+
+def one_hot(task: Task, label: str | None) -> np.ndarray | None:
+    if label is None:
+        return None
+    p = np.zeros(task.n_labels, dtype=np.float64)
+    p[task.index(label)] = 1.0
+    return p
+
+
+def normalise(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, None)
+    s = p.sum()
+    return p / s if s > 0 else np.full_like(p, 1.0 / len(p))
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count (~4 characters a token) for planning and for teachers that do not report usage."""
+    return max(1, (len(text) + 3) // 4)
