@@ -109,6 +109,7 @@ class Distiller:
         progress: bool = False,
         config: DistillConfig | None = None,
         meta: dict[str, Any] | None = None,
+        features: Any = None,
     ):
         self.task = task
         self.teacher = teacher
@@ -133,6 +134,8 @@ class Distiller:
         self.on_round = on_round
         self.progress = progress
         self.meta = dict(meta or {})
+        # a fitted feature extractor to reuse instead of fitting one per run (benchmark grids)
+        self._features_arg = features
         self.run_id = self.meta.get("run_id") or uuid.uuid4().hex[:12]
         self.meta["run_id"] = self.run_id
 
@@ -194,9 +197,12 @@ class Distiller:
                     ),
                 )
         feats_name, clf_name = parse_model_name(cfg.student)
-        self.features = make_features(feats_name)
         t0 = time.perf_counter()
-        self.features.fit(corpus.texts)
+        if self._features_arg is not None:
+            self.features = self._features_arg
+        else:
+            self.features = make_features(feats_name)
+            self.features.fit(corpus.texts)
         self.X = self.features.transform(corpus.texts)
         self.X_eval = self.features.transform(self.eval_texts) if self.eval_texts is not None else None
         self.features_s = time.perf_counter() - t0
