@@ -6,6 +6,7 @@ from typing import Any
 
 from ..errors import ThriftyError
 from .base import MEASURES, PoolState, Strategy, entropy, least_confidence, margin
+from .diversity import DiversityStrategy
 from .mraru import MRARUStrategy
 from .uncertainty import RandomStrategy, UncertaintyStrategy
 
@@ -20,6 +21,7 @@ STRATEGIES: dict[str, Any] = {
     "margin": _uncertainty("margin"),
     "entropy": _uncertainty("entropy"),
     "mraru": MRARUStrategy,
+    "diversity": DiversityStrategy,
 }
 
 
@@ -32,5 +34,5 @@ def make_strategy(name: str, **kw: Any) -> Strategy:
 
 __all__ = [
     "PoolState", "Strategy", "STRATEGIES", "make_strategy", "RandomStrategy", "UncertaintyStrategy",
-    "MRARUStrategy", "MEASURES", "entropy", "margin", "least_confidence",
+    "MRARUStrategy", "DiversityStrategy", "MEASURES", "entropy", "margin", "least_confidence",
 ]
