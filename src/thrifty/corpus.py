@@ -156,6 +156,16 @@ class Corpus:
             unknown_gold_values=sorted(set(unknown)),
         )
 
+    def fingerprint(self) -> str:
+        """sha256 over all texts in order: tells whether a resumed run sees the same pool."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for t in self.texts:
+            h.update(t.encode("utf-8", errors="surrogatepass"))
+            h.update(b"\x00")
+        return h.hexdigest()
+
     def valid_mask(self) -> np.ndarray:
         """True for rows that may go to the teacher: non-empty and first of their duplicates."""
         seen: set[str] = set()

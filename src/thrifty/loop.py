@@ -184,6 +184,7 @@ class Distiller:
         self.ledger = self._open_ledger()
         self.cached = CachedTeacher(self.teacher, self.ledger, run=self.run_id)
         self.valid = corpus.valid_mask()
+        self._fingerprint = corpus.fingerprint()
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
             cfg_path = self.out / "config.json"
@@ -208,6 +209,7 @@ class Distiller:
         self.features_s = time.perf_counter() - t0
         self.clf_name = clf_name
         self.strategy = make_strategy(cfg.strategy, **cfg.strategy_params)
+        self._free: tuple[np.ndarray, np.ndarray] | None = None
         # state
         self.rng = np.random.default_rng(cfg.random_state)
         self.val_idx = np.zeros(0, dtype=int)
@@ -237,7 +239,10 @@ class Distiller:
             "stop_reason": self.stop_reason_,
             "elapsed_s": self._elapsed(),
             "n_pool": len(self.corpus),
+            "corpus_sha256": self._fingerprint,
         }
+        if hasattr(self.strategy, "state_dict"):  # e.g. LLKD's adaptive thresholds
+            state["strategy_state"] = self.strategy.state_dict()
         _atomic_write(p, json.dumps(state, default=_json_default))
         _write_history_csv(self.out / "history.csv", self.history_)
 
@@ -246,10 +251,10 @@ class Distiller:
         if p is None or not p.exists():
             return
         state = json.loads(p.read_text())
-        if state.get("n_pool") != len(self.corpus):
+        if state.get("corpus_sha256") != self._fingerprint:
             raise ThriftyError(
-                f"The run in {self.out} was made on a corpus of {state.get('n_pool')} rows; this one has "
-                f"{len(self.corpus)}. Resume with the same corpus, or start a new --out directory."
+                f"The run in {self.out} was made on a different corpus ({state.get('n_pool')} rows; this one has "
+                f"{len(self.corpus)}). Resume with the same corpus, or start a new --out directory."
             )
         self.round = int(state["round"])
         self.val_idx = np.asarray(state["val_idx"], dtype=int)
@@ -258,6 +263,8 @@ class Distiller:
         self.history_ = list(state["history"])
         self.stop_reason_ = state.get("stop_reason")
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        if "strategy_state" in state:
+            self.strategy.load_state_dict(state["strategy_state"])
         idx = list(self.val_idx) + self.train_idx
         got = self.cached.lookup([self.corpus.texts[i] for i in idx])
         lost = [i for j, i in enumerate(idx) if j not in got]
@@ -306,23 +313,9 @@ class Distiller:
     def _run(self) -> None:
         cfg = self.config
         if self.round == 0 and not self.train_idx:
-            cand = self._candidates()
-            if len(cand) == 0:
-                raise EmptyPoolError("No non-empty, distinct texts in the corpus to label.")
-            room = cfg.budget.remaining_labels({})
-            n_val = min(cfg.resolved_val_size(), max(0, room - 1), len(cand) - 1)
-            n_val = max(0, n_val)
-            self.val_idx = self.rng.choice(cand, size=n_val, replace=False) if n_val else np.zeros(0, dtype=int)
-            cand = self._candidates()
-            n_seed = min(cfg.seed_size, room - n_val, len(cand))
-            if n_seed < 1:
-                raise ThriftyError(f"The budget ({cfg.budget.describe()}) leaves no labels to train on.")
-            seed = self.rng.choice(cand, size=n_seed, replace=False)
-            if len(self.val_idx):
-                self._ask(self.val_idx, "validation")
-            self._ask(seed, "seed")
-            self.train_idx = [int(i) for i in seed]
-            self._save_state()
+            self._seed()
+        if self.history_ and len(self.history_) > self.round and not hasattr(self, "student_"):
+            self.student_ = self._fit_student()  # resumed after this round was evaluated
         while True:
             if len(self.history_) <= self.round:
                 row = self._train_and_evaluate()
@@ -356,6 +349,39 @@ class Distiller:
             self._save_state()
         self._finish()
 
+    def _seed(self) -> None:
+        """Draw the validation slice and the random seed set, and label them.
+
+        Both are drawn at full size first (so the RNG stream does not depend on costs); with
+        a token or dollar budget one seed label is bought first to learn the cost per label,
+        then both sets are trimmed to what the budget allows.
+        """
+        cfg = self.config
+        cand = self._candidates()
+        if len(cand) < 2:
+            raise EmptyPoolError(f"Only {len(cand)} non-empty, distinct texts in the corpus: nothing to learn from.")
+        n_val = min(cfg.resolved_val_size(), len(cand) - 1)
+        val = self.rng.choice(cand, size=n_val, replace=False) if n_val else np.zeros(0, dtype=int)
+        mask = np.ones(len(self.corpus), dtype=bool)
+        mask[val] = False
+        rest = cand[mask[cand]]
+        seed = self.rng.choice(rest, size=min(cfg.seed_size, len(rest)), replace=False)
+        room = cfg.budget.remaining_labels({})
+        if room >= 1 and (cfg.budget.tokens is not None or cfg.budget.dollars is not None):
+            self._ask(seed[:1], "probe")
+            room = 1 + cfg.budget.remaining_labels(self.spent())
+        if room < 1:
+            raise ThriftyError(f"The budget ({cfg.budget.describe()}) leaves no labels to train on.")
+        # keep at least one seed label; validation takes at most what is left
+        n_seed = max(1, min(len(seed), room - min(n_val, room // 2)))
+        n_val = min(n_val, room - n_seed)
+        self.val_idx = val[:n_val]
+        if len(self.val_idx):
+            self._ask(self.val_idx, "validation")
+        self._ask(seed[:n_seed], "seed")
+        self.train_idx = [int(i) for i in seed[:n_seed]]
+        self._save_state()
+
     def _pool_state(self, cand: np.ndarray) -> PoolState:
         y, conf = self._train_arrays()
         return PoolState(
@@ -367,10 +393,20 @@ class Distiller:
             predict_proba=lambda X: full_proba(self.student_, X, self.task.n_labels),
             y=y,
             teacher_confidence=conf,
+            known=self._free_answers if self.teacher.identity().get("kind") == "replay" else None,
         )
 
+    def _free_answers(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Label indices (-1 = none) and confidences of pool rows from a recording (replay teacher):
+        already paid for, so a strategy may look at them before choosing (LLKD's pool setting)."""
+        if self._free is None:
+            self._free = self._label_arrays(self.teacher.label(self.corpus.texts))
+        return self._free[0][idx], self._free[1][idx]
+
     def _train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        labs = [self.answers[i] for i in self.train_idx]
+        return self._label_arrays([self.answers[i] for i in self.train_idx])
+
+    def _label_arrays(self, labs: Sequence[TeacherLabel]) -> tuple[np.ndarray, np.ndarray]:
         y = np.asarray([self.task.index(a.label) if a.label is not None else -1 for a in labs], dtype=int)
         conf = np.asarray([a.confidence if a.confidence is not None else (1.0 if a.label else 0.0) for a in labs])
         return y, conf
@@ -378,11 +414,18 @@ class Distiller:
     def _fit_student(self) -> Any:
         idx = np.asarray(self.train_idx, dtype=int)
         y, _ = self._train_arrays()
-        keep = y >= 0
+        keep, weight = y >= 0, None
         student = make_student(self.clf_name, **self.config.student_params)
         if keep.sum() == 0:
             raise TeacherError("The teacher abstained on every training document; check the prompt and labels.")
-        student.fit(self.X[idx[keep]], y[keep])
+        self._train_counts: dict[str, Any] = {}
+        if hasattr(self.strategy, "train_weights"):  # e.g. LLKD: gate and weight the labels it is given
+            plan = self.strategy.train_weights(self._pool_state(np.zeros(0, dtype=int)))
+            keep = keep & plan.mask
+            weight, self._train_counts = plan.weights[keep], plan.counts
+            if keep.sum() == 0:
+                raise ThriftyError(f"Strategy {self.config.strategy!r} set aside every label this round: {plan.counts}.")
+        student.fit(self.X[idx[keep]], y[keep], sample_weight=weight)
         return student
 
     def _train_and_evaluate(self) -> dict[str, Any]:
@@ -413,6 +456,7 @@ class Distiller:
             "val_agreement": None,
             "test_accuracy": None,
             "pool_gold_accuracy": None,
+            **self._train_counts,
         }
         if len(self.val_idx):
             vl = [(i, self.answers[i].label) for i in self.val_idx if self.answers[i].label is not None]

@@ -53,7 +53,7 @@ class Budget:
             used = spent.get(key, 0.0)
             if used >= bound:
                 return 0
-            per = used / n if n else 0.0
+            per = 1.1 * used / n if n else 0.0  # 10% margin: texts vary in length
             if per > 0:
                 rem = min(rem, math.floor((bound - used) / per))
         return int(max(0, rem)) if rem != math.inf else 2**62
