@@ -1,0 +1,388 @@
+"""OpenAI-compatible teacher: any server speaking ``POST /chat/completions``.
+
+Works with api.openai.com and with local servers (llama-server, vLLM, ...). Requests run
+concurrently (async httpx, bounded by a semaphore) and are retried with exponential
+backoff and full jitter on 429 / 5xx / timeouts / dropped connections / malformed bodies,
+honouring ``Retry-After``. Every answer is handed to ``on_result`` the moment it arrives,
+so the ledger commits it before anything else can go wrong. The API key is read from an
+environment variable, sent only in the ``Authorization`` header, and scrubbed from every
+message thrifty writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import json
+import logging
+import math
+import os
+import random
+import time
+from datetime import datetime, timezone
+from typing import Any, Sequence
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+
+from ..errors import TeacherError
+from ..task import Task
+from .base import ResultCallback, TeacherLabel, Usage, estimate_tokens, one_hot
+from .parsing import normalise_label, parse_label
+from .pricing import Price
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = frozenset({408, 409, 425, 429})  # plus every 5xx
+FATAL_STATUS = frozenset({401, 403, 404})  # wrong key, no access, wrong URL or model: stop the whole batch
+
+
+# ---- pure helpers (response parsing) ------------------------------------------------------------
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        secs = float(value)
+        return max(0.0, secs) if math.isfinite(secs) else None
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _entry_tokens(entry: dict[str, Any]) -> tuple[str, list[tuple[str, float]]]:
+    """(chosen token, [(candidate token, probability)]) from one position in any known format.
+
+    OpenAI / current llama-server chat: ``{token, logprob, top_logprobs: [{token, logprob}]}``;
+    llama-server ``/completion`` with ``post_sampling_probs``: ``{token, prob, top_probs: [{token, prob}]}``;
+    older llama-server: ``{content, probs: [{tok_str, prob}]}``.
+    """
+    chosen = str(entry.get("token", entry.get("content", entry.get("tok_str", ""))))
+    cands = entry.get("top_logprobs") or entry.get("top_probs") or entry.get("probs") or []
+    out = []
+    for c in cands:
+        if not isinstance(c, dict):
+            continue
+        tok = c.get("token", c.get("tok_str"))
+        if tok is None:
+            continue
+        if c.get("logprob") is not None:
+            p = math.exp(float(c["logprob"]))
+        elif c.get("prob") is not None:
+            p = float(c["prob"])
+        else:
+            continue
+        out.append((str(tok), p))
+    return chosen, out
+
+
+def first_token_candidates(data: dict[str, Any]) -> tuple[str, list[tuple[str, float]]] | None:
+    """The first non-blank answer position's chosen token and top candidates, or None if absent."""
+    choice = (data.get("choices") or [{}])[0] or {}
+    entries = None
+    lp = choice.get("logprobs")
+    if isinstance(lp, dict) and isinstance(lp.get("content"), list):
+        entries = lp["content"]
+    if not entries:
+        entries = data.get("completion_probabilities") or choice.get("completion_probabilities")
+    if not isinstance(entries, list):
+        return None
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        chosen, cands = _entry_tokens(entry)
+        if chosen.strip():
+            return (chosen, cands) if cands else None
+    return None
+
+
+def _label_keys(labels: Sequence[str]) -> list[str]:
+    return [normalise_label(lab).replace(" ", "") for lab in labels]
+
+
+def _matches(token: str, keys: Sequence[str]) -> list[int]:
+    t = normalise_label(token).replace(" ", "")
+    return [j for j, k in enumerate(keys) if t and k.startswith(t)] if t else []
+
+
+def label_distribution(
+    chosen: str, candidates: Sequence[tuple[str, float]], labels: Sequence[str], parsed: str
+) -> np.ndarray | None:
+    """Distribution over ``labels`` from first-token candidates, or None when it cannot be trusted.
+
+    A candidate token counts for the one label whose (normalised) name begins with it; tokens
+    matching no label or several labels are dropped; the rest is renormalised. None when the
+    chosen token does not single out the parsed label (labels not distinguishable by their
+    first token) or no candidate matches a label.
+    """
+    keys = _label_keys(labels)
+    hit = _matches(chosen, keys)
+    if len(hit) != 1 or labels[hit[0]] != parsed:
+        return None
+    p = np.zeros(len(labels), dtype=np.float64)
+    for tok, prob in candidates:
+        m = _matches(tok, keys)
+        if len(m) == 1:
+            p[m[0]] += prob
+    s = p.sum()
+    return p / s if s > 0 else None
+
+
+class _Fatal(Exception):
+    """A response that no retry can fix for any text (bad key, wrong URL or model)."""
+
+
+class OpenAITeacher:
+    """Label texts with a chat model behind an OpenAI-compatible API.
+
+    Parameters
+    ----------
+    task : the label set and prompt (``task.chat_messages``).
+    model : model name sent to the server (e.g. ``gpt-4o-mini``).
+    base_url : server root including ``/v1`` (e.g. ``http://127.0.0.1:8080/v1``).
+    api_key_env : name of the environment variable holding the key (required for api.openai.com).
+    price : dollars per 1k prompt / completion tokens.
+    concurrency : requests in flight at once.
+    max_retries : retries per text after the first attempt.
+    timeout : seconds per request.
+    backoff_base, backoff_max : exponential backoff with full jitter: ``U(0, min(max, base * 2**attempt))``.
+    max_retry_after : longest ``Retry-After`` honoured (seconds).
+    top_logprobs : candidates per token to ask for (0 = do not ask for logprobs).
+    max_tokens : answer length cap (default: enough for the longest label).
+    extra_body : extra request fields (e.g. ``{"n_probs": 20}`` for old llama-servers); part of the identity.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        model: str,
+        base_url: str = "https://api.openai.com/v1",
+        api_key_env: str = "OPENAI_API_KEY",
+        price: Price | None = None,
+        *,
+        concurrency: int = 8,
+        max_retries: int = 6,
+        timeout: float = 60.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        max_retry_after: float = 120.0,
+        temperature: float = 0.0,
+        top_logprobs: int = 20,
+        max_tokens: int | None = None,
+        extra_body: dict[str, Any] | None = None,
+        parse_floor: float = 0.8,
+        seed: int | None = None,
+    ):
+        if concurrency < 1 or max_retries < 0 or timeout <= 0:
+            raise TeacherError("concurrency must be >= 1, max_retries >= 0 and timeout > 0.")
+        self.task = task
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.api_key_env = api_key_env
+        self.price = price or Price()
+        self.concurrency = int(concurrency)
+        self.max_retries = int(max_retries)
+        self.timeout = float(timeout)
+        self.backoff_base = float(backoff_base)
+        self.backoff_max = float(backoff_max)
+        self.max_retry_after = float(max_retry_after)
+        self.temperature = float(temperature)
+        self.top_logprobs = int(top_logprobs)
+        self.max_tokens = int(max_tokens) if max_tokens else max(16, 2 * max(estimate_tokens(lab) for lab in task.labels) + 8)
+        self.extra_body = dict(extra_body or {})
+        self.parse_floor = parse_floor
+        self._rng = random.Random(seed)
+        self._logprobs_ok = self.top_logprobs > 0
+        key = os.environ.get(api_key_env, "").strip() if api_key_env else ""
+        host = urlparse(self.base_url).hostname or ""
+        if not key and host.endswith("api.openai.com"):
+            raise TeacherError(
+                f"No API key: set the environment variable {api_key_env} (or name another with --api-key-env)."
+            )
+        self._api_key = key
+
+    def __repr__(self) -> str:
+        return f"OpenAITeacher(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
+
+    # ---- protocol ---------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """Model and decoding parameters (the ledger key). Never the key, never the URL."""
+        return {
+            "model": self.model,
+            "kind": "openai",
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_logprobs": self.top_logprobs,
+            **({"extra": self.extra_body} if self.extra_body else {}),
+        }
+
+    def label(self, texts: Sequence[str], on_result: ResultCallback | None = None) -> list[TeacherLabel]:
+        """Label ``texts`` concurrently; ``on_result(i, label)`` fires as each answer arrives."""
+        if not texts:
+            return []
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._label_all(list(texts), on_result))
+        # called from inside an event loop (e.g. a notebook): run ours in a worker thread
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, self._label_all(list(texts), on_result)).result()
+
+    # ---- internals --------------------------------------------------------------------------
+    def _scrub(self, s: str) -> str:
+        return s.replace(self._api_key, "***") if self._api_key else s
+
+    def _headers(self) -> dict[str, str]:
+        h = {"Content-Type": "application/json"}
+        if self._api_key:
+            h["Authorization"] = f"Bearer {self._api_key}"
+        return h
+
+    def _body(self, text: str, logprobs: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": self.task.chat_messages(text),
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+        if logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = self.top_logprobs
+        body.update(self.extra_body)
+        return body
+
+    def _backoff(self, attempt: int) -> float:
+        return self._rng.uniform(0.0, min(self.backoff_max, self.backoff_base * 2.0**attempt))
+
+    async def _label_all(self, texts: list[str], on_result: ResultCallback | None) -> list[TeacherLabel]:
+        results: list[TeacherLabel | None] = [None] * len(texts)
+        failures: dict[int, str] = {}
+        fatal: list[str] = []
+        sem = asyncio.Semaphore(self.concurrency)
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        timeout = httpx.Timeout(self.timeout, connect=min(10.0, self.timeout))
+        async with httpx.AsyncClient(headers=self._headers(), timeout=timeout, limits=limits) as client:
+
+            async def one(i: int) -> None:
+                async with sem:
+                    if fatal:
+                        return
+                    try:
+                        lab = await self._ask(client, texts[i])
+                    except _Fatal as e:
+                        fatal.append(str(e))
+                        return
+                    except TeacherError as e:
+                        failures[i] = str(e)
+                        return
+                results[i] = lab
+                if on_result is not None:
+                    on_result(i, lab)
+
+            await asyncio.gather(*(one(i) for i in range(len(texts))))
+        done = sum(r is not None for r in results)
+        if fatal:
+            raise TeacherError(f"{fatal[0]} ({done} of {len(texts)} answers received before this are kept.)")
+        if failures:
+            first = failures[min(failures)]
+            raise TeacherError(
+                f"{len(failures)} of {len(texts)} texts could not be labelled after {self.max_retries} retries "
+                f"(first error: {first}). The {done} answers received are kept; re-run to retry the rest."
+            )
+        return results  # type: ignore[return-value]
+
+    async def _ask(self, client: httpx.AsyncClient, text: str) -> TeacherLabel:
+        """One text: POST with retries; returns its label or raises TeacherError / _Fatal."""
+        url = f"{self.base_url}/chat/completions"
+        last = "no attempt made"
+        dropped_logprobs = False
+        attempt = 0
+        while attempt <= self.max_retries:
+            wait: float | None = None
+            body = self._body(text, self._logprobs_ok and not dropped_logprobs)
+            t0 = time.perf_counter()
+            try:
+                resp = await client.post(url, content=json.dumps(body))
+                latency = time.perf_counter() - t0
+            except httpx.TimeoutException as e:
+                last = f"timed out after {self.timeout:g}s ({type(e).__name__})"
+            except httpx.TransportError as e:
+                last = f"connection failed ({type(e).__name__}: {self._scrub(str(e))[:200]})"
+            else:
+                status = resp.status_code
+                if status == 200:
+                    try:
+                        lab = self._parse(resp.json(), text, latency)
+                        if dropped_logprobs and self._logprobs_ok:
+                            self._logprobs_ok = False  # it worked without: stop asking for logprobs
+                            log.warning("%s rejects logprobs parameters; continuing without them.", url)
+                        return lab
+                    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+                        last = f"malformed response body ({type(e).__name__}: {self._scrub(resp.text[:120])!r})"
+                else:
+                    msg = self._scrub(_server_message(resp))
+                    if status in FATAL_STATUS:
+                        hint = {401: f" Check the key in ${self.api_key_env}.", 404: " Check --base-url and the model name."}
+                        raise _Fatal(f"{url} answered HTTP {status}: {msg}.{hint.get(status, '')}")
+                    if status in (400, 422) and "logprobs" in body and not dropped_logprobs:
+                        # some servers reject logprobs params: retry once without (not counted as a retry)
+                        dropped_logprobs = True
+                        continue
+                    if status not in RETRY_STATUS and status < 500:
+                        raise TeacherError(f"{url} answered HTTP {status}: {msg}")
+                    last = f"HTTP {status}: {msg}"
+                    ra = retry_after_seconds(resp.headers.get("retry-after"))
+                    if ra is not None:
+                        wait = min(ra, self.max_retry_after)
+            if attempt == self.max_retries:
+                break
+            delay = wait if wait is not None else self._backoff(attempt)
+            log.info("teacher request failed (%s); retry %d/%d in %.2fs", last, attempt + 1, self.max_retries, delay)
+            await asyncio.sleep(delay)
+            attempt += 1
+        raise TeacherError(last)
+
+    def _parse(self, data: dict[str, Any], text: str, latency: float) -> TeacherLabel:
+        """Turn a chat completion into a TeacherLabel (raises on a malformed body)."""
+        if not isinstance(data, dict):
+            raise TypeError("body is not a JSON object")
+        message = data["choices"][0]["message"]
+        raw = str(message.get("content") or "")
+        u = data.get("usage") or {}
+        pt = int(u.get("prompt_tokens") or 0) or sum(estimate_tokens(m["content"]) + 4 for m in self.task.chat_messages(text))
+        ct = int(u.get("completion_tokens") or 0) or estimate_tokens(raw)
+        usage = Usage(pt, ct, latency, self.price.cost(pt, ct))
+        label, how = parse_label(raw, self.task.labels, floor=self.parse_floor)
+        if label is None:
+            return TeacherLabel(None, None, None, raw=raw, usage=usage, parse="abstain")
+        probs = None
+        top = first_token_candidates(data)
+        if top is not None:
+            probs = label_distribution(top[0], top[1], self.task.labels, label)
+        if probs is None:
+            probs = one_hot(self.task, label)
+        else:
+            how = "logprobs"
+        return TeacherLabel(label, probs, float(probs.max()), raw=raw, usage=usage, parse=how)
+
+
+def _server_message(resp: httpx.Response) -> str:
+    """The server's error message (OpenAI ``{"error": {"message": ...}}`` or the body text), shortened."""
+    try:
+        data = resp.json()
+        err = data.get("error", data) if isinstance(data, dict) else data
+        msg = err.get("message", err) if isinstance(err, dict) else err
+        text = msg if isinstance(msg, str) else json.dumps(msg)
+    except (ValueError, json.JSONDecodeError):
+        text = resp.text
+    text = " ".join(str(text).split())
+    return text[:300] or resp.reason_phrase
