@@ -110,6 +110,7 @@ def distill(
     from ..task import Task
 
     t0 = time.perf_counter()
+    parsed_budget = Budget.parse(budget)  # fail fast, before reading anything
     saved: dict[str, Any] = {}
     if resume is not None:
         cfg_file = resume / "config.json"
@@ -151,7 +152,7 @@ def distill(
                     "text_col": text_col, "id_col": id_col, "gold_col": gold_col,
                     "eval": str(eval_path.resolve()) if eval_path else None, "ledger": str(ledger.resolve()) if ledger else None}
         d = Distiller(
-            task, tch, student=student, strategy=strategy, strategy_params=strategy_params, budget=Budget.parse(budget),
+            task, tch, student=student, strategy=strategy, strategy_params=strategy_params, budget=parsed_budget,
             batch=batch, seed_size=seed_size, val_size=val_size,
             stopping=Stopping(plateau_eps=plateau_eps, plateau_rounds=plateau, target_agreement=target_agreement, max_rounds=max_rounds),
             random_state=seed, out=out, ledger=ledger, eval_texts=ev_texts, eval_gold=ev_gold,

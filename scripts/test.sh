@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up a virtual environment with every extra and run the whole test suite.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
+.venv/bin/pip install -q --upgrade pip
+# torch first and exactly this version (a local CPU build); anything later that wants torch reuses it
+.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -e '.[dev]'
+.venv/bin/python -m pytest "$@"
