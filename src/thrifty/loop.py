@@ -45,6 +45,8 @@ class DistillConfig:
     budget: Budget = field(default_factory=Budget)
     stopping: Stopping = field(default_factory=Stopping)
     random_state: int = 0
+    synthesize: str | None = None  # "pgkd": write new training texts after each round
+    synthesis_params: dict[str, Any] = field(default_factory=dict)
 
     def resolved_val_size(self) -> int:
         if self.val_size is not None:
@@ -110,6 +112,9 @@ class Distiller:
         config: DistillConfig | None = None,
         meta: dict[str, Any] | None = None,
         features: Any = None,
+        synthesize: str | None = None,
+        synthesis_params: dict[str, Any] | None = None,
+        generator: Any = None,
     ):
         self.task = task
         self.teacher = teacher
@@ -124,6 +129,8 @@ class Distiller:
             budget=Budget.parse(budget),
             stopping=stopping or Stopping(),
             random_state=int(random_state),
+            synthesize=synthesize,
+            synthesis_params=dict(synthesis_params or {}),
         )
         if self.config.batch < 1 or self.config.seed_size < 1:
             raise ThriftyError("batch and seed_size must be at least 1.")
@@ -136,6 +143,7 @@ class Distiller:
         self.meta = dict(meta or {})
         # a fitted feature extractor to reuse instead of fitting one per run (benchmark grids)
         self._features_arg = features
+        self._generator = generator  # PGKD's text writer (else built from synthesis_params["generator"])
         self.run_id = self.meta.get("run_id") or uuid.uuid4().hex[:12]
         self.meta["run_id"] = self.run_id
 
@@ -210,6 +218,11 @@ class Distiller:
         self.clf_name = clf_name
         self.strategy = make_strategy(cfg.strategy, **cfg.strategy_params)
         self._free: tuple[np.ndarray, np.ndarray] | None = None
+        self.synthesis = None
+        if cfg.synthesize:
+            from .synthesis import make_synthesizer
+
+            self.synthesis = make_synthesizer(cfg.synthesize, cfg.synthesis_params, generator=self._generator)
         # state
         self.rng = np.random.default_rng(cfg.random_state)
         self.val_idx = np.zeros(0, dtype=int)
@@ -243,6 +256,8 @@ class Distiller:
         }
         if hasattr(self.strategy, "state_dict"):  # e.g. LLKD's adaptive thresholds
             state["strategy_state"] = self.strategy.state_dict()
+        if self.synthesis is not None:
+            state["synthesis"] = self.synthesis.state_dict()
         _atomic_write(p, json.dumps(state, default=_json_default))
         _write_history_csv(self.out / "history.csv", self.history_)
 
@@ -265,6 +280,8 @@ class Distiller:
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
         if "strategy_state" in state:
             self.strategy.load_state_dict(state["strategy_state"])
+        if self.synthesis is not None:
+            self.synthesis.load_state(state.get("synthesis"))
         idx = list(self.val_idx) + self.train_idx
         got = self.cached.lookup([self.corpus.texts[i] for i in idx])
         lost = [i for j, i in enumerate(idx) if j not in got]
@@ -283,13 +300,15 @@ class Distiller:
         """Accounted spend of this run: every answer counts its original cost, cached or not,
         so a re-run follows the same trajectory; ``dollars_paid`` is what was paid now."""
         labs = list(self.answers.values())
-        return {
+        spent = {
             "labels": len(labs),
             "tokens": float(sum(a.usage.total_tokens for a in labs)),
             "prompt_tokens": float(sum(a.usage.prompt_tokens for a in labs)),
             "completion_tokens": float(sum(a.usage.completion_tokens for a in labs)),
             "dollars": float(sum(a.usage.cost_usd for a in labs)),
         }
+        # PGKD: generation tokens/dollars and the re-labels of generated texts count like labels
+        return self.synthesis.add_spend(spent) if self.synthesis is not None else spent
 
     def _ask(self, idx: Sequence[int], what: str) -> None:
         texts = [self.corpus.texts[i] for i in idx]
@@ -319,6 +338,10 @@ class Distiller:
         while True:
             if len(self.history_) <= self.round:
                 row = self._train_and_evaluate()
+                extra = self.synthesis.after_round(self) if self.synthesis is not None else {}
+                if extra.get("pgkd_cycle"):  # a cycle ran: re-evaluate (student and spend changed)
+                    row.update({k: v for k, v in self._train_and_evaluate().items() if k not in ("select_s", "scored")})
+                row.update(extra)
                 self.history_.append(row)
                 self._save_state()
                 if self.on_round:
@@ -425,7 +448,12 @@ class Distiller:
             weight, self._train_counts = plan.weights[keep], plan.counts
             if keep.sum() == 0:
                 raise ThriftyError(f"Strategy {self.config.strategy!r} set aside every label this round: {plan.counts}.")
-        student.fit(self.X[idx[keep]], y[keep], sample_weight=weight)
+        X, yk = self.X[idx[keep]], y[keep]
+        if self.synthesis is not None:  # generated texts join the training set (never pool or validation)
+            X, yk = self.synthesis.augment(X, yk, self)
+            if weight is not None:
+                weight = np.concatenate([weight, np.ones(len(yk) - len(weight))])
+        student.fit(X, yk, sample_weight=weight)
         return student
 
     def _train_and_evaluate(self) -> dict[str, Any]:

@@ -1,0 +1,11 @@
+"""Synthesis: new labelled training texts written by an LLM (PGKD)."""
+
+from .generators import Generation, Generator, LocalGenerator, OpenAIGenerator, make_generator
+from .pgkd import PGKD, PGKDConfig, make_synthesizer
+
+SYNTHESIZERS: dict[str, type] = {"pgkd": PGKD}
+
+__all__ = [
+    "Generation", "Generator", "LocalGenerator", "OpenAIGenerator", "make_generator", "PGKD", "PGKDConfig",
+    "make_synthesizer", "SYNTHESIZERS",
+]
