@@ -7,6 +7,7 @@ from typing import Any
 from ..errors import ThriftyError
 from .base import MEASURES, PoolState, Strategy, entropy, least_confidence, margin
 from .diversity import DiversityStrategy
+from .llkd import LLKDStrategy
 from .mraru import MRARUStrategy
 from .uncertainty import RandomStrategy, UncertaintyStrategy
 
@@ -22,6 +23,7 @@ STRATEGIES: dict[str, Any] = {
     "entropy": _uncertainty("entropy"),
     "mraru": MRARUStrategy,
     "diversity": DiversityStrategy,
+    "llkd": LLKDStrategy,
 }
 
 
@@ -34,5 +36,5 @@ def make_strategy(name: str, **kw: Any) -> Strategy:
 
 __all__ = [
     "PoolState", "Strategy", "STRATEGIES", "make_strategy", "RandomStrategy", "UncertaintyStrategy",
-    "MRARUStrategy", "DiversityStrategy", "MEASURES", "entropy", "margin", "least_confidence",
+    "MRARUStrategy", "DiversityStrategy", "LLKDStrategy", "MEASURES", "entropy", "margin", "least_confidence",
 ]

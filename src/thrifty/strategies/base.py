@@ -21,6 +21,8 @@ class PoolState:
     predict_proba: Callable[[Any], np.ndarray] | None = None  # None before the first student exists
     y: np.ndarray | None = None  # label indices of `labelled` (-1 = abstained)
     teacher_confidence: np.ndarray | None = None
+    # (label indices, confidences) of pool rows whose teacher answers cost nothing (a recording); None otherwise
+    known: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
     scored: int = 0
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -29,6 +31,17 @@ class PoolState:
             raise RuntimeError("No student yet: the strategy must fall back to random selection.")
         self.scored += len(idx)
         return self.predict_proba(self.X[idx])
+
+
+@dataclass
+class TrainWeights:
+    """What a strategy's optional ``train_weights(state)`` returns: which labelled rows
+    (aligned with ``state.labelled``) the student fits on, their sample weights, and counts
+    for the history row (set-aside labels are counted, never silently dropped)."""
+
+    mask: np.ndarray
+    weights: np.ndarray
+    counts: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable
