@@ -184,7 +184,7 @@ def test_persistent_failure_raises_and_keeps_successes(sim_server, task, rows, t
     texts = [r["text"] for r in rows[:10]]
     sim = sim_server(faults=Faults(poison=frozenset(texts[2:5])))
     led = Ledger(tmp_path / "ledger.sqlite")
-    with pytest.raises(TeacherError, match=r"3 of 10 texts could not be labelled after 2 retries.*HTTP 500"):
+    with pytest.raises(TeacherError, match=r"3 of 10 texts could not be labelled .*HTTP 500.*gave up after 2 retries"):
         CachedTeacher(teacher(task, sim, max_retries=2), led).label(texts)
     assert led.n_labels() == 7
     # the server heals; a re-run pays only for the 3 missing texts
@@ -229,3 +229,11 @@ def test_api_key_never_leaks(sim_server, task, rows, tmp_path, monkeypatch, capl
     assert caplog.records  # the retries were logged
     for blob in blobs:
         assert secret not in blob
+
+
+def test_wrong_url_fails_fast_with_hint(sim_server, task, rows):
+    sim = sim_server()
+    t = OpenAITeacher(task, "sim", base_url=sim.base_url + "/nope", api_key_env="THRIFTY_TEST_NO_SUCH_KEY", **FAST)
+    with pytest.raises(TeacherError, match=r"HTTP 404: No route .*Check --base-url and the model name"):
+        t.label([r["text"] for r in rows[:20]])
+    assert sim.stats()["answered"] == 0

@@ -295,8 +295,8 @@ class OpenAITeacher:
         if failures:
             first = failures[min(failures)]
             raise TeacherError(
-                f"{len(failures)} of {len(texts)} texts could not be labelled after {self.max_retries} retries "
-                f"(first error: {first}). The {done} answers received are kept; re-run to retry the rest."
+                f"{len(failures)} of {len(texts)} texts could not be labelled (first error: {first}). "
+                f"The {done} answers received are kept; re-run to retry the rest."
             )
         return results  # type: ignore[return-value]
 
@@ -349,7 +349,7 @@ class OpenAITeacher:
             log.info("teacher request failed (%s); retry %d/%d in %.2fs", last, attempt + 1, self.max_retries, delay)
             await asyncio.sleep(delay)
             attempt += 1
-        raise TeacherError(last)
+        raise TeacherError(f"{last}; gave up after {self.max_retries} retries")
 
     def _parse(self, data: dict[str, Any], text: str, latency: float) -> TeacherLabel:
         """Turn a chat completion into a TeacherLabel (raises on a malformed body)."""
