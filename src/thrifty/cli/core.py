@@ -81,7 +81,7 @@ def distill(
     api_key_env: str = ApiKeyEnv,
     out: Path = typer.Option(Path("run"), "--out", "-o", help="Run directory (state, ledger, model, history)."),
     budget: str = typer.Option("500", "--budget", "-b", help="'500' labels, '200k tokens' or '$5'. Validation labels count."),
-    strategy: str = typer.Option("mraru", "--strategy", "-s", help="random | least_confidence | margin | entropy | mraru"),
+    strategy: str = typer.Option("mraru", "--strategy", "-s", help="random | least_confidence | margin | entropy | mraru | diversity | llkd"),
     mraru_exponent: float = typer.Option(2.0, "--mraru-exponent", help="M-RARU: accept if r < u**exponent."),
     student: str = typer.Option("tfidf-lr", "--student", help="FEATURES-CLASSIFIER, e.g. tfidf-lr."),
     batch: int = typer.Option(50, "--batch", help="Labels per round."),
