@@ -48,3 +48,30 @@ def sim_server() -> Iterator[Callable[..., Any]]:
     yield make
     for sim in started:
         sim.stop()
+
+
+@pytest.fixture(scope="session")
+def ag_news_run(tmp_path_factory: pytest.TempPathFactory, ag_news: Path) -> Path:
+    """A small real run: `thrifty distill` on 1,000 ag_news pool rows, recorded Qwen teacher, 120 labels.
+
+    The pool CSV carries the recording as teacher_label/teacher_confidence columns, so the
+    run's teacher is ``replay`` (rebuilt from config.json by `predict --cascade`).
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    from typer.testing import CliRunner
+
+    from thrifty.cli import app
+
+    d = tmp_path_factory.mktemp("ag_news_run")
+    pool = pcsv.read_csv(ag_news / "pool.csv").slice(0, 1000)
+    rec = pcsv.read_csv(ag_news / "teacher_qwen2.5-1.5b.csv").to_pydict()
+    by_row = {r: (lab, c) for r, lab, c in zip(rec["row"], rec["teacher_label"], rec["teacher_confidence"])}
+    pool = pool.append_column("teacher_label", pa.array([by_row.get(i, (None, None))[0] for i in range(pool.num_rows)]))
+    pool = pool.append_column("teacher_confidence", pa.array([by_row.get(i, (None, None))[1] for i in range(pool.num_rows)]))
+    pcsv.write_csv(pool, d / "pool.csv")
+    (d / "labels.json").write_text((ag_news / "labels.json").read_text())
+    res = CliRunner().invoke(app, ["distill", str(d / "pool.csv"), "--labels", str(d / "labels.json"), "--teacher", "replay",
+                                   "--budget", "120", "--val-size", "40", "--batch", "30", "--out", str(d / "run"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    return d

@@ -1,0 +1,255 @@
+"""The cascade: send the documents the student is unsure of back to the teacher.
+
+A document goes to the teacher when the student's confidence (max probability) is below a
+threshold ``t``. ``t`` is chosen on teacher-labelled validation data (the run's validation
+slice, whose answers are already in the ledger) so that the expected agreement of the final
+labels with the teacher meets a target::
+
+    agreement(t) = (n_escalated(t) + sum over kept rows of [student == teacher]) / n
+
+An escalated row counts as agreeing because it *gets* the teacher's label. Both the
+agreement and the escalation rate are proportions over the ``n`` validation rows, reported
+with Wilson score intervals. The functional core (:func:`agreement_curve`,
+:func:`choose_threshold`) works on plain arrays; :func:`plan_from_run` wires it to a run
+directory and :class:`Cascade` applies it batch by batch through the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ThriftyError
+from .teachers.ledger import CachedTeacher
+
+ESCALATE_ALL = 2.0  # a threshold above any probability: every document goes to the teacher
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (scipy's implementation)."""
+    from scipy.stats import binomtest
+
+    if n <= 0:
+        return (0.0, 1.0)
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def agreement_curve(
+    confidence: np.ndarray, student: np.ndarray, teacher: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every distinct cut of the validation rows, from escalating none to escalating all.
+
+    Returns ``(thresholds, n_agree, n_escalated)``: escalating the rows with confidence
+    ``< thresholds[j]`` sends ``n_escalated[j]`` of them to the teacher and leaves
+    ``n_agree[j]`` rows (escalated ones included) agreeing with it. Thresholds sit midway
+    between consecutive distinct confidences, so tied rows are never split.
+    """
+    conf = np.asarray(confidence, dtype=np.float64)
+    match = np.asarray(student) == np.asarray(teacher)
+    n = len(conf)
+    if not (len(match) == n):
+        raise ThriftyError("confidence, student and teacher must have the same length.")
+    order = np.argsort(conf, kind="stable")
+    c, m = conf[order], match[order].astype(np.int64)
+    # kept_agree[k]: matches among the rows left to the student when the k lowest are escalated
+    kept_agree = np.concatenate([np.cumsum(m[::-1])[::-1], [0]])
+    ks = [0] + [k for k in range(1, n) if c[k - 1] < c[k]] + ([n] if n else [])
+    ks = np.asarray(sorted(set(ks)), dtype=np.int64)
+    thr = np.empty(len(ks), dtype=np.float64)
+    for j, k in enumerate(ks):
+        thr[j] = 0.0 if k == 0 else ESCALATE_ALL if k == n else (c[k - 1] + c[k]) / 2.0
+    return thr, ks + kept_agree[ks], ks
+
+
+@dataclass
+class CascadePlan:
+    """The chosen threshold and what validation says it will give."""
+
+    threshold: float
+    n_val: int
+    est_agreement: float
+    agreement_ci: tuple[float, float]
+    est_escalation_rate: float
+    escalation_ci: tuple[float, float]
+    student_agreement: float  # agreement with no escalation at all, for reference
+    target_agreement: float | None = None
+    max_escalation_rate: float | None = None
+    target_met: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        lo, hi = self.agreement_ci
+        elo, ehi = self.escalation_ci
+        out = [
+            f"threshold {self.threshold:.4f} chosen on {self.n_val} teacher-labelled validation rows",
+            f"expected agreement with the teacher {self.est_agreement:.3f} (95% CI {lo:.3f}-{hi:.3f}); "
+            f"student alone {self.student_agreement:.3f}",
+            f"expected escalation rate {self.est_escalation_rate:.3f} (95% CI {elo:.3f}-{ehi:.3f})",
+        ]
+        if not self.target_met:
+            out.append(f"the escalation cap keeps the expected agreement below the target {self.target_agreement}")
+        return out
+
+
+def choose_threshold(
+    confidence: np.ndarray,
+    student: np.ndarray,
+    teacher: np.ndarray,
+    target_agreement: float | None = None,
+    max_escalation_rate: float | None = None,
+    conservative: bool = False,
+    level: float = 0.95,
+) -> CascadePlan:
+    """The lowest threshold whose validation agreement meets ``target_agreement``.
+
+    ``conservative`` asks the Wilson lower bound (not the point estimate) to meet the
+    target. ``max_escalation_rate`` caps the validation escalation rate; with no target it
+    picks the highest threshold under the cap (the most escalations the cap allows).
+    """
+    if target_agreement is None and max_escalation_rate is None:
+        raise ThriftyError("The cascade needs a target agreement or a maximum number of escalations.")
+    if target_agreement is not None and not 0.0 < target_agreement <= 1.0:
+        raise ThriftyError(f"--target-agreement must be in (0, 1]; got {target_agreement}.")
+    n = len(confidence)
+    if n == 0:
+        raise ThriftyError("No teacher-labelled validation rows to choose the cascade threshold on.")
+    thr, agree, esc = agreement_curve(confidence, student, teacher)
+    allowed = np.ones(len(thr), dtype=bool) if max_escalation_rate is None else esc <= max_escalation_rate * n + 1e-9
+    j = int(np.flatnonzero(allowed)[-1])  # index 0 (escalate nothing) is always allowed
+    met = True
+    if target_agreement is not None:
+        score = np.array([wilson_interval(a, n, level)[0] for a in agree]) if conservative else agree / n
+        ok = np.flatnonzero((score >= target_agreement - 1e-12) & allowed)
+        if len(ok):
+            j = int(ok[0])
+        else:
+            met = False
+    return CascadePlan(
+        threshold=float(thr[j]),
+        n_val=n,
+        est_agreement=float(agree[j] / n),
+        agreement_ci=wilson_interval(int(agree[j]), n, level),
+        est_escalation_rate=float(esc[j] / n),
+        escalation_ci=wilson_interval(int(esc[j]), n, level),
+        student_agreement=float(agree[0] / n),
+        target_agreement=target_agreement,
+        max_escalation_rate=max_escalation_rate,
+        target_met=met,
+    )
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    cfg = run_dir / "config.json"
+    if not cfg.exists():
+        raise ThriftyError(f"{run_dir} is not a thrifty run directory (no config.json); the cascade needs one.")
+    return json.loads(cfg.read_text(encoding="utf-8"))
+
+
+def open_run_teacher(run_dir: str | Path, **price_kw: Any) -> tuple[CachedTeacher, Any]:
+    """The run's teacher behind the run's ledger, built from ``config.json`` like ``distill --resume``.
+
+    Returns ``(cached_teacher, pool_corpus)``. ``price_kw`` may hold ``prices``,
+    ``price_in``, ``price_out`` (never stored in the run).
+    """
+    from .corpus import column_names, read_corpus
+    from .task import Task
+    from .teachers import make_teacher
+    from .teachers.ledger import Ledger
+    from .teachers.replay import CONF_COLS, LABEL_COLS, PROBS_COLS
+
+    run_dir = Path(run_dir)
+    saved = _run_config(run_dir)
+    cli = saved.get("meta", {}).get("cli", {})
+    if not cli.get("corpus") or not cli.get("teacher"):
+        raise ThriftyError(f"{run_dir}/config.json does not record the corpus and teacher; re-run `thrifty distill`.")
+    corpus_path = Path(cli["corpus"])
+    task = Task.from_dict(saved["task"])
+    extra = []
+    if cli["teacher"] == "replay":
+        extra = [c for c in LABEL_COLS + CONF_COLS + PROBS_COLS if c in column_names(corpus_path)]
+    pool = read_corpus(corpus_path, text_col=cli.get("text_col") or "text", id_col=cli.get("id_col"), extra_cols=extra)
+    teacher = make_teacher(cli["teacher"], task, pool, base_url=cli.get("base_url"),
+                           api_key_env=cli.get("api_key_env") or "OPENAI_API_KEY", **price_kw)
+    ledger = Ledger(Path(cli["ledger"]) if cli.get("ledger") else run_dir / "ledger.sqlite")
+    run_id = saved.get("meta", {}).get("run_id", "")
+    return CachedTeacher(teacher, ledger, run=f"{run_id}:predict" if run_id else "predict"), pool
+
+
+def validation_rows(run_dir: str | Path) -> np.ndarray:
+    """Pool positions of the run's teacher-labelled validation slice (never trained on)."""
+    state = Path(run_dir) / "state.json"
+    if not state.exists():
+        raise ThriftyError(f"{run_dir} has no state.json; finish `thrifty distill` before predicting with --cascade.")
+    return np.asarray(json.loads(state.read_text(encoding="utf-8"))["val_idx"], dtype=int)
+
+
+def plan_from_run(
+    run_dir: str | Path,
+    model: Any,
+    cached: CachedTeacher,
+    pool: Any,
+    target_agreement: float | None = None,
+    max_escalation_rate: float | None = None,
+    conservative: bool = False,
+) -> CascadePlan:
+    """Choose the threshold on the run's validation slice: student predictions vs ledger answers (free)."""
+    idx = validation_rows(run_dir)
+    texts = [pool.texts[i] for i in idx]
+    answers = cached.lookup(texts)
+    if len(answers) < len(texts):
+        raise ThriftyError(
+            f"{len(texts) - len(answers)} of {len(texts)} validation answers are missing from {cached.ledger.path}; "
+            "was the ledger moved? Keep the run directory intact."
+        )
+    keep = [i for i in range(len(texts)) if answers[i].label is not None]  # teacher abstentions say nothing
+    if not keep:
+        raise ThriftyError("The teacher abstained on every validation row; the cascade threshold cannot be chosen.")
+    proba = model.predict_proba([texts[i] for i in keep])
+    teacher = np.asarray([model.labels.index(answers[i].label) for i in keep])
+    return choose_threshold(proba.max(axis=1), proba.argmax(axis=1), teacher, target_agreement,
+                            max_escalation_rate, conservative)
+
+
+@dataclass
+class EscalationCounts:
+    escalated: int = 0
+    abstained: int = 0
+    capped: int = 0  # below the threshold but left to the student because the cap was reached
+
+
+class Cascade:
+    """Applies a threshold batch by batch: low-confidence documents get the teacher's label (via the ledger)."""
+
+    def __init__(self, cached: CachedTeacher, labels: Sequence[str], threshold: float, max_escalations: int | None = None):
+        self.cached = cached
+        self.labels = list(labels)
+        self.threshold = float(threshold)
+        self.max_escalations = max_escalations
+        self.counts = EscalationCounts()
+
+    def apply(self, texts: Sequence[str], pred: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(final label indices, from_teacher mask)``. Every answer is committed to the ledger as it arrives."""
+        pred = np.asarray(pred).copy()
+        from_teacher = np.zeros(len(pred), dtype=bool)
+        low = np.flatnonzero(np.asarray(conf) < self.threshold)
+        if self.max_escalations is not None:
+            room = max(0, self.max_escalations - self.counts.escalated)
+            self.counts.capped += max(0, len(low) - room)
+            low = low[:room]
+        if len(low):
+            answers = self.cached.label([texts[i] for i in low])
+            self.counts.escalated += len(low)
+            for i, a in zip(low, answers):
+                if a.label is None:
+                    self.counts.abstained += 1
+                else:
+                    pred[i] = self.labels.index(a.label)
+                    from_teacher[i] = True
+        return pred, from_teacher

@@ -1,0 +1,95 @@
+"""``thrifty predict``: classify a whole corpus with a run's student (optionally cascading to the teacher)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import ThriftyError
+from .app import app, console, friendly
+from .core import IdCol, PriceIn, PriceOut, Prices, TextCol
+
+
+@app.command()
+@friendly
+def predict(
+    run: Path = typer.Argument(..., help="Run directory made by `thrifty distill` (or a model directory)."),
+    corpus: Path = typer.Argument(..., help="Texts to classify: .parquet, .csv or .jsonl, any size."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .parquet/.csv/.jsonl (a Parquet directory with --engine ray)."),
+    text_col: str = TextCol,
+    id_col: Optional[str] = IdCol,
+    batch_size: int = typer.Option(8192, "--batch-size", help="Rows per batch (memory grows with it, not with the corpus)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes (default: CPU count, max 8; 1 = in process)."),
+    probs: bool = typer.Option(False, "--probs", help="Also write the full distribution (one p_<label> column per label)."),
+    engine: str = typer.Option("local", "--engine", help="local (processes on this machine) | ray (Ray Data)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)."),
+    cascade: bool = typer.Option(False, "--cascade", help="Send low-confidence documents to the run's teacher (via its ledger)."),
+    target_agreement: Optional[float] = typer.Option(None, "--target-agreement", help="Cascade: expected agreement with the teacher to reach (e.g. 0.98)."),
+    max_escalations: Optional[int] = typer.Option(None, "--max-escalations", help="Cascade: at most this many documents go to the teacher."),
+    conservative: bool = typer.Option(False, "--conservative", help="Cascade: the 95% lower bound, not the estimate, must meet the target."),
+    restart: bool = typer.Option(False, "--restart", help="Discard the parts of an unfinished earlier run instead of resuming."),
+    summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="Also write the run summary as JSON."),
+    prices: Optional[Path] = Prices,
+    price_in: Optional[float] = PriceIn,
+    price_out: Optional[float] = PriceOut,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Label every document of CORPUS with the student of RUN, streaming, in parallel, resumably."""
+    if engine not in ("local", "ray"):
+        raise ThriftyError(f"Unknown --engine {engine!r}: use local or ray.")
+    if (target_agreement is not None or max_escalations is not None) and not cascade:
+        raise ThriftyError("--target-agreement and --max-escalations need --cascade.")
+    if engine == "ray":
+        if cascade:
+            raise ThriftyError("--cascade runs with --engine local only (teacher calls go through one ledger file).")
+        from ..engines.ray import predict_ray
+
+        summary = predict_ray(run, corpus, out, text_col=text_col, id_col=id_col, batch_size=batch_size,
+                              probs=probs, address=address, concurrency=workers)
+    else:
+        from ..predict import predict_file
+
+        casc = plan = None
+        if cascade:
+            casc, plan = _make_cascade(run, corpus, text_col, target_agreement, max_escalations, conservative,
+                                       {"prices": prices, "price_in": price_in, "price_out": price_out})
+        summary = predict_file(run, corpus, out, text_col=text_col, id_col=id_col, batch_size=batch_size,
+                               workers=workers, probs=probs, cascade=casc, cascade_plan=plan, restart=restart,
+                               progress=not quiet)
+        if casc is not None:
+            casc.cached.ledger.close()
+    msg = (f"[bold green]done[/] {summary.rows:,} rows in {summary.seconds:.1f}s "
+           f"({summary.docs_per_s:,.0f} docs/s, {summary.workers} workers, engine {summary.engine}) -> {summary.out}")
+    if summary.resumed_batches:
+        msg += f"; resumed: {summary.resumed_batches} of {summary.batches} batches were already done"
+    console.print(msg)
+    if summary.cascade is not None:
+        console.print(f"cascade: {summary.escalated:,} documents sent to the teacher "
+                      f"({summary.escalated / max(summary.rows, 1):.3f} of the corpus), {summary.teacher_requests:,} paid "
+                      f"now (the rest from the ledger), {summary.abstained:,} abstentions kept the student label"
+                      + (f", {summary.capped:,} left to the student by --max-escalations" if summary.capped else ""))
+    if summary_json:
+        summary_json.write_text(json.dumps(summary.as_dict(), indent=2, default=str), encoding="utf-8")
+
+
+def _make_cascade(run: Path, corpus: Path, text_col: str, target: Optional[float], max_esc: Optional[int],
+                  conservative: bool, price_kw: dict):
+    """Threshold from the run's validation slice, teacher + ledger from the run's config."""
+    from ..cascade import Cascade, open_run_teacher, plan_from_run
+    from ..predict import count_rows
+    from ..students import load_model
+
+    if target is None and max_esc is None:
+        raise ThriftyError("--cascade needs --target-agreement (e.g. 0.98) and/or --max-escalations N.")
+    if max_esc is not None and max_esc < 0:
+        raise ThriftyError("--max-escalations must be 0 or more.")
+    model = load_model(run)
+    cached, pool = open_run_teacher(run, **price_kw)
+    rate = None if max_esc is None else max_esc / max(count_rows(corpus, text_col), 1)
+    plan = plan_from_run(run, model, cached, pool, target, rate, conservative)
+    for line in plan.lines():
+        console.print(f"cascade: {line}")
+    return Cascade(cached, model.labels, plan.threshold, max_esc), plan

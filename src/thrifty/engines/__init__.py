@@ -1,0 +1,1 @@
+"""Distributed prediction on existing engines (``thrifty predict --engine ray``); optional extras."""

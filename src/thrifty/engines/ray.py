@@ -1,0 +1,113 @@
+"""``thrifty predict --engine ray``: the same prediction on Ray Data.
+
+``read_parquet`` / ``read_csv`` / ``read_json`` -> ``map_batches`` with a callable class
+(the student is loaded once per actor, an autoscaling actor pool) -> ``write_parquet``. Order is preserved
+(``DataContext.execution_options.preserve_order``), and the per-batch work is
+:func:`thrifty.predict.score` / :func:`thrifty.predict.result_table`, so labels are the
+local engine's. Needs the ``ray`` extra (``pip install thrifty[ray]``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..corpus import column_names, detect_format
+from ..errors import CorpusError, ThriftyError
+from ..predict import DEFAULT_BATCH, PredictSummary, _model_dir, result_table, score, texts_of
+
+
+class StudentPredictor:
+    """Ray Data callable class: loads the model in ``__init__`` (once per actor), scores Arrow batches."""
+
+    def __init__(self, model_dir: str, text_col: str, id_col: str, probs: bool):
+        from threadpoolctl import threadpool_limits
+
+        from ..students import load_model
+
+        threadpool_limits(1)
+        self.model = load_model(model_dir)
+        self.text_col, self.id_col, self.probs = text_col, id_col, probs
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        pred, conf, proba = score(self.model, texts_of(batch.column(self.text_col)))
+        return result_table(batch.column(self.id_col), self.id_col, self.model.labels, pred, conf,
+                            proba if self.probs else None)
+
+
+def _read(ray: Any, corpus: Path, columns: list[str]) -> Any:
+    fmt = detect_format(corpus)
+    if fmt == "parquet":
+        return ray.data.read_parquet(str(corpus), columns=columns)
+    if fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        return ray.data.read_csv(str(corpus), convert_options=pcsv.ConvertOptions(
+            include_columns=columns, column_types={c: pa.string() for c in columns}, strings_can_be_null=False),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True))
+    return ray.data.read_json(str(corpus), lines=True).select_columns(columns)
+
+
+def predict_ray(
+    run: str | Path,
+    corpus: str | Path,
+    out: str | Path,
+    *,
+    text_col: str = "text",
+    id_col: str | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    probs: bool = False,
+    address: str | None = None,
+    concurrency: int | None = None,
+    num_cpus: int | None = None,
+) -> PredictSummary:
+    """Classify ``corpus`` with Ray Data and write ``out`` as a directory of Parquet files (in input order).
+
+    Connects to ``address`` if given, else to a running Ray, else starts a local one
+    (``num_cpus`` of them). Up to ``concurrency`` actors score batches (default: the cluster's
+    CPUs less one, kept for reading and writing).
+    An ``id_col`` is required: row numbers are not defined across a sharded dataset.
+    """
+    try:
+        import ray
+    except ImportError as e:
+        raise ThriftyError("--engine ray needs Ray: pip install 'thrifty[ray]'.") from e
+    t0 = time.perf_counter()
+    run, corpus, out = Path(run), Path(corpus), Path(out)
+    model_dir = _model_dir(run)
+    if not (model_dir / "model.json").exists():
+        raise ThriftyError(f"No thrifty model in {run}. Point to a run directory made by `thrifty distill`.")
+    if id_col is None:
+        raise ThriftyError("--engine ray needs --id-col (a column of unique ids): rows are sharded across workers.")
+    if not corpus.exists():
+        raise CorpusError(f"Corpus file {corpus} does not exist.")
+    names = column_names(corpus)
+    missing = [c for c in (text_col, id_col) if c not in names]
+    if missing:
+        raise CorpusError(f"{corpus} has no column(s) {missing}; it has {names}. Use --text-col/--id-col.")
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
+    # leave one CPU to the read and write tasks, or the actors can starve them (a deadlock on small clusters)
+    n_cpus = int(ray.cluster_resources().get("CPU", 1))
+    actors = max(1, int(concurrency or n_cpus - 1))
+    ds = _read(ray, corpus, list(dict.fromkeys([id_col, text_col])))
+    ds = ds.map_batches(StudentPredictor, fn_constructor_args=(str(model_dir), text_col, id_col, probs),
+                        batch_size=batch_size, batch_format="pyarrow", num_cpus=1,
+                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors))
+    if out.exists() and any(out.iterdir()) if out.is_dir() else out.exists():
+        raise ThriftyError(f"{out} already exists; Ray writes a directory of Parquet files: choose a new --out.")
+    ds.write_parquet(str(out))
+    secs = time.perf_counter() - t0
+    import pyarrow.parquet as pq
+
+    rows = int(pq.ParquetDataset(str(out)).read(columns=[id_col]).num_rows) if out.exists() else 0
+    return PredictSummary(out=str(out), rows=rows, batches=int(np.ceil(rows / batch_size)), seconds=secs,
+                          docs_per_s=rows / secs if secs > 0 else 0.0, engine="ray", workers=actors)
