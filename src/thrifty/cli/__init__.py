@@ -6,6 +6,7 @@ from .app import app
 
 # Command modules register themselves on `app` when imported (one module per area).
 from . import core as _core  # noqa: F401,E402
+from . import bench as _bench  # noqa: F401,E402
 from . import predict as _predict  # noqa: F401,E402
 from . import teacher as _teacher  # noqa: F401,E402
 from . import sim as _sim  # noqa: F401,E402

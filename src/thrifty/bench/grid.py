@@ -1,0 +1,279 @@
+"""The benchmark grid: datasets x teachers x students x strategies x seeds, through the Distiller.
+
+Every run is a normal :class:`~thrifty.loop.Distiller` run (teacher -> ledger -> student),
+with the features fitted once per dataset and student and reused across runs. Each
+finished run is cached as a small CSV under ``cache_dir`` keyed by its whole
+configuration, so an interrupted grid resumes where it stopped and a report can be
+regenerated without re-running anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ThriftyError
+from ..features import make_features
+from ..loop import Distiller
+from ..stopping import Budget
+from ..strategies import STRATEGIES
+from ..students import full_proba, make_student, parse_model_name
+from .datasets import BenchData, TeacherSetup, load_dataset, make_bench_teacher
+from .peers import register_peers
+
+Log = Callable[[str], None]
+_SPEC = re.compile(r"^([\w-]+)(?:\[(.*)\])?$")
+
+
+def parse_strategy(spec: str) -> tuple[str, dict[str, Any]]:
+    """``'mraru[exponent=1]'`` -> ``('mraru', {'exponent': 1.0})``."""
+    m = _SPEC.match(spec.strip())
+    if not m:
+        raise ThriftyError(f"Cannot read strategy {spec!r}: use NAME or NAME[key=value,...], e.g. mraru[exponent=1].")
+    name = m.group(1).replace("-", "_").lower()
+    params = parse_params(m.group(2))
+    register_peers()
+    if name not in STRATEGIES:
+        raise ThriftyError(f"Unknown strategy {name!r}; choose from {sorted(STRATEGIES)}.")
+    return name, params
+
+
+def parse_params(text: str | None) -> dict[str, Any]:
+    """``'exponent=1,measure=margin'`` -> ``{'exponent': 1, 'measure': 'margin'}`` (ints, floats, booleans)."""
+    params: dict[str, Any] = {}
+    for part in filter(None, (text or "").split(",")):
+        k, _, v = part.partition("=")
+        v = v.strip()
+        if re.fullmatch(r"-?[0-9]+", v):
+            params[k.strip()] = int(v)
+        elif re.fullmatch(r"-?[0-9]*\.?[0-9]+(e-?[0-9]+)?", v):
+            params[k.strip()] = float(v)
+        elif v.lower() in ("true", "false"):
+            params[k.strip()] = v.lower() == "true"
+        else:
+            params[k.strip()] = v
+    return params
+
+
+def parse_student(spec: str) -> tuple[str, dict[str, Any], str]:
+    """``'tfidf[char=false]-lr'`` -> ``('tfidf', {'char': False}, 'lr')``."""
+    feats, clf = parse_model_name(spec)
+    m = _SPEC.match(feats)
+    if not m:
+        raise ThriftyError(f"Cannot read student {spec!r}: use FEATURES[key=value,...]-CLASSIFIER, e.g. tfidf[char=false]-lr.")
+    return m.group(1), parse_params(m.group(2)), clf
+
+
+def default_strategies() -> list[str]:
+    """Every registered strategy, small-text's peers included when installed."""
+    register_peers()
+    return sorted(STRATEGIES, key=lambda s: (s != "random", s))
+
+
+@dataclass
+class GridSpec:
+    """What to run. ``val_size=0``: benchmarks measure on the gold test split, so every
+    label paid goes to training and ``labels_total`` is the x-axis for every strategy."""
+
+    datasets: list[str]
+    strategies: list[str] = field(default_factory=default_strategies)
+    students: list[str] = field(default_factory=lambda: ["tfidf-lr"])
+    teachers: list[str] = field(default_factory=lambda: ["oracle"])
+    seeds: int = 3
+    budget: int = 1000
+    batch: int = 50
+    seed_size: int = 50
+    val_size: int = 0
+    max_pool: int | None = None
+    max_test: int | None = None
+    price_model: str = "gpt-4o-mini"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class MemoFeatures:
+    """A fitted feature extractor whose ``transform`` is memoised per list of texts.
+
+    The grid fits features once per dataset and hands this to every Distiller run, which
+    then transforms the same pool and test texts at no cost."""
+
+    def __init__(self, extractor: Any):
+        self.extractor = extractor
+        self.name = getattr(extractor, "name", type(extractor).__name__)
+        self._memo: dict[tuple[int, int], Any] = {}
+
+    def fit(self, texts: Sequence[str]) -> "MemoFeatures":
+        return self
+
+    def transform(self, texts: Sequence[str]) -> Any:
+        key = (len(texts), hash(tuple(texts)))
+        if key not in self._memo:
+            self._memo[key] = self.extractor.transform(list(texts))
+        return self._memo[key]
+
+    def save(self, directory: str | Path) -> None:
+        self.extractor.save(directory)
+
+
+def _key(obj: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def full_pool_accuracy(setup: TeacherSetup, data: BenchData, feats: MemoFeatures, clf: str) -> float | None:
+    """Test accuracy of the student trained on every pool text with this teacher's labels."""
+    if setup.answers is None:
+        return None
+    task = data.task
+    valid = setup.corpus.valid_mask()
+    idx = np.asarray([i for i, a in enumerate(setup.answers) if valid[i] and a is not None], dtype=int)
+    y = np.asarray([task.index(setup.answers[i]) for i in idx], dtype=int)
+    X = feats.transform(setup.corpus.texts)
+    student = make_student(clf).fit(X[idx], y)
+    pred = full_proba(student, feats.transform(data.test_texts), task.n_labels).argmax(1)
+    gold = [task.labels.index(g) if g in task.labels else -1 for g in data.test_gold]
+    keep = np.asarray(gold) >= 0
+    return float(np.mean(pred[keep] == np.asarray(gold)[keep]))
+
+
+def run_one(
+    data: BenchData, setup: TeacherSetup, feats: MemoFeatures, student: str, strategy: str, seed: int, spec: GridSpec
+) -> pd.DataFrame:
+    """One Distiller run; one row per round with the benchmark columns added."""
+    name, params = parse_strategy(strategy)
+    answers = setup.answers
+    truth = (
+        np.asarray([data.task.index(a) if a is not None else -1 for a in answers], dtype=int) if answers is not None else None
+    )
+    d: Distiller
+
+    def on_round(row: dict[str, Any]) -> None:
+        if truth is None:
+            row["pool_agreement"] = None
+            return
+        mask = truth >= 0
+        mask[np.asarray(d.train_idx, dtype=int)] = False
+        mask[np.asarray(d.val_idx, dtype=int)] = False
+        rows = np.flatnonzero(mask)
+        pred = full_proba(d.student_, d.X[rows], data.task.n_labels).argmax(1)
+        row["pool_agreement"] = round(float(np.mean(pred == truth[rows])), 4) if len(rows) else None
+
+    d = Distiller(
+        data.task, setup.teacher, student=student, strategy=name, strategy_params=params,
+        budget=Budget(labels=spec.budget), batch=spec.batch, seed_size=spec.seed_size, val_size=spec.val_size,
+        random_state=seed, eval_texts=data.test_texts, eval_gold=data.test_gold, on_round=on_round, features=feats,
+    )
+    d.fit(setup.corpus)
+    df = pd.DataFrame(d.history_)
+    df.insert(0, "seed", seed)
+    df.insert(0, "strategy", strategy)
+    df.insert(0, "student", student)
+    df.insert(0, "teacher", setup.spec)
+    df.insert(0, "dataset", data.name)
+    return df
+
+
+def run_grid(
+    spec: GridSpec, cache_dir: str | Path = ".bench-cache", log: Log = print, fresh: bool = False, run_missing: bool = True
+) -> pd.DataFrame:
+    """Run (or load from the cache) every run of the grid; returns the tidy per-round table.
+
+    BLAS/OpenMP are held to one thread: on a small shared machine oversubscribed thread
+    pools made logistic regression ~5x slower. ``run_missing=False`` only collects what is
+    cached (to rebuild a report from a partly finished grid)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        parts = list(_grid(spec, Path(cache_dir), log, fresh, run_missing))
+    if not parts:
+        raise ThriftyError("No runs: give at least one dataset, teacher, student, strategy and seed (or run the grid first).")
+    rounds = pd.concat(parts, ignore_index=True)
+    return rounds[[c for c in ROUND_COLUMNS if c in rounds.columns]]
+
+
+def _grid(spec: GridSpec, cache: Path, log: Log, fresh: bool, run_missing: bool):
+    """Seeds outermost: a grid stopped early still covers every dataset with fewer seeds."""
+    n_runs = len(spec.datasets) * len(spec.teachers) * len(spec.students) * len(spec.strategies) * spec.seeds
+    done = 0
+    t_grid = time.perf_counter()
+    base = {k: v for k, v in spec.to_dict().items() if k not in ("datasets", "strategies", "students", "teachers", "seeds")}
+    datas: dict[str, BenchData] = {}
+    featss: dict[tuple[str, str], MemoFeatures] = {}
+    setups: dict[tuple[str, str, str], tuple[TeacherSetup, float | None] | None] = {}
+    for seed in range(spec.seeds):
+        for ds in spec.datasets:
+            for student in spec.students:
+                for tspec in spec.teachers:
+                    for strategy in spec.strategies:
+                        rkey = _key({"dataset": ds, "teacher": tspec, "student": student, "strategy": strategy, "seed": seed, **base})
+                        rpath = cache / "runs" / str(ds).replace("/", "_") / f"{rkey}.csv"
+                        done += 1
+                        if rpath.exists() and not fresh:
+                            yield pd.read_csv(rpath)
+                            continue
+                        if not run_missing:
+                            continue
+                        if ds not in datas:
+                            datas[ds] = load_dataset(ds, max_pool=spec.max_pool, max_test=spec.max_test)
+                        data = datas[ds]
+                        if (ds, student) not in featss:
+                            name, params, _ = parse_student(student)
+                            t0 = time.perf_counter()
+                            featss[ds, student] = MemoFeatures(make_features(name, **params).fit(data.corpus.texts))
+                            featss[ds, student].transform(data.corpus.texts)
+                            log(f"[{data.name}] features {student} fitted in {time.perf_counter() - t0:.1f}s")
+                        feats = featss[ds, student]
+                        if (ds, student, tspec) not in setups:
+                            setups[ds, student, tspec] = _setup(data, tspec, student, feats, spec, cache, base, fresh, log)
+                        if setups[ds, student, tspec] is None:
+                            continue
+                        setup, full = setups[ds, student, tspec]
+                        t0 = time.perf_counter()
+                        df = run_one(data, setup, feats, student, strategy, seed, spec)
+                        df["full_pool_accuracy"] = full
+                        rpath.parent.mkdir(parents=True, exist_ok=True)
+                        df.to_csv(rpath, index=False)
+                        last = df.iloc[-1]
+                        log(
+                            f"[{done}/{n_runs}] {data.name} {tspec} {student} {strategy} seed {seed}: "
+                            f"acc {last['test_accuracy']} at {int(last['labels_total'])} labels "
+                            f"({time.perf_counter() - t0:.1f}s, grid {time.perf_counter() - t_grid:.0f}s)"
+                        )
+                        yield df
+
+
+def _setup(data: BenchData, tspec: str, student: str, feats: MemoFeatures, spec: GridSpec, cache: Path,
+           base: dict[str, Any], fresh: bool, log: Log) -> tuple[TeacherSetup, float | None] | None:
+    """The teacher and its full-pool ceiling (cached); None when a dataset has no recording."""
+    try:
+        setup = make_bench_teacher(tspec, data, price_model=spec.price_model)
+    except ThriftyError as e:
+        if tspec == "recorded":
+            log(f"[{data.name}] skipping teacher 'recorded': {e}")
+            return None
+        raise
+    fpath = cache / "full" / f"{_key({'full': True, 'dataset': data.name, 'teacher': tspec, 'student': student, **base})}.json"
+    if fpath.exists() and not fresh:
+        full = json.loads(fpath.read_text())["accuracy"]
+    else:
+        full = full_pool_accuracy(setup, data, feats, parse_student(student)[2])
+        fpath.parent.mkdir(parents=True, exist_ok=True)
+        fpath.write_text(json.dumps({"accuracy": full}))
+    log(f"[{data.name}] teacher {tspec}: pool {len(setup.corpus):,}, full-pool student accuracy {full}")
+    return setup, full
+
+
+ROUND_COLUMNS = [
+    "dataset", "teacher", "student", "strategy", "seed", "round", "labels", "labels_total", "abstained",
+    "prompt_tokens", "completion_tokens", "dollars", "select_s", "scored", "fit_s", "test_accuracy",
+    "pool_gold_accuracy", "pool_agreement", "val_agreement", "full_pool_accuracy",
+]
+

@@ -1,0 +1,118 @@
+"""Benchmark metrics over learning curves (pure functions on tidy tables).
+
+- The curve of a configuration is the mean over seeds of test accuracy (on gold) at each
+  number of teacher labels paid.
+- "Labels to reach X%" reads that curve after **isotonic (monotone non-decreasing)
+  regression**: the least-squares monotone fit, which removes the +-2-point round-to-round
+  noise of small test sets without the upward bias of a running maximum. It is the first
+  label count where the smoothed curve reaches X% of the full-pool student's accuracy
+  (the same student and features trained on every pool text with the same teacher's labels).
+- The ratio to random divides that count by random's. When random never reaches the
+  target within the budget, the ratio is an upper bound ("<="); when the strategy does not
+  reach it either, there is no ratio.
+- AULC is the mean accuracy over the label range (trapezoidal area / range).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+
+KEYS = ["dataset", "teacher", "student", "strategy"]
+
+
+def smooth(labels: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """Monotone (isotonic) fit of accuracy against labels."""
+    if len(acc) < 2:
+        return np.asarray(acc, dtype=float)
+    return IsotonicRegression(increasing=True).fit_transform(np.asarray(labels, float), np.asarray(acc, float))
+
+
+def labels_to_reach(labels: np.ndarray, smoothed: np.ndarray, target: float) -> float | None:
+    """First label count whose smoothed accuracy is >= target (None if never)."""
+    hit = np.flatnonzero(np.asarray(smoothed) >= target - 1e-12)
+    return float(labels[hit[0]]) if len(hit) else None
+
+
+def aulc(labels: np.ndarray, acc: np.ndarray) -> float:
+    """Area under the learning curve divided by its label range (= mean accuracy)."""
+    if len(labels) < 2:
+        return float(acc[0]) if len(acc) else math.nan
+    return float(np.trapezoid(acc, labels) / (labels[-1] - labels[0]))
+
+
+@dataclass
+class Ratio:
+    """A labels ratio to random that may be exact, an upper bound, or unknown."""
+
+    value: float | None
+    bound: bool = False  # True: the true ratio is <= value (random never reached the target)
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return "n/a"
+        return f"{'<=' if self.bound else ''}{self.value:.2f}"
+
+
+def ratio(strategy_labels: float | None, random_labels: float | None, budget: float) -> Ratio:
+    if strategy_labels is None:
+        return Ratio(None)
+    if random_labels is None:
+        return Ratio(strategy_labels / budget, bound=True)
+    return Ratio(strategy_labels / random_labels)
+
+
+def curves(rounds: pd.DataFrame) -> pd.DataFrame:
+    """Mean (and std) over seeds per configuration and label count."""
+    g = rounds.groupby(KEYS + ["labels_total"], sort=True)
+    out = g.agg(
+        acc=("test_accuracy", "mean"), acc_std=("test_accuracy", "std"), agreement=("pool_agreement", "mean"),
+        dollars=("dollars", "mean"), select_s=("select_s", "mean"), seeds=("seed", "nunique"),
+        full_acc=("full_pool_accuracy", "first"),
+    ).reset_index()
+    return out
+
+
+def summarise(rounds: pd.DataFrame, fractions: tuple[float, ...] = (0.95, 0.98)) -> pd.DataFrame:
+    """One row per configuration: labels to reach each fraction, ratio to random, AULC, cost."""
+    cv = curves(rounds)
+    sel_s = rounds[rounds["round"] > 0].groupby(KEYS)["select_s"].mean()
+    rows = []
+    for key, c in cv.groupby(KEYS, sort=True):
+        c = c.sort_values("labels_total")
+        lab = c["labels_total"].to_numpy(float)
+        acc = c["acc"].to_numpy(float)
+        sm = smooth(lab, acc)
+        full = float(c["full_acc"].iloc[0]) if c["full_acc"].notna().any() else math.nan
+        row = dict(zip(KEYS, key))
+        row.update(
+            seeds=int(c["seeds"].max()), budget=float(lab[-1]), full_pool_accuracy=full,
+            final_accuracy=float(acc[-1]), aulc=aulc(lab, acc),
+            select_s_per_round=float(sel_s.get(key, math.nan)),
+        )
+        for f in fractions:
+            tag = f"{round(f * 100)}"
+            reach = labels_to_reach(lab, sm, f * full) if not math.isnan(full) else None
+            row[f"labels_to_{tag}"] = reach
+            row[f"dollars_at_{tag}"] = float(c.loc[c["labels_total"] == reach, "dollars"].iloc[0]) if reach is not None else None
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    for f in fractions:
+        tag = f"{round(f * 100)}"
+        vals, bounds = [], []
+        for _, r in out.iterrows():
+            rnd = out[(out[KEYS[:3]] == r[KEYS[:3]]).all(axis=1) & (out["strategy"] == "random")]
+            rl = rnd[f"labels_to_{tag}"].iloc[0] if len(rnd) else None
+            rl = None if rl is None or (isinstance(rl, float) and math.isnan(rl)) else rl
+            sl = r[f"labels_to_{tag}"]
+            sl = None if sl is None or (isinstance(sl, float) and math.isnan(sl)) else sl
+            q = ratio(sl, rl, r["budget"]) if len(rnd) else Ratio(None)
+            vals.append(q.value)
+            bounds.append(q.bound)
+        out[f"ratio_{tag}"] = vals
+        out[f"ratio_{tag}_is_bound"] = bounds
+    return out

@@ -1,0 +1,96 @@
+"""small-text's query strategies as thrifty strategies: the peer library in the benchmark.
+
+The adapter hands small-text exactly what our own strategies see: the same pool features,
+the same current student (through a ``predict_proba`` shim), the same labelled/unlabelled
+indices and the same batch size, then returns small-text's choice unchanged. Nothing of
+small-text's selection logic is re-implemented here.
+
+- ``st_breaking_ties``: ``small_text.BreakingTies`` (smallest top-1 minus top-2 margin).
+- ``st_kmeans``: ``small_text.EmbeddingKMeans`` on the same dense pool embedding that
+  :class:`~thrifty.strategies.diversity.DiversityStrategy` uses (TF-IDF SVD, L2-normalised).
+
+small-text draws from numpy's global RNG (k-means initialisation); the adapter seeds it
+from the run's generator and restores it afterwards, so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import ThriftyError
+from ..strategies import STRATEGIES, PoolState, RandomStrategy
+from ..strategies.diversity import pool_embedding
+
+PEERS = {"st_breaking_ties": "BreakingTies", "st_kmeans": "EmbeddingKMeans"}
+
+
+class _Student:
+    """small-text calls ``clf.predict_proba(dataset)``; our dataset is an array of pool indices."""
+
+    def __init__(self, state: PoolState):
+        self.state = state
+
+    def predict_proba(self, idx: np.ndarray) -> np.ndarray:
+        return self.state.proba(np.asarray(idx, dtype=int))
+
+
+@contextlib.contextmanager
+def _seeded_global_rng(rng: np.random.Generator) -> Iterator[None]:
+    saved = np.random.get_state()
+    np.random.seed(int(rng.integers(2**31 - 1)))
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
+class SmallTextStrategy:
+    """Run one of small-text's query strategies as a thrifty :class:`~thrifty.strategies.Strategy`."""
+
+    def __init__(self, query_strategy: str = "BreakingTies", dim: int = 64):
+        try:
+            import small_text
+        except ImportError:
+            raise ThriftyError("The small-text peer needs the bench extra: pip install 'thrifty[bench]'.") from None
+        if not hasattr(small_text, query_strategy):
+            raise ThriftyError(f"small-text has no query strategy {query_strategy!r}.")
+        self.query_strategy = query_strategy
+        self.name = f"small-text:{query_strategy}"
+        self.dim = dim
+        self._qs = getattr(small_text, query_strategy)()
+        self._emb: tuple[int, np.ndarray] | None = None
+
+    def _embedding(self, X: Any) -> np.ndarray:
+        if self._emb is None or self._emb[0] != id(X):
+            self._emb = (id(X), pool_embedding(X, self.dim))
+        return self._emb[1]
+
+    def select(self, state: PoolState, n: int) -> np.ndarray:
+        if state.predict_proba is None:
+            return RandomStrategy().select(state, n)
+        unl = np.asarray(state.unlabelled, dtype=int)
+        n = min(n, len(unl))
+        if n == len(unl):
+            return unl.copy()
+        lab = np.asarray(state.labelled, dtype=int)
+        y = state.y if state.y is not None else np.zeros(len(lab), dtype=int)
+        kw: dict[str, Any] = {}
+        if self.query_strategy == "EmbeddingKMeans":
+            kw["embeddings"] = self._embedding(state.X)[np.concatenate([unl, lab])]
+        with _seeded_global_rng(state.rng):
+            sel = self._qs.query(_Student(state), np.arange(state.X.shape[0]), unl, lab, y, n=n, **kw)
+        return np.asarray(sel, dtype=int)
+
+
+def register_peers() -> list[str]:
+    """Add the small-text strategies to the registry (when small-text is installed); returns their names."""
+    try:
+        import small_text  # noqa: F401
+    except ImportError:
+        return []
+    for key, qs in PEERS.items():
+        STRATEGIES.setdefault(key, lambda qs=qs, **kw: SmallTextStrategy(qs, **kw))
+    return list(PEERS)

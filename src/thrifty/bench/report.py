@@ -1,0 +1,218 @@
+"""BENCHMARKS.md: tables and plot links generated from the tidy results (never edited by hand)."""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .metrics import KEYS, summarise
+
+PEER = "st_breaking_ties"
+
+
+def _num(x: Any) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _ratio_str(r: pd.Series, tag: str) -> str:
+    v = _num(r[f"ratio_{tag}"])
+    if v is None:
+        return "n/a" if _num(r[f"labels_to_{tag}"]) is None else "?"
+    return f"{'<=' if bool(r[f'ratio_{tag}_is_bound']) else ''}{v:.2f}"
+
+
+def _labels_str(r: pd.Series, tag: str) -> str:
+    v = _num(r[f"labels_to_{tag}"])
+    return f">{int(r['budget'])}" if v is None else f"{int(v)}"
+
+
+def _fmt(x: Any, nd: int = 3) -> str:
+    v = _num(x)
+    return "" if v is None else f"{v:.{nd}f}"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def is_thrifty(strategy: str) -> bool:
+    """A strategy of thrifty's own (not the random baseline, not the small-text peer)."""
+    return strategy != "random" and not strategy.startswith("st_")
+
+
+def _best(g: pd.DataFrame) -> pd.Series | None:
+    """Fewest labels to 98% (then highest AULC) among thrifty's own strategies."""
+    own = g[g["strategy"].map(is_thrifty)].copy()
+    if own.empty:
+        return None
+    own["_l"] = own["labels_to_98"].map(lambda v: math.inf if _num(v) is None else v)
+    return own.sort_values(["_l", "aulc"], ascending=[True, False]).iloc[0]
+
+
+def headline(summary: pd.DataFrame) -> tuple[list[str], dict[str, Any]]:
+    """The labels-to-98% ratio to random of every strategy, per dataset and teacher, and the
+    best thrifty strategy against small-text's BreakingTies."""
+    strategies = sorted(summary["strategy"].unique(), key=lambda s: (s != "random", s.startswith("st_"), s))
+    rows, reductions, per_strategy = [], [], {s: [] for s in strategies}
+    for (ds, teacher, student), g in summary.groupby(["dataset", "teacher", "student"], sort=True):
+        by = g.set_index("strategy")
+        cells = [ds, teacher, student, f"{_fmt(g['full_pool_accuracy'].iloc[0])}"]
+        for s in strategies:
+            cells.append(_ratio_str(by.loc[s], "98") if s in by.index else "")
+            if s in by.index and _num(by.loc[s, "ratio_98"]) is not None:
+                per_strategy[s].append(float(by.loc[s, "ratio_98"]))
+        best = _best(g)
+        verdict = ""
+        if best is not None:
+            cells.append(f"{best['strategy']} ({_labels_str(best, '98')})")
+            if _num(best["ratio_98"]) is not None:
+                reductions.append(1 - float(best["ratio_98"]))
+            if PEER in by.index:
+                bl, pl = _num(best["labels_to_98"]), _num(by.loc[PEER, "labels_to_98"])
+                if bl is not None and (pl is None or bl < pl):
+                    verdict = f"thrifty wins ({int(bl)} vs {'>' + str(int(best['budget'])) if pl is None else int(pl)})"
+                elif pl is not None and (bl is None or pl < bl):
+                    verdict = f"small-text wins ({'>' + str(int(best['budget'])) if bl is None else int(bl)} vs {int(pl)})"
+                elif bl is None and pl is None:
+                    verdict = "neither reaches 98%"
+                else:
+                    a_own, a_peer = float(best["aulc"]), float(by.loc[PEER, "aulc"])
+                    verdict = f"tie at {int(bl)} (AULC {a_own:.3f} vs {a_peer:.3f})"
+        else:
+            cells.append("")
+        cells.append(verdict)
+        rows.append(cells)
+    header = ["dataset", "teacher", "student", "full-pool acc"] + strategies + ["best thrifty (labels)", "vs small-text BreakingTies"]
+    stats = {
+        "median_reduction_best": float(np.median(reductions)) if reductions else None,
+        "n_reduction": len(reductions),
+        "median_ratio": {s: (float(np.median(v)) if v else None, len(v)) for s, v in per_strategy.items()},
+    }
+    return _md_table(header, rows), stats
+
+
+def write_report(
+    rounds: pd.DataFrame,
+    out_md: str | Path,
+    results_dir: str | Path,
+    spec: dict[str, Any],
+    command: str,
+    scale: pd.DataFrame | None = None,
+    plots: list[Path] | None = None,
+    grid_seconds: float | None = None,
+) -> pd.DataFrame:
+    """Write BENCHMARKS.md and ``summary.csv``; returns the summary table."""
+    out_md = Path(out_md)
+    results = Path(results_dir)
+    summary = summarise(rounds)
+    summary.to_csv(results / "summary.csv", index=False)
+    rel = lambda p: Path(p).resolve().relative_to(out_md.parent.resolve()).as_posix()  # noqa: E731
+    L: list[str] = [
+        "# thrifty benchmarks",
+        "",
+        f"Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+        f"({platform.machine()}, {platform.python_version()}). Do not edit by hand: re-run the command.",
+        "",
+        "## What ran",
+        "",
+        "```",
+        *(f"{k}: {v}" for k, v in spec.items()),
+        "```",
+        "",
+        f"{rounds.groupby(KEYS + ['seed']).ngroups} runs, {len(rounds)} rounds"
+        + (f", {grid_seconds / 60:.1f} min of grid time" if grid_seconds else "")
+        + f". Tidy results: [`{rel(results / 'rounds.csv')}`]({rel(results / 'rounds.csv')}) (one row per round), "
+        f"[`{rel(results / 'summary.csv')}`]({rel(results / 'summary.csv')}) (one row per configuration).",
+        "",
+        "## How to read it",
+        "",
+        "- **x-axis**: teacher labels paid (seed set + selected batches; no validation slice: accuracy is measured on the "
+        "dataset's gold `test.csv`, which is never trained or selected on).",
+        "- **full-pool accuracy**: the same student and features trained on *every* pool text with the same teacher's labels.",
+        "- **labels to 98%**: first label count at which the seed-averaged learning curve, smoothed by isotonic "
+        "(monotone) regression, reaches 98% of the full-pool accuracy. Isotonic regression is the least-squares "
+        "non-decreasing fit: it removes round-to-round noise of small test sets without the upward bias of a running max.",
+        "- **ratio** = labels to 98% / random's labels to 98% (lower is better; 0.20 = an 80% reduction). "
+        "`<=x`: random never reached 98% within the budget, so the true ratio is at most x. "
+        "`n/a`: the strategy did not reach 98% within the budget.",
+        "- **AULC**: area under the (mean) learning curve divided by its label range = mean test accuracy over the budget.",
+        "- **agreement**: student vs teacher labels on the pool rows not yet labelled (for simulated and recorded "
+        "teachers these are known for free; they are used only to measure).",
+        "- Strategies starting `st_` are small-text's own query strategies run through small-text "
+        "(`thrifty.bench.peers`), on the same features, student, seeds and batches.",
+        "",
+        "## Headline: labels to reach 98% of the full-pool student, as a ratio to random",
+        "",
+    ]
+    table, stats = headline(summary)
+    L += table
+    L += [""]
+    if stats["median_reduction_best"] is not None:
+        L.append(
+            f"Median reduction vs random of the best thrifty strategy per dataset (chosen after the fact, so optimistic): "
+            f"**{stats['median_reduction_best'] * 100:.0f}%** over {stats['n_reduction']} dataset/teacher pairs where a ratio exists."
+        )
+    L += ["", "Median ratio per strategy, over the pairs where it has one (fewer pairs = it reached 98% less often):", ""]
+    L += _md_table(
+        ["strategy", "median ratio to random", "pairs with a ratio"],
+        [[s, _fmt(v, 2), str(n)] for s, (v, n) in stats["median_ratio"].items()],
+    )
+    L += ["", "## Per dataset", ""]
+    for (ds, teacher, student), g in summary.groupby(["dataset", "teacher", "student"], sort=True):
+        L += [f"### {ds} - teacher `{teacher}` - student `{student}`", ""]
+        L.append(f"Full-pool accuracy {_fmt(g['full_pool_accuracy'].iloc[0])}; seeds {int(g['seeds'].max())}; budget {int(g['budget'].max())} labels.")
+        L.append("")
+        rows = []
+        for _, r in g.sort_values("aulc", ascending=False).iterrows():
+            rows.append([
+                r["strategy"], _labels_str(r, "95"), _ratio_str(r, "95"), _labels_str(r, "98"), _ratio_str(r, "98"),
+                _fmt(r["aulc"]), _fmt(r["final_accuracy"]), _fmt(r["select_s_per_round"], 4),
+                "" if _num(r["dollars_at_98"]) is None else f"${r['dollars_at_98']:.4f}",
+            ])
+        L += _md_table(
+            ["strategy", "labels to 95%", "ratio", "labels to 98%", "ratio", "AULC", f"acc at {int(g['budget'].max())}",
+             "select s/round", "$ at 98%"],
+            rows,
+        )
+        L.append("")
+        for p in plots or []:
+            if p.name.startswith("_".join("".join(ch if ch.isalnum() else "-" for ch in x) for x in (ds, teacher, student))):
+                L += [f"![{ds} {teacher} {student}]({rel(p)})", ""]
+    mr = summary[summary["strategy"].str.startswith("mraru")]
+    if mr["strategy"].nunique() > 1:
+        L += ["## M-RARU exponent (accept if r < u^exponent)", ""]
+        exps = sorted(mr["strategy"].unique())
+        rows = []
+        for (ds, teacher, student), g in mr.groupby(["dataset", "teacher", "student"], sort=True):
+            by = g.set_index("strategy")
+            rows.append([ds, teacher] + [
+                f"{_ratio_str(by.loc[e], '98')} / {_fmt(by.loc[e, 'aulc'])}" if e in by.index else "" for e in exps
+            ])
+        L += _md_table(["dataset", "teacher"] + [f"{e}: ratio98 / AULC" for e in exps], rows)
+        L += ["", "`mraru` without brackets is the default exponent (2).", ""]
+    if scale is not None and len(scale):
+        L += ["## Scale: seconds per selection round against pool size", ""]
+        L.append(
+            f"Synthetic pools resampled from `{scale['dataset'].iloc[0]}` (word TF-IDF, LR student on 500 labels), "
+            f"batch {int(scale['batch'].iloc[0])}, median of {int(scale['repeats'].iloc[0])} rounds, measured side by side in one process."
+        )
+        L.append("")
+        L += _md_table(
+            ["pool size", "strategy", "s / round", "rows scored", "x faster than entropy"],
+            [[f"{int(r.pool_size):,}", r.strategy, f"{r.select_s:.4f}", f"{int(r.scored):,}", _fmt(r.x_faster_than_entropy, 1)]
+             for r in scale.sort_values(["pool_size", "strategy"]).itertuples()],
+        )
+        png = results / "scale.png"
+        if png.exists():
+            L += ["", f"![scale]({rel(png)})"]
+        L.append("")
+    out_md.write_text("\n".join(L) + "\n", encoding="utf-8")
+    return summary
