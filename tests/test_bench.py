@@ -150,6 +150,9 @@ def test_parse_specs():
     assert parse_student("tfidf[char=false,max_features=5000]-lr") == ("tfidf", {"char": False, "max_features": 5000}, "lr")
     with pytest.raises(ThriftyError, match="Unknown strategy"):
         parse_strategy("telepathy")
+    from thrifty.cli.bench import _split
+
+    assert _split("random, mraru[exponent=1,measure=margin],margin") == ["random", "mraru[exponent=1,measure=margin]", "margin"]
 
 
 # ---- the small-text peer ----------------------------------------------------------------------------

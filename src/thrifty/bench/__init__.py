@@ -95,8 +95,6 @@ def run_scale(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    register_peers()
-    strategies = [s for s in strategies if parse_strategy(s)]
     with threadpool_limits(limits=1):
         df = scale_probe(dataset, sizes=sizes, strategies=strategies, log=log, **kw)
     df.to_csv(out / "scale.csv", index=False)
@@ -105,7 +103,7 @@ def run_scale(
 
 
 __all__ = [
-    "GridSpec", "run_grid", "run_benchmark", "run_scale", "default_spec", "smoke_spec", "default_strategies",
+    "GridSpec", "run_grid", "parse_strategy", "run_benchmark", "run_scale", "default_spec", "smoke_spec", "default_strategies",
     "BenchData", "TeacherSetup", "load_dataset", "make_bench_teacher", "dataset_names", "shared_root",
     "OracleTeacher", "NoisyTeacher", "SmallTextStrategy", "register_peers", "summarise", "BENCH_STUDENT",
 ]
