@@ -42,7 +42,7 @@ class StudentPredictor:
 def _read(ray: Any, corpus: Path, columns: list[str]) -> Any:
     fmt = detect_format(corpus)
     if fmt == "parquet":
-        return ray.data.read_parquet(str(corpus), columns=columns)
+        return ray.data.read_parquet(str(corpus)).select_columns(columns)
     if fmt == "csv":
         import pyarrow.csv as pcsv
 
