@@ -50,11 +50,15 @@ def _teacher_columns(path: Path) -> list[str]:
 
 
 def build_teacher(spec: str, task: Any, corpus: Any, base_url: Optional[str], api_key_env: str,
-                  prices: Optional[Path], price_in: Optional[float], price_out: Optional[float]):
+                  prices: Optional[Path], price_in: Optional[float], price_out: Optional[float],
+                  concurrency: Optional[int] = None, max_retries: Optional[int] = None):
     from ..teachers import make_teacher
 
+    kw: dict[str, Any] = {}
+    if spec.startswith("openai:"):  # HTTP knobs only mean something for a server
+        kw = {k: v for k, v in (("concurrency", concurrency), ("max_retries", max_retries)) if v is not None}
     return make_teacher(spec, task, corpus, base_url=base_url, api_key_env=api_key_env,
-                        prices=prices, price_in=price_in, price_out=price_out)
+                        prices=prices, price_in=price_in, price_out=price_out, **kw)
 
 
 def _history_table(history: list[dict[str, Any]]) -> Table:
@@ -101,7 +105,19 @@ def distill(
     prices: Optional[Path] = Prices,
     price_in: Optional[float] = PriceIn,
     price_out: Optional[float] = PriceOut,
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="openai teacher: requests in flight (default 8)."),
+    max_retries: Optional[int] = typer.Option(None, "--max-retries", help="openai teacher: retries per text on 429/5xx/timeouts."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    synthesize: Optional[str] = typer.Option(None, "--synthesize", help="pgkd: after each round the LLM writes new training texts aimed at the student's weak classes."),
+    pgkd_generator: Optional[str] = typer.Option(None, "--pgkd-generator", help="openai:MODEL | local[:MODEL] that writes texts (default: the teacher, if openai/local)."),
+    pgkd_n: int = typer.Option(32, "--pgkd-n", help="PGKD: new texts asked for per cycle."),
+    pgkd_examples: int = typer.Option(16, "--pgkd-examples", help="PGKD: correct and misclassified validation examples shown (each)."),
+    pgkd_hard: int = typer.Option(16, "--pgkd-hard", help="PGKD: hard negatives shown (wrong, confident); 0 = none."),
+    pgkd_no_report: bool = typer.Option(False, "--pgkd-no-report", help="PGKD: leave the per-class validation report out of the prompt."),
+    pgkd_patience: int = typer.Option(5, "--pgkd-patience", help="PGKD: stop after this many cycles without validation-loss gain."),
+    pgkd_max_cycles: int = typer.Option(10, "--pgkd-max-cycles", help="PGKD: at most this many cycles."),
+    pgkd_dedupe: float = typer.Option(0.9, "--pgkd-dedupe", help="PGKD: near-duplicate cosine threshold (run features)."),
+    pgkd_max_chars: int = typer.Option(300, "--pgkd-max-chars", help="PGKD: longest generated text kept."),
 ) -> None:
     """Distil the teacher into a student on CORPUS, spending at most --budget."""
     from ..corpus import read_corpus
@@ -131,7 +147,7 @@ def distill(
     pool = read_corpus(corpus, text_col=text_col, id_col=id_col, gold_col=gold_col, extra_cols=extra)
     report = pool.report(task.labels)
     console.print(f"[bold]corpus[/] {corpus}: " + "; ".join(report.lines()))
-    tch = build_teacher(teacher, task, pool, base_url, api_key_env, prices, price_in, price_out)
+    tch = build_teacher(teacher, task, pool, base_url, api_key_env, prices, price_in, price_out, concurrency, max_retries)
     ev_texts = ev_gold = None
     if eval_path is not None:
         ev = read_corpus(eval_path, text_col=text_col, gold_col=gold_col or "label")
@@ -140,12 +156,21 @@ def distill(
         f"round {r['round']:>3}  labels {r['labels']:>6}  paid {r['requests']:>6}  "
         f"agree(val) {r['val_agreement'] if r['val_agreement'] is not None else '-'}  "
         f"acc(test) {r['test_accuracy'] if r['test_accuracy'] is not None else '-'}  ${r['dollars']:.4f}"))
+    from ..synthesis import generator_for
+
+    synth_params = saved["config"].get("synthesis_params", {}) if saved else {
+        "generator": pgkd_generator, "n_generate": pgkd_n, "n_correct": pgkd_examples, "n_wrong": pgkd_examples,
+        "n_hard": pgkd_hard, "report": not pgkd_no_report, "patience": pgkd_patience, "max_cycles": pgkd_max_cycles,
+        "dedupe_threshold": pgkd_dedupe, "max_chars": pgkd_max_chars}
+    synthesize = saved["config"].get("synthesize") if saved else synthesize
+    gen = generator_for(synth_params.get("generator"), teacher, base_url=base_url, api_key_env=api_key_env,
+                        prices=prices) if synthesize else None
     if saved:
         if not quiet:
             console.print(f"[bold]resuming[/] {resume}")
         d = Distiller(task, tch, config=DistillConfig.from_dict(saved["config"]), out=out, ledger=ledger,
                       eval_texts=ev_texts, eval_gold=ev_gold, on_round=on_round, progress=not quiet,
-                      meta=saved.get("meta"))
+                      meta=saved.get("meta"), generator=gen)
     else:
         strategy_params = {"exponent": mraru_exponent} if strategy == "mraru" else {}
         cli_meta = {"corpus": str(corpus.resolve()), "teacher": teacher, "base_url": base_url, "api_key_env": api_key_env,
@@ -157,6 +182,7 @@ def distill(
             stopping=Stopping(plateau_eps=plateau_eps, plateau_rounds=plateau, target_agreement=target_agreement, max_rounds=max_rounds),
             random_state=seed, out=out, ledger=ledger, eval_texts=ev_texts, eval_gold=ev_gold,
             on_round=on_round, progress=not quiet, meta={"cli": cli_meta},
+            synthesize=synthesize, synthesis_params=synth_params if synthesize else None, generator=gen,
         )
     d.fit(pool)
     console.print(_history_table(d.history_))
