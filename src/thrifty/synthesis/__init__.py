@@ -1,11 +1,11 @@
 """Synthesis: new labelled training texts written by an LLM (PGKD)."""
 
-from .generators import Generation, Generator, LocalGenerator, OpenAIGenerator, make_generator
+from .generators import Generation, Generator, LocalGenerator, OpenAIGenerator, generator_for, make_generator
 from .pgkd import PGKD, PGKDConfig, make_synthesizer
 
 SYNTHESIZERS: dict[str, type] = {"pgkd": PGKD}
 
 __all__ = [
-    "Generation", "Generator", "LocalGenerator", "OpenAIGenerator", "make_generator", "PGKD", "PGKDConfig",
+    "Generation", "Generator", "LocalGenerator", "OpenAIGenerator", "generator_for", "make_generator", "PGKD", "PGKDConfig",
     "make_synthesizer", "SYNTHESIZERS",
 ]

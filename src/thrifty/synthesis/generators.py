@@ -76,29 +76,31 @@ class OpenAIGenerator:
         return {"model": self.model, "kind": "openai-generator", "base_url": self.base_url, "temperature": self.temperature}
 
     def _post(self, body: dict[str, Any]) -> Any:
+        """POST with exponential backoff on network errors, 408/409/425/429 and 5xx (honouring
+        Retry-After). Returns the response on success or on a 400 (the caller handles it)."""
         import httpx
+
+        from ..teachers.openai import RETRY_STATUS, retry_after_seconds
 
         last = ""
         for attempt in range(self.max_retries + 1):
+            wait = self.backoff_s * 2**attempt
             try:
                 r = self._client.post("/chat/completions", json=body)
             except httpx.HTTPError as e:
-                last = f"{type(e).__name__}"
+                last = type(e).__name__
             else:
-                if r.status_code <= 400:  # success, or a 400 the caller handles (no structured output)
+                if r.status_code <= 400:
                     return r
                 last = f"HTTP {r.status_code}"
-                if r.status_code not in (408, 409, 429) and r.status_code < 500:
+                if r.status_code not in RETRY_STATUS and r.status_code < 500:
                     raise TeacherError(
                         f"The generator server {self.base_url} refused the request ({last}: {r.text[:200]}). "
                         f"Check the model name and the key in ${self.api_key_env}."
                     )
-                wait = r.headers.get("retry-after")
-                if wait and attempt < self.max_retries:
-                    time.sleep(min(float(wait), 30.0) if wait.replace(".", "", 1).isdigit() else self.backoff_s)
-                    continue
+                wait = min(30.0, retry_after_seconds(r.headers.get("retry-after")) or wait)
             if attempt < self.max_retries:
-                time.sleep(self.backoff_s * 2**attempt)
+                time.sleep(wait)
         raise TeacherError(
             f"The generator server {self.base_url} kept failing ({last}) after {self.max_retries + 1} tries. "
             "Nothing was lost: labels already paid for are in the ledger; re-run to resume."
@@ -163,20 +165,13 @@ class LocalGenerator:
 
 
 def _load_llama(spec: str, n_ctx: int, n_threads: int | None) -> Any:
-    """A GGUF path, or a model name resolved the way the local teacher resolves it."""
-    try:
-        from llama_cpp import Llama
-    except ImportError as e:
-        raise ThriftyError("The local generator needs llama-cpp-python: pip install 'thrifty[local]'.") from e
-    path = Path(spec)
-    if not path.suffix == ".gguf":
-        from ..teachers import models  # the local teacher's model registry (PyPI part packages, sha256)
+    """A GGUF path or registry name, resolved, verified (sha256) and loaded the way the local
+    teacher does it. A context size other than the teacher's gives the generator its own
+    llama.cpp instance, so generating never evicts the teacher's cached prompt prefix."""
+    from ..teachers.local import load_llama
+    from ..teachers.models import resolve_model
 
-        path = Path(models.resolve_model(spec))
-    if not path.exists():
-        raise ThriftyError(f"Model file {path} does not exist.")
-    return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or min(4, os.cpu_count() or 1), verbose=False,
-                 seed=0)
+    return load_llama(resolve_model(spec), n_ctx=n_ctx, n_threads=n_threads)
 
 
 def make_generator(spec: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
@@ -195,3 +190,13 @@ def make_generator(spec: str, *, base_url: str | None = None, api_key_env: str =
         f"Unknown generator {spec!r}: use openai:MODEL or local[:MODEL] (a replay teacher cannot write texts; "
         "give --pgkd-generator)."
     )
+
+
+def generator_for(spec: str | None, teacher_spec: str, **kw: Any) -> Generator | None:
+    """The generator named by ``spec``, else one on the teacher's own model (``openai:``/``local``
+    teachers), else None (a replay teacher cannot write texts)."""
+    if spec:
+        return make_generator(spec, **kw)
+    if teacher_spec.startswith(("openai:", "local")):
+        return make_generator(teacher_spec, **kw)
+    return None

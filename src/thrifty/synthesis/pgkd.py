@@ -166,22 +166,23 @@ class PGKD:
         self.stop_reason = reason
 
     def after_round(self, d: "Distiller") -> dict[str, Any]:
-        """Run one PGKD cycle on the distiller's current student. Returns history fields ({} if none ran)."""
+        """Run one PGKD cycle on the distiller's current student. Returns history fields (the
+        generation spend so far on every row; the cycle's counts when one ran)."""
         cfg = self.config
         if not self.active:
-            return {}
+            return self._spend_fields()
         if len(d.val_idx) == 0:
             self._stop("no validation slice")
-            return {"pgkd_stop": self.stop_reason}
+            return {"pgkd_stop": self.stop_reason, **self._spend_fields()}
         loss0 = validation_loss(d, d.student_)
         if loss0 is None:
             self._stop("the teacher abstained on the whole validation slice")
-            return {"pgkd_stop": self.stop_reason}
+            return {"pgkd_stop": self.stop_reason, **self._spend_fields()}
         pending = self.cycles[-1] if self.cycles and "decision" not in self.cycles[-1] else None
         if pending is None:
             if d.config.budget.remaining_labels(d.spent()) < cfg.n_generate:
                 self._stop("budget too small for another cycle")
-                return {"pgkd_stop": self.stop_reason}
+                return {"pgkd_stop": self.stop_reason, **self._spend_fields()}
             pending = self._generate(d)
             d._save_state()  # the paid generation survives a crash: a resume re-uses it
         parsed = parse_generation(pending["raw"], d.task, max_chars=cfg.max_chars)
@@ -222,14 +223,17 @@ class PGKD:
             "pgkd_examples": len(self.examples),
             "val_loss_before": round(loss0, 5),
             "val_loss_with": None if loss1 is None else round(loss1, 5),
-            "gen_tokens": int(self.spend_["gen_tokens"]),
-            "gen_dollars": round(self.spend_["gen_dollars"], 6),
             "pgkd_stop": self.stop_reason,
+            **self._spend_fields(),
         }
         pending.update(decision="accepted" if accepted else "rolled back", rejected=dict(parsed.rejected),
                        duplicates=dict(dups), **{k: row[k] for k in ("pgkd_relabelled", "pgkd_agreed",
                                                                      "val_loss_before", "val_loss_with")})
         return row
+
+    def _spend_fields(self) -> dict[str, Any]:
+        return {"gen_tokens": int(self.spend_["gen_tokens"]), "gen_dollars": round(self.spend_["gen_dollars"], 6),
+                "relabels": int(self.spend_["labels"])}
 
     def _generate(self, d: "Distiller") -> dict[str, Any]:
         cfg = self.config

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.metrics.pairwise import cosine_similarity
 
 from ..task import Task
@@ -140,34 +139,35 @@ class Deduper:
             self.seen.update(normalise_text(t) for t in texts)
             self.blocks.append(self.transform(list(texts)))
 
-    def _max_sim(self, x: Any) -> float:
-        best = 0.0
+    def _max_sim(self, X: Any) -> np.ndarray:
+        """Each row's highest cosine similarity to the reference set (chunked: constant memory)."""
+        best = np.zeros(X.shape[0])
         for block in self.blocks:
             for start in range(0, block.shape[0], self.chunk):
                 part = block[start : start + self.chunk]
                 if part.shape[0]:
-                    best = max(best, float(cosine_similarity(x, part).max()))
+                    best = np.maximum(best, cosine_similarity(X, part).max(axis=1))
         return best
 
     def filter(self, items: Sequence[Candidate]) -> tuple[list[Candidate], Counter]:
         """Keep the items that are neither exact nor near duplicates (of the reference set or of
         each other); count the rest as ``exact_duplicate`` / ``near_duplicate``."""
-        kept: list[Candidate] = []
         dropped: Counter = Counter()
-        for it in items:
+        if not items:
+            return [], dropped
+        X = self.transform([it.text for it in items])
+        ref = self._max_sim(X)
+        within = cosine_similarity(X)
+        kept: list[int] = []
+        for j, it in enumerate(items):
             key = normalise_text(it.text)
             if key in self.seen:
                 dropped["exact_duplicate"] += 1
-                continue
-            x = self.transform([it.text])
-            if _nnz(x) and self._max_sim(x) >= self.threshold:
+            elif ref[j] >= self.threshold or any(within[j, k] >= self.threshold for k in kept):
                 dropped["near_duplicate"] += 1
-                continue
-            self.seen.add(key)
-            self.blocks.append(x)
-            kept.append(it)
-        return kept, dropped
-
-
-def _nnz(x: Any) -> bool:
-    return bool(x.nnz) if sp.issparse(x) else bool(np.any(np.asarray(x)))
+            else:
+                self.seen.add(key)
+                kept.append(j)
+        if kept:
+            self.blocks.append(X[kept])
+        return [items[j] for j in kept], dropped
