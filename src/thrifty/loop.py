@@ -437,7 +437,7 @@ class Distiller:
     def _fit_student(self) -> Any:
         idx = np.asarray(self.train_idx, dtype=int)
         y, _ = self._train_arrays()
-        keep, weight = y >= 0, None
+        keep, weight, soft = y >= 0, None, False
         student = make_student(self.clf_name, **self.config.student_params)
         if keep.sum() == 0:
             raise TeacherError("The teacher abstained on every training document; check the prompt and labels.")
@@ -445,7 +445,7 @@ class Distiller:
         if hasattr(self.strategy, "train_weights"):  # e.g. LLKD: gate and weight the labels it is given
             plan = self.strategy.train_weights(self._pool_state(np.zeros(0, dtype=int)))
             keep = keep & plan.mask
-            weight, self._train_counts = plan.weights[keep], plan.counts
+            weight, self._train_counts, soft = plan.weights[keep], plan.counts, plan.soft
             if keep.sum() == 0:
                 raise ThriftyError(f"Strategy {self.config.strategy!r} set aside every label this round: {plan.counts}.")
         X, yk = self.X[idx[keep]], y[keep]
@@ -453,6 +453,12 @@ class Distiller:
             X, yk = self.synthesis.augment(X, yk, self)
             if weight is not None:
                 weight = np.concatenate([weight, np.ones(len(yk) - len(weight))])
+        if soft:  # (n, K) targets: the teacher's distributions (one-hot where it gave none)
+            targets = np.eye(self.task.n_labels)[yk]
+            real = idx[keep]
+            targets[: len(real)] = [self.answers[i].probs if self.answers[i].probs is not None else targets[j]
+                                    for j, i in enumerate(real)]
+            yk = targets
         student.fit(X, yk, sample_weight=weight)
         return student
 

@@ -42,6 +42,7 @@ class TrainWeights:
     mask: np.ndarray
     weights: np.ndarray
     counts: dict[str, Any] = field(default_factory=dict)
+    soft: bool = False  # fit on the teacher's label distributions instead of its labels
 
 
 @runtime_checkable

@@ -95,6 +95,7 @@ class LLKDStrategy:
         teacher_threshold: float | None = None,
         student_threshold: float = 0.0,
         weighted: bool = True,
+        soft: bool = False,
         below_threshold_weight: float | None = None,
         chunk: int = 65_536,
     ):
@@ -110,6 +111,7 @@ class LLKDStrategy:
         self.teacher_threshold = teacher_threshold  # None = 1/K
         self.student_threshold = student_threshold
         self.weighted = weighted
+        self.soft = soft
         self.below_threshold_weight = below_threshold_weight
         self.chunk = chunk
         self.tau_teacher_: np.ndarray | None = None
@@ -222,4 +224,4 @@ class LLKDStrategy:
             "llkd_tau_teacher_mean": round(float(self.tau_teacher_.mean()), 4),
             "llkd_tau_student_mean": round(float(self.tau_student_.mean()), 4),
         }
-        return TrainWeights(mask=used, weights=w, counts=counts)
+        return TrainWeights(mask=used, weights=w, counts=counts, soft=self.soft)
