@@ -142,6 +142,7 @@ def test_summarise_ratio_to_random():
     assert s.loc["random", "labels_to_98"] == 400 and s.loc["margin", "labels_to_98"] == 200
     assert s.loc["margin", "ratio_98"] == pytest.approx(0.5)
     assert s.loc["margin", "dollars_at_98"] == pytest.approx(0.2)
+    assert s.loc["margin", "ratio_match_random"] == pytest.approx(0.5) and s.loc["random", "ratio_match_random"] == 1.0
 
 
 def test_parse_specs():

@@ -11,6 +11,9 @@
   target within the budget, the ratio is an upper bound ("<="); when the strategy does not
   reach it either, there is no ratio.
 - AULC is the mean accuracy over the label range (trapezoidal area / range).
+- "Labels to match random" is the first label count where a strategy's smoothed curve
+  reaches random's final smoothed accuracy, divided by the count where random itself first
+  reaches it: an uncensored label ratio even when nobody reaches 98% of the full pool.
 """
 
 from __future__ import annotations
@@ -99,8 +102,26 @@ def summarise(rounds: pd.DataFrame, fractions: tuple[float, ...] = (0.95, 0.98))
             reach = labels_to_reach(lab, sm, f * full) if not math.isnan(full) else None
             row[f"labels_to_{tag}"] = reach
             row[f"dollars_at_{tag}"] = float(c.loc[c["labels_total"] == reach, "dollars"].iloc[0]) if reach is not None else None
+        row["_curve"] = (lab, sm)
         rows.append(row)
     out = pd.DataFrame(rows)
+    # labels to match random's final (smoothed) accuracy: never censored for random itself
+    match, match_ratio = [], []
+    for _, r in out.iterrows():
+        rnd = out[(out[KEYS[:3]] == r[KEYS[:3]]).all(axis=1) & (out["strategy"] == "random")]
+        if not len(rnd):
+            match.append(None)
+            match_ratio.append(None)
+            continue
+        r_lab, r_sm = rnd["_curve"].iloc[0]
+        target = float(r_sm[-1])
+        lr = labels_to_reach(r_lab, r_sm, target)
+        ls = labels_to_reach(*r["_curve"], target)
+        match.append(ls)
+        match_ratio.append(ls / lr if ls is not None and lr else None)
+    out["labels_to_match_random"] = match
+    out["ratio_match_random"] = match_ratio
+    out = out.drop(columns="_curve")
     for f in fractions:
         tag = f"{round(f * 100)}"
         vals, bounds = [], []

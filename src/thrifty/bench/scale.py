@@ -31,7 +31,7 @@ def scale_probe(
     strategies: Sequence[str] = ("entropy", "mraru", "st_breaking_ties"),
     batch: int = 50,
     labelled: int = 500,
-    repeats: int = 3,
+    repeats: int = 5,
     seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
