@@ -23,10 +23,13 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true", help="only rebuild the report from cached runs")
     ap.add_argument("--no-scale", action="store_true", help="skip the scale probe")
     ap.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--md", type=Path, default=ROOT / "BENCHMARKS.md")
+    ap.add_argument("--out", type=Path, default=None, help="default benchmarks/results (--smoke: .bench-cache/smoke/results)")
+    ap.add_argument("--md", type=Path, default=None, help="default BENCHMARKS.md (--smoke: .bench-cache/smoke/BENCHMARKS.md)")
     ap.add_argument("--cache", type=Path, default=ROOT / ".bench-cache")
     args = ap.parse_args()
+    smoke_dir = ROOT / ".bench-cache" / "smoke"  # a smoke run never overwrites the committed results
+    args.out = args.out or (smoke_dir / "results" if args.smoke else ROOT / "benchmarks" / "results")
+    args.md = args.md or (smoke_dir / "BENCHMARKS.md" if args.smoke else ROOT / "BENCHMARKS.md")
     spec = smoke_spec() if args.smoke else default_spec()
     if args.seeds is not None:
         spec.seeds = args.seeds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -126,7 +127,7 @@ def write_report(
     results = Path(results_dir)
     summary = summarise(rounds)
     summary.to_csv(results / "summary.csv", index=False)
-    rel = lambda p: Path(p).resolve().relative_to(out_md.parent.resolve()).as_posix()  # noqa: E731
+    rel = lambda p: Path(os.path.relpath(Path(p).resolve(), out_md.parent.resolve())).as_posix()  # noqa: E731
     L: list[str] = [
         "# thrifty benchmarks",
         "",

@@ -9,6 +9,8 @@ import typer
 
 from .app import app, console, friendly
 
+SMOKE_DIR = Path(".bench-cache/smoke")
+
 
 def _split(text: Optional[str]) -> Optional[list[str]]:
     """Comma-separated list; commas inside [...] (strategy parameters) are kept."""
@@ -40,8 +42,8 @@ def bench(
     seed_size: Optional[int] = typer.Option(None, "--seed-size", help="Random labels before the first round."),
     max_pool: Optional[int] = typer.Option(None, "--max-pool", help="Subsample each pool to this many rows."),
     max_test: Optional[int] = typer.Option(None, "--max-test", help="Subsample each test split to this many rows."),
-    out: Path = typer.Option(Path("benchmarks/results"), "--out", "-o", help="Folder for rounds.csv, summary.csv, plots."),
-    md: Path = typer.Option(Path("BENCHMARKS.md"), "--md", help="Markdown report to (re)write."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for rounds.csv, summary.csv, plots (default benchmarks/results; --smoke: .bench-cache/smoke/results)."),
+    md: Optional[Path] = typer.Option(None, "--md", help="Markdown report to (re)write (default BENCHMARKS.md; --smoke: .bench-cache/smoke/BENCHMARKS.md)."),
     cache: Path = typer.Option(Path(".bench-cache"), "--cache", help="Per-run cache (resume, regenerate)."),
     smoke: bool = typer.Option(False, "--smoke", help="The CI-sized grid (~1 minute)."),
     scale: bool = typer.Option(False, "--scale", help="Run the scale probe (seconds per round vs pool size) instead of the grid."),
@@ -53,6 +55,9 @@ def bench(
     """Benchmark selection strategies (and small-text's) side by side; write BENCHMARKS.md."""
     from ..bench import dataset_names, default_spec, run_benchmark, run_scale, smoke_spec
 
+    # a smoke run never overwrites the committed results
+    out = out or (SMOKE_DIR / "results" if smoke else Path("benchmarks/results"))
+    md = md or (SMOKE_DIR / "BENCHMARKS.md" if smoke else Path("BENCHMARKS.md"))
     log = lambda msg: console.print(msg, highlight=False)  # noqa: E731
     if scale:
         strat = _split(strategies) or ["entropy", "mraru", "st_breaking_ties"]
