@@ -232,7 +232,7 @@ def write_report(
         L += ["## Scale: seconds per selection round against pool size", ""]
         L.append(
             f"Synthetic pools resampled from `{scale['dataset'].iloc[0]}` (word TF-IDF, LR student on 500 labels), "
-            f"batch {int(scale['batch'].iloc[0])}, median of {int(scale['repeats'].iloc[0])} rounds, measured side by side in one process."
+            f"batch {int(scale['batch'].iloc[0])}, best of {int(scale['repeats'].iloc[0])} rounds, measured side by side in one process."
         )
         L.append("")
         L += _md_table(
