@@ -91,8 +91,8 @@ def teacher_check(
 @friendly
 def demo(
     teacher: str = typer.Option("local", "--teacher", "-t", help="Teacher spec (default: the local Qwen 1.5B)."),
-    budget: int = typer.Option(150, "--budget", "-b", help="Teacher labels, validation included."),
-    batch: int = typer.Option(25, "--batch"),
+    budget: int = typer.Option(100, "--budget", "-b", help="Teacher labels, validation included."),
+    batch: int = typer.Option(20, "--batch"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: a new temporary one)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:

@@ -52,6 +52,13 @@ def _require_llama_cpp() -> Any:
 
 
 def default_threads() -> int:
+    """``$THRIFTY_LLAMA_THREADS``, else every core this process may use.
+
+    On a machine shared by many busy processes, 1 thread can be faster than several: llama.cpp's
+    threads wait for each other at every layer, and a descheduled one stalls the rest.
+    """
+    if os.environ.get("THRIFTY_LLAMA_THREADS"):
+        return max(1, int(os.environ["THRIFTY_LLAMA_THREADS"]))
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -192,7 +199,7 @@ class LocalTeacher:
         self.max_doc_tokens = int(max_doc_tokens)
         self.prefix_cache = bool(prefix_cache)
         self.path = resolve_model(model)
-        spec = model_spec(model)
+        self._spec = spec = model_spec(model)
         self.model_sha256 = spec.sha256 if spec else file_sha256(self.path)
         self.llm = load_llama(self.path, n_ctx=n_ctx, n_threads=n_threads)
         has_template = "tokenizer.chat_template" in (self.llm.metadata or {})
@@ -248,7 +255,7 @@ class LocalTeacher:
     # ---- Teacher protocol ---------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         return {
-            "model": f"local:{self.model}" if model_spec(self.model) else f"local:{self.path.name}",
+            "model": f"local:{self._spec.name}" if self._spec else f"local:{self.path.name}",
             "sha256": self.model_sha256,
             "format": "chat" if self.chat else "completion",
             "codes": self.codes is not None,
@@ -299,5 +306,5 @@ class LocalTeacher:
         rate = s.docs / s.seconds if s.seconds else 0.0
         return (
             f"{s.docs} documents, {s.truncated} truncated to {self.max_doc_tokens} tokens, "
-            f"{s.prompt_tokens} prompt tokens ({s.evaluated_tokens} evaluated), {rate:.1f} docs/s"
+            f"{s.prompt_tokens} prompt tokens ({s.evaluated_tokens} evaluated), {rate:.2f} docs/s"
         )
