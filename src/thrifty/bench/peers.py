@@ -86,10 +86,13 @@ class SmallTextStrategy:
 
 
 def register_peers() -> list[str]:
-    """Add the small-text strategies to the registry (when small-text is installed); returns their names."""
-    try:
-        import small_text  # noqa: F401
-    except ImportError:
+    """Add the small-text strategies to the registry (when small-text is installed); returns their names.
+
+    small-text is imported only when one of them is built: with torch installed its import
+    pulls in its torch and transformers integrations (tens of seconds on a busy machine)."""
+    import importlib.util
+
+    if importlib.util.find_spec("small_text") is None:
         return []
     for key, qs in PEERS.items():
         STRATEGIES.setdefault(key, lambda qs=qs, **kw: SmallTextStrategy(qs, **kw))
