@@ -22,7 +22,7 @@ import shutil
 import time
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -123,7 +123,6 @@ class PredictSummary:
     cascade: dict[str, Any] | None = None
     engine: str = "local"
     workers: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

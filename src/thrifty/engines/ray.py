@@ -89,6 +89,8 @@ def predict_ray(
     missing = [c for c in (text_col, id_col) if c not in names]
     if missing:
         raise CorpusError(f"{corpus} has no column(s) {missing}; it has {names}. Use --text-col/--id-col.")
+    if out.is_file() or (out.is_dir() and any(out.iterdir())):
+        raise ThriftyError(f"{out} already exists; Ray writes a directory of Parquet files: choose a new --out.")
     if not ray.is_initialized():
         ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
@@ -102,8 +104,6 @@ def predict_ray(
     ds = ds.map_batches(StudentPredictor, fn_constructor_args=(str(model_dir), text_col, id_col, probs),
                         batch_size=batch_size, batch_format="pyarrow", num_cpus=1,
                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors))
-    if out.exists() and any(out.iterdir()) if out.is_dir() else out.exists():
-        raise ThriftyError(f"{out} already exists; Ray writes a directory of Parquet files: choose a new --out.")
     ds.write_parquet(str(out))
     secs = time.perf_counter() - t0
     import pyarrow.parquet as pq
