@@ -16,6 +16,7 @@ from thrifty.errors import TeacherError, ThriftyError
 from thrifty.strategies import LLKDStrategy, PoolState, make_strategy
 from thrifty.strategies.llkd import ema_class_means, llkd_weights
 from thrifty.students import load_model
+from thrifty.teachers import make_teacher
 from thrifty.teachers.replay import load_replay
 
 
@@ -206,3 +207,23 @@ def test_cli_distill_with_llkd_and_a_recorded_teacher(tmp_path):
     test = read_corpus(d / "test.csv", gold_col="label")
     pred = load_model(out).predict(test.texts[:50])
     assert set(pred) <= {"agree", "disagree"} and len(set(pred)) == 2
+
+
+def test_soft_labels_fit_the_teachers_distributions(tmp_path):
+    d = dataset_path("trec6")  # the local Qwen teacher's full label distributions, by pool row
+    task = Task.load(str(d / "labels.json"))
+    corpus = read_corpus(d / "pool.csv")
+    teacher = make_teacher(f"replay:{d / 'teacher_qwen2.5-1.5b.csv'}", task, corpus)
+    fits = {}
+    for soft in (False, True):
+        dist = Distiller(task, teacher, strategy="llkd", strategy_params={"soft": soft}, budget=60,
+                         seed_size=60, val_size=0).fit(corpus)
+        idx = np.asarray(dist.train_idx)
+        fits[soft] = (idx, dist.predict_proba([corpus.texts[i] for i in idx]))
+    assert np.array_equal(fits[False][0], fits[True][0])  # the same random seed set: only the targets differ
+    idx, p_soft = fits[True]
+    teacher_p = np.stack([teacher.label([corpus.texts[i]])[0].probs for i in idx])
+    # hard labels push the student to ~certainty on its training documents; soft labels keep the
+    # teacher's doubt (its mean confidence on trec6 is well below 1)
+    assert fits[False][1].max(axis=1).mean() > p_soft.max(axis=1).mean() + 0.05
+    assert np.abs(p_soft - teacher_p).sum(axis=1).mean() < np.abs(fits[False][1] - teacher_p).sum(axis=1).mean()
