@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..errors import ThriftyError
-from .app import app, console, friendly
+from .app import app, console, err_console, friendly
 from .core import IdCol, PriceIn, PriceOut, Prices, TextCol
 
 
@@ -56,9 +56,14 @@ def predict(
         if cascade:
             casc, plan = _make_cascade(run, corpus, text_col, target_agreement, max_escalations, conservative,
                                        {"prices": prices, "price_in": price_in, "price_out": price_out})
-        summary = predict_file(run, corpus, out, text_col=text_col, id_col=id_col, batch_size=batch_size,
-                               workers=workers, probs=probs, cascade=casc, cascade_plan=plan, restart=restart,
-                               progress=not quiet)
+        try:
+            summary = predict_file(run, corpus, out, text_col=text_col, id_col=id_col, batch_size=batch_size,
+                                   workers=workers, probs=probs, cascade=casc, cascade_plan=plan, restart=restart,
+                                   progress=not quiet)
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted.[/] Finished batches (and paid labels) are kept: "
+                              "run the same command again to resume.")
+            raise SystemExit(130)
         if casc is not None:
             casc.cached.ledger.close()
     msg = (f"[bold green]done[/] {summary.rows:,} rows in {summary.seconds:.1f}s "
