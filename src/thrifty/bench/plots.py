@@ -28,12 +28,13 @@ def plot_curves(rounds: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     for (ds, teacher, student), g in cv.groupby(["dataset", "teacher", "student"], sort=True):
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=72)
         full = g["full_acc"].dropna()
-        for strategy, c in g.groupby("strategy", sort=True):
+        for j, (strategy, c) in enumerate(g.groupby("strategy", sort=True)):
             c = c.sort_values("labels_total")
             style = "--" if strategy == "random" else ("-." if strategy.startswith("st_") else "-")
-            axes[0].plot(c["labels_total"], c["acc"], style, label=strategy, lw=1.3)
-            axes[1].plot(c["labels_total"], c["agreement"], style, label=strategy, lw=1.3)
-            axes[2].plot(c["dollars"], c["acc"], style, label=strategy, lw=1.3)
+            kw = {"label": strategy, "lw": 1.3, "color": plt.cm.tab20(j % 20)}
+            axes[0].plot(c["labels_total"], c["acc"], style, **kw)
+            axes[1].plot(c["labels_total"], c["agreement"], style, **kw)
+            axes[2].plot(c["dollars"], c["acc"], style, **kw)
         if len(full):
             for ax in (axes[0], axes[2]):
                 ax.axhline(full.iloc[0], color="k", lw=0.8, label="full pool")
