@@ -36,7 +36,10 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted.[/] Paid labels are in the ledger; resume with --resume.")
+            err_console.print(
+                "[yellow]interrupted.[/] Every paid answer is saved in the ledger: run the same command again "
+                "(for distill: --resume RUN_DIR) and nothing is paid twice."
+            )
             sys.exit(130)
 
     return wrapper
