@@ -58,7 +58,7 @@ def bench(
     # a smoke run never overwrites the committed results
     out = out or (SMOKE_DIR / "results" if smoke else Path("benchmarks/results"))
     md = md or (SMOKE_DIR / "BENCHMARKS.md" if smoke else Path("BENCHMARKS.md"))
-    log = lambda msg: console.print(msg, highlight=False)  # noqa: E731
+    log = lambda msg: console.print(msg, highlight=False, markup=False)  # noqa: E731
     if scale:
         strat = _split(strategies) or ["entropy", "mraru", "st_breaking_ties"]
         df = run_scale(out, dataset=scale_dataset, sizes=[int(s) for s in scale_sizes.split(",")], strategies=strat, log=log)
