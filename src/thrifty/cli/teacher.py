@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ..errors import ThriftyError
 from .app import app, console, friendly
-from .core import ApiKeyEnv, BaseUrl, GoldCol, Labels, Prices, PriceIn, PriceOut, TeacherOpt, TextCol, _history_table, _load_task
+from .core import ApiKeyEnv, BaseUrl, Labels, Prices, PriceIn, PriceOut, TeacherOpt, TextCol, _history_table, _load_task
 
 models_app = typer.Typer(help="Local GGUF models shipped as PyPI part packages.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
