@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -87,8 +86,8 @@ def validation_loss(d: "Distiller", student: Any) -> float | None:
         return None
     idx = np.asarray([i for i, _ in vl], dtype=int)
     y = np.asarray([d.task.index(lab) for _, lab in vl])
-    p = full_proba(student, d.X[idx], d.task.n_labels)
-    return float(log_loss(y, np.clip(p, 1e-12, 1.0), labels=np.arange(d.task.n_labels)))
+    p = np.clip(full_proba(student, d.X[idx], d.task.n_labels), 1e-12, 1.0)  # unseen classes have p = 0
+    return float(log_loss(y, p / p.sum(axis=1, keepdims=True), labels=np.arange(d.task.n_labels)))
 
 
 class PGKD:
