@@ -55,6 +55,8 @@ def expand_soft(X: Any, y: np.ndarray, sample_weight: np.ndarray | None = None) 
     """
     if y.ndim == 1:
         return X, y, sample_weight
+    if np.all((y > 0).sum(axis=1) == 1):  # one-hot rows: exactly the hard-label fit
+        return X, y.argmax(axis=1), sample_weight
     w = np.ones(len(y)) if sample_weight is None else sample_weight
     rows, cls = np.nonzero(y > 0)
     Xr = X[rows] if not isinstance(X, list) else [X[i] for i in rows]

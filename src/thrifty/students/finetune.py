@@ -115,7 +115,7 @@ class FineTuneStudent:
         self.config_ = json.loads((src / "config.json").read_text())
         self.model_ = _build(src, len(self.classes_))
         targets = torch.tensor(T[:, self.classes_], dtype=torch.float32)
-        weights = torch.tensor(np.ones(len(T)) if w is None else w, dtype=torch.float32)
+        weights = torch.tensor(np.ascontiguousarray(np.ones(len(T)) if w is None else w), dtype=torch.float32)
         ids, mask = self._tokenize(list(X))
         opt = torch.optim.AdamW(self.model_.parameters(), lr=self.lr, weight_decay=0.01)
         self.model_.train()
