@@ -23,7 +23,7 @@ from .errors import EmptyPoolError, TeacherError, ThriftyError
 from .features import make_features
 from .stopping import Budget, Stopping
 from .strategies import PoolState, make_strategy
-from .students import DEFAULT_STUDENT, TextModel, full_proba, make_student, parse_model_name, save_model
+from .students import DEFAULT_STUDENT, TextModel, default_student, full_proba, make_student, parse_model_name, save_model
 from .task import Task
 from .teachers.base import Teacher, TeacherLabel
 from .teachers.ledger import CachedTeacher, Ledger
@@ -93,7 +93,7 @@ class Distiller:
         task: Task,
         teacher: Teacher,
         *,
-        student: str = DEFAULT_STUDENT,
+        student: str = "auto",
         strategy: str = "mraru",
         budget: Budget | int | str | None = 500,
         batch: int = 50,
@@ -119,7 +119,7 @@ class Distiller:
         self.task = task
         self.teacher = teacher
         self.config = config or DistillConfig(
-            student=student,
+            student=default_student() if student in (None, "auto") else student,
             strategy=strategy,
             strategy_params=dict(strategy_params or {}),
             student_params=dict(student_params or {}),

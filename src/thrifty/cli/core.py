@@ -87,7 +87,7 @@ def distill(
     budget: str = typer.Option("500", "--budget", "-b", help="'500' labels, '200k tokens' or '$5'. Validation labels count."),
     strategy: str = typer.Option("mraru", "--strategy", "-s", help="random | least_confidence | margin | entropy | mraru | diversity | llkd"),
     mraru_exponent: float = typer.Option(2.0, "--mraru-exponent", help="M-RARU: accept if r < u**exponent."),
-    student: str = typer.Option("tfidf-lr", "--student", help="FEATURES-CLASSIFIER, e.g. tfidf-lr."),
+    student: str = typer.Option("auto", "--student", help="FEATURES-CLASSIFIER (tfidf-lr, minilm-lr, static-svm, text-finetune, ...); auto = minilm-lr with the embed extra, else tfidf-lr."),
     batch: int = typer.Option(50, "--batch", help="Labels per round."),
     seed_size: int = typer.Option(50, "--seed-size", help="Random labels before the first round."),
     val_size: Optional[int] = typer.Option(None, "--val-size", help="Teacher-labelled validation slice (default: 20% of a label budget, 20..200)."),

