@@ -87,7 +87,7 @@ def test_resolve_model_errors_and_paths(tmp_path, monkeypatch):
     f.write_bytes(b"x")
     assert resolve_model(str(f)) == f
     # a corrupt file in the cache is refused, not loaded
-    monkeypatch.setenv("THRIFTY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("THRIFTY_CACHE_DIR", str(tmp_path / "cache"))
     bad = tmp_path / "cache" / "models" / GEMMA.filename
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"truncated download")

@@ -51,7 +51,7 @@ def teacher_check(
     gold_col: str = typer.Option("label", "--gold-col", help="Column with the gold labels."),
     text_col: str = TextCol,
     seed: int = typer.Option(0, "--seed"),
-    ledger: Optional[Path] = typer.Option(None, "--ledger", help="Ledger file (default: THRIFTY_CACHE/ledger.sqlite); answers are cached."),
+    ledger: Optional[Path] = typer.Option(None, "--ledger", help="Ledger file (default: THRIFTY_CACHE_DIR/ledger.sqlite); answers are cached."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
     prices: Optional[Path] = Prices,
     price_in: Optional[float] = PriceIn,

@@ -9,21 +9,15 @@ so a killed embedding run keeps what it finished. No pickle anywhere.
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from ..paths import cache_root
+
 Encoder = Callable[[list[str]], np.ndarray]
-
-
-def cache_root() -> Path:
-    """``$THRIFTY_CACHE_DIR``, else ``$XDG_CACHE_HOME/thrifty``, else ``~/.cache/thrifty``."""
-    if os.environ.get("THRIFTY_CACHE_DIR"):
-        return Path(os.environ["THRIFTY_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "thrifty"
 
 
 def text_digests(texts: Sequence[str]) -> list[bytes]:

@@ -2,7 +2,7 @@
 
 Model weights come from pip-installed packages that carry chunks of a GGUF file (no model
 hub at run time). :func:`resolve_model` concatenates the chunks into one file in the user
-cache (``$THRIFTY_CACHE/models``, else ``$XDG_CACHE_HOME/thrifty/models``, else
+cache (``$THRIFTY_CACHE_DIR/models``, else ``$XDG_CACHE_HOME/thrifty/models``, else
 ``~/.cache/thrifty/models``) and checks it against a pinned sha256 before anything loads
 it. A verified file gets a small stamp (size, mtime, sha256) so later loads skip the
 re-hash; a file whose size or mtime changed is hashed again.
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelIntegrityError, ThriftyError
+from ..paths import cache_root
 
 _CHUNK = 1 << 20
 
@@ -108,14 +109,6 @@ MODELS: dict[str, ModelSpec] = {
     ),
 }
 ALIASES = {"default": "qwen-1.5b"}
-
-
-def cache_root() -> Path:
-    """thrifty's user cache directory."""
-    if os.environ.get("THRIFTY_CACHE"):
-        return Path(os.environ["THRIFTY_CACHE"]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "thrifty"
 
 
 def models_dir() -> Path:
