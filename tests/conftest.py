@@ -75,3 +75,28 @@ def ag_news_run(tmp_path_factory: pytest.TempPathFactory, ag_news: Path) -> Path
                                    "--budget", "120", "--val-size", "40", "--batch", "30", "--out", str(d / "run"), "--quiet"])
     assert res.exit_code == 0, res.output
     return d
+
+
+class CrashingTeacher:
+    """Delegates to a real teacher but dies after ``budget`` answers (a crash mid-round);
+    ``calls`` counts the answers it delivered."""
+
+    def __init__(self, inner: Any, budget: int):
+        self.inner, self.task, self.left, self.calls = inner, inner.task, budget, 0
+
+    def identity(self) -> dict:
+        return self.inner.identity()
+
+    def label(self, texts, on_result=None):
+        from thrifty.errors import TeacherError
+
+        out = []
+        for i, t in enumerate(texts):
+            if self.left <= 0:
+                raise TeacherError("connection reset")
+            self.left -= 1
+            self.calls += 1
+            out.append(self.inner.label([t])[0])
+            if on_result:
+                on_result(i, out[-1])
+        return out

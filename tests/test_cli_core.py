@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.csv as pcsv
 import pytest
 from typer.testing import CliRunner

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import dataset_path
+from conftest import CrashingTeacher, dataset_path
 from thrifty import Distiller, Task, read_corpus
 from thrifty.cli import app
 from thrifty.errors import TeacherError, ThriftyError
@@ -145,27 +145,6 @@ def mr():
     corpus.texts, corpus.ids = [corpus.texts[i] for i in keep], corpus.ids[keep]
     corpus.extra = {}
     return task, corpus, teacher
-
-
-class CrashingTeacher:
-    """A real replay teacher that dies after ``budget`` answers (a crash mid-round)."""
-
-    def __init__(self, inner, budget):
-        self.inner, self.task, self.left = inner, inner.task, budget
-
-    def identity(self):
-        return self.inner.identity()
-
-    def label(self, texts, on_result=None):
-        out = []
-        for i, t in enumerate(texts):
-            if self.left <= 0:
-                raise TeacherError("connection reset")
-            self.left -= 1
-            out.append(self.inner.label([t])[0])
-            if on_result:
-                on_result(i, out[-1])
-        return out
 
 
 def test_crash_then_resume_restores_thresholds_and_matches_an_uninterrupted_run(mr, tmp_path):

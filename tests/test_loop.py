@@ -13,6 +13,8 @@ from thrifty.errors import TeacherError, ThriftyError
 from thrifty.students import load_model
 from thrifty.teachers.replay import load_replay
 
+from conftest import CrashingTeacher
+
 SHARED = next((p for p in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")) if p.exists()), None)
 pytestmark = pytest.mark.skipif(SHARED is None, reason="../shared/datasets not found beside the repo")
 TIMING_KEYS = {"select_s", "fit_s", "wall_s", "requests", "cache_hits", "dollars_paid", "stop_reason"}
@@ -29,29 +31,6 @@ def mr():
     corpus.texts = [corpus.texts[i] for i in keep]
     corpus.ids = corpus.ids[keep]
     return task, corpus, teacher, test
-
-
-class FlakyTeacher:
-    """Delegates to a real teacher but dies after `budget` answers (a crash mid-round)."""
-
-    def __init__(self, inner, budget):
-        self.inner, self.task, self.left, self.calls = inner, inner.task, budget, 0
-
-    def identity(self):
-        return self.inner.identity()
-
-    def label(self, texts, on_result=None):
-        out = []
-        for i, t in enumerate(texts):
-            if self.left <= 0:
-                raise TeacherError("connection reset")
-            self.left -= 1
-            self.calls += 1
-            r = self.inner.label([t])[0]
-            out.append(r)
-            if on_result:
-                on_result(i, r)
-        return out
 
 
 def _strip(history):
@@ -91,10 +70,10 @@ def test_crash_mid_round_then_resume_matches_an_uninterrupted_run(mr, tmp_path):
     task, corpus, teacher, _ = mr
     kw = dict(strategy="mraru", budget=260, batch=30, seed_size=30, val_size=50, random_state=3)
     ref = Distiller(task, teacher, out=tmp_path / "ref", **kw).fit(corpus)
-    flaky = FlakyTeacher(teacher, budget=175)  # dies inside round 4
+    flaky = CrashingTeacher(teacher, budget=175)  # dies inside round 4
     with pytest.raises(TeacherError):
         Distiller(task, flaky, out=tmp_path / "run", **kw).fit(corpus)
-    healthy = FlakyTeacher(teacher, budget=10**9)
+    healthy = CrashingTeacher(teacher, budget=10**9)
     res = Distiller.resume(tmp_path / "run", healthy, corpus)
     assert flaky.calls + healthy.calls == 260  # no label paid twice, none lost
     assert _strip(res.history_) == _strip(ref.history_)
