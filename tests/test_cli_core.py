@@ -37,7 +37,7 @@ def test_distill_ledger_evaluate_plan(small):
                             "--strategy", "margin", "--eval", str(d / "test.csv"), "--gold-col", "label",
                             "--out", str(out), "-q"])
     assert r.exit_code == 0, r.output
-    assert "done" in r.output and "160 teacher requests" in r.output
+    assert "done" in r.output and "This invocation: 160 teacher requests" in r.output
     hist = json.loads((out / "state.json").read_text())["history"]
     assert hist[-1]["labels_total"] == 160 and hist[-1]["test_accuracy"] is not None
     r = runner.invoke(app, ["ledger", "stats", str(out)])
@@ -47,7 +47,7 @@ def test_distill_ledger_evaluate_plan(small):
     # resume of a finished run does nothing more and pays nothing
     r = runner.invoke(app, ["distill", "--resume", str(out), "-q"])
     assert r.exit_code == 0, r.output
-    assert "0 teacher requests" in r.output
+    assert "This invocation: 0 teacher requests" in r.output
     r = runner.invoke(app, ["plan", str(tmp / "pool.parquet"), "-l", str(tmp / "labels.yaml"), "-t", "openai:gpt-4o-mini",
                             "--budget", "500"])
     assert r.exit_code == 0 and "dollars (est.)" in r.output

@@ -106,3 +106,13 @@ def test_budget_too_small_and_wrong_corpus_on_resume(mr, tmp_path):
     small = read_corpus(SHARED / "datasets" / "mr_chatgpt" / "test.csv")
     with pytest.raises(ThriftyError, match="different corpus"):
         Distiller.resume(tmp_path / "r", teacher, small)
+
+
+def test_out_dir_of_a_different_run_is_refused(mr, tmp_path):
+    task, corpus, teacher, _ = mr
+    kw = dict(budget=60, batch=20, seed_size=20, val_size=20, out=tmp_path / "r")
+    Distiller(task, teacher, strategy="random", **kw).fit(corpus)
+    again = Distiller(task, teacher, strategy="random", **kw).fit(corpus)  # identical: continues, pays nothing
+    assert again.history_[-1]["requests"] == 60 and again.ledger.stats(run=again.run_id).calls == 60
+    with pytest.raises(ThriftyError, match="different run"):
+        Distiller(task, teacher, strategy="entropy", **kw).fit(corpus)

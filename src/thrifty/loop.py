@@ -196,7 +196,9 @@ class Distiller:
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
             cfg_path = self.out / "config.json"
-            if not cfg_path.exists():
+            if cfg_path.exists():
+                self._check_same_run(json.loads(cfg_path.read_text()))
+            else:
                 _atomic_write(
                     cfg_path,
                     json.dumps(
@@ -234,6 +236,21 @@ class Distiller:
         self.t_start = time.perf_counter()
         self.elapsed_before = 0.0
         self._load_state()
+
+    def _check_same_run(self, saved: dict[str, Any]) -> None:
+        """An existing run directory is continued only by the same run (same config, task, teacher)."""
+        mine = json.loads(json.dumps({"config": self.config.to_dict(), "task": self.task.to_dict(),
+                                      "teacher": self.teacher.identity()}, default=str))
+        diff = [k for k in mine if saved.get(k) != mine[k]]
+        if diff:
+            raise ThriftyError(
+                f"{self.out} holds a different run (its {', '.join(diff)} differ). Continue it with "
+                f"`thrifty distill --resume {self.out}`, or choose a new --out directory."
+            )
+        # same run: adopt its id so ledger statistics stay per run
+        self.run_id = saved.get("meta", {}).get("run_id", self.run_id)
+        self.meta["run_id"] = self.run_id
+        self.cached.run = self.run_id
 
     # ---- state ---------------------------------------------------------------------------
     def _state_path(self) -> Path | None:

@@ -188,8 +188,10 @@ def distill(
     console.print(_history_table(d.history_))
     st = d.ledger.stats(run=d.run_id)
     console.print(
-        f"[bold green]done[/] ({d.stop_reason_}) in {time.perf_counter() - t0:.1f}s: {st.calls} teacher requests "
-        f"(${st.dollars:.4f}), {st.cache_hits} cache hits (${st.dollars_saved:.4f} saved). Model: {out / 'model'}"
+        f"[bold green]done[/] ({d.stop_reason_}) in {time.perf_counter() - t0:.1f}s. This invocation: "
+        f"{d.cached.requests} teacher requests, {d.cached.hits} cache hits. Whole run: {st.calls} paid "
+        f"(${st.dollars:.4f}), {st.cache_hits} cache hits (${st.dollars_saved:.4f} saved). Model: {out / 'model'}",
+        soft_wrap=True,
     )
 
 
