@@ -186,6 +186,7 @@ class Distiller:
 
     def _setup(self, corpus: Corpus) -> None:
         cfg = self.config
+        self.t_start = time.perf_counter()  # wall_s includes computing the features
         self.corpus = corpus
         if len(corpus) == 0:
             raise EmptyPoolError("The corpus is empty.")
@@ -233,7 +234,6 @@ class Distiller:
         self.history_: list[dict[str, Any]] = []
         self.round = 0
         self.stop_reason_: str | None = None
-        self.t_start = time.perf_counter()
         self.elapsed_before = 0.0
         self._load_state()
 

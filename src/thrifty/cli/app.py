@@ -19,6 +19,8 @@ ledger_app = typer.Typer(help="Inspect the ledger of teacher calls (cache, cost,
 app.add_typer(ledger_app, name="ledger")
 
 console = Console(stderr=False)
+if not console.is_terminal:  # piped or logged: don't squeeze tables into 80 columns
+    console = Console(stderr=False, width=160)
 err_console = Console(stderr=True)
 
 

@@ -71,8 +71,16 @@ def _history_table(history: list[dict[str, Any]]) -> Table:
     for _, h in cols:
         t.add_column(h, justify="right")
     for r in history:
-        t.add_row(*["" if r.get(k) is None else (f"{r[k]:.4f}" if isinstance(r[k], float) else str(r[k])) for k, _ in cols])
+        t.add_row(*[_cell(r.get(k)) for k, _ in cols])
     return t
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:,.1f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 @app.command()
