@@ -18,12 +18,14 @@ file and settings, shared) and :func:`chat` (a chat completion with a loaded mod
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
 import os
 import string
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -65,17 +67,29 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+_LOADED: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free llama.cpp models before interpreter teardown (else llama_cpp's __del__ prints a traceback)."""
+    for llm in list(_LOADED):
+        llm.close()
+
+
 @functools.lru_cache(maxsize=4)
 def _load(path: str, n_ctx: int, n_threads: int, n_batch: int) -> Any:
     llama_cpp = _require_llama_cpp()
     try:
         # swa_full: sliding-window models (Gemma 3) keep the whole window, so the prefix can be reused
-        return llama_cpp.Llama(
+        llm = llama_cpp.Llama(
             model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, n_batch=n_batch,
             logits_all=False, swa_full=True, verbose=False,
         )
     except (ValueError, RuntimeError) as e:
         raise ThriftyError(f"llama.cpp could not load {path}: {e}. Is it a GGUF model file?") from e
+    _LOADED.add(llm)
+    return llm
 
 
 def load_llama(path: str | Path, *, n_ctx: int = 4096, n_threads: int | None = None, n_batch: int = 512) -> Any:
