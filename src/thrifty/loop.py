@@ -520,8 +520,11 @@ class Distiller:
             acc = _accuracy(pred, self.eval_gold, self.task.labels)
             row["test_accuracy"] = None if acc is None else round(acc, 4)
         if self.corpus.gold is not None:
-            labelled = set(self.train_idx) | set(int(i) for i in self.val_idx)
-            rest = np.asarray([i for i in range(len(self.corpus)) if i not in labelled], dtype=int)
+            # an evaluation-only pass over the unlabelled pool (it is never used for selection)
+            mask = np.ones(len(self.corpus), dtype=bool)
+            mask[np.asarray(self.train_idx, dtype=int)] = False
+            mask[self.val_idx] = False
+            rest = np.flatnonzero(mask)
             if len(rest):
                 pred = full_proba(self.student_, self.X[rest], self.task.n_labels).argmax(1)
                 acc = _accuracy(pred, [self.corpus.gold[i] for i in rest], self.task.labels)
