@@ -123,9 +123,11 @@ def main() -> None:
     ap.add_argument("--variants", default="none,pgkd,pgkd-no-report,pgkd-no-hard")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--budget-labels", type=int, default=150, help="budget = this many recorded labels' worth of tokens")
+    ap.add_argument("--batch", type=int, default=25, help="labels per round (one PGKD cycle runs per round)")
     ap.add_argument("--n-generate", type=int, default=6)
     ap.add_argument("--n-examples", type=int, default=8, help="correct / wrong / hard examples shown (each)")
     ap.add_argument("--cycles", type=int, default=2)
+    ap.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: --cycles)")
     ap.add_argument("--max-chars", type=int, default=120)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="results/pgkd")
@@ -137,13 +139,15 @@ def main() -> None:
     gen_llm = Llama(model_path=a.gguf, n_ctx=8192, n_threads=a.threads, verbose=False, seed=0)
     lab_llm = Llama(model_path=a.gguf, n_ctx=2048, n_threads=a.threads, verbose=False, seed=0)
     model = Path(a.gguf).name
-    for ds in a.datasets.split(","):
+    setups = {}
+    for ds in a.datasets.split(","):  # seeds outermost: a cut-short run still has every arm per seed
         task, pool, replay, test = load(ds)
         per_label = float(np.mean([replay.records[text_sha256(t)].get("prompt_tokens", 0) + 1 for t in pool.texts[:500]]))
-        budget = f"{int(a.budget_labels * per_label)} tokens"
-        teacher = HybridTeacher(replay, LlamaChatTeacher(task, lab_llm, model))
-        generator = LocalGenerator(gen_llm)
-        for seed in [int(s) for s in a.seeds.split(",")]:
+        setups[ds] = (task, pool, test, f"{int(a.budget_labels * per_label)} tokens",
+                      HybridTeacher(replay, LlamaChatTeacher(task, lab_llm, model)))
+    generator = LocalGenerator(gen_llm)
+    for seed in [int(s) for s in a.seeds.split(",")]:
+        for ds, (task, pool, test, budget, teacher) in setups.items():
             for variant in a.variants.split(","):
                 params = VARIANTS[variant]
                 kw: dict[str, Any] = {}
@@ -151,10 +155,10 @@ def main() -> None:
                     n = a.n_examples
                     kw = {"synthesize": "pgkd", "generator": generator,
                           "synthesis_params": {"n_generate": a.n_generate, "n_correct": n, "n_wrong": n, "n_hard": n,
-                                               "max_cycles": a.cycles, "patience": a.cycles,
+                                               "max_cycles": a.cycles, "patience": a.patience or a.cycles,
                                                "max_chars": a.max_chars, "n_targets": 3, **params}}
                 t0 = time.perf_counter()
-                d = Distiller(task, teacher, strategy="margin", budget=budget, batch=25, seed_size=50, val_size=60,
+                d = Distiller(task, teacher, strategy="margin", budget=budget, batch=a.batch, seed_size=50, val_size=60,
                               random_state=seed, eval_texts=test.texts, eval_gold=test.gold, **kw)
                 d.fit(pool)
                 last = d.history_[-1]

@@ -159,7 +159,8 @@ def main() -> None:
                 (a.out / "results.json").write_text(json.dumps(results, indent=2))
     # the teacher last, in the same run: the student numbers come first if it is slow or missing
     if a.teacher_docs > 0:
-        results["local_teacher"] = lt = teacher_docs_per_s(a.teacher_spec, pool[100:100 + a.teacher_docs])
+        texts = [t[:a.max_chars] if a.max_chars else t for t in pool[100:100 + a.teacher_docs]]  # the students' docs
+        results["local_teacher"] = lt = teacher_docs_per_s(a.teacher_spec, texts)
         print(json.dumps(lt), flush=True)
         for row in results["rows"]:
             if "docs_per_s" in row and lt.get("docs_per_s"):

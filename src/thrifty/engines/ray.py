@@ -1,7 +1,7 @@
 """``thrifty predict --engine ray``: the same prediction on Ray Data.
 
 ``read_parquet`` / ``read_csv`` / ``read_json`` -> ``map_batches`` with a callable class
-(the student is loaded once per actor, an autoscaling actor pool) -> ``write_parquet``. Order is preserved
+(the student is loaded once per actor, a fixed pool of actors) -> ``write_parquet``. Order is preserved
 (``DataContext.execution_options.preserve_order``), and the per-batch work is
 :func:`thrifty.predict.score` / :func:`thrifty.predict.result_table`, so labels are the
 local engine's. Needs the ``ray`` extra (``pip install thrifty[ray]``).
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..corpus import column_names, detect_format
+from ..corpus import column_names, detect_format, iter_batches
 from ..errors import CorpusError, ThriftyError
 from ..predict import DEFAULT_BATCH, PredictSummary, _model_dir, result_table, score, texts_of
 
@@ -52,6 +52,13 @@ def _read(ray: Any, corpus: Path, columns: list[str]) -> Any:
     return ray.data.read_json(str(corpus), lines=True).select_columns(columns)
 
 
+def _bytes_per_row(corpus: Path, text_col: str) -> float:
+    """Mean in-memory bytes of a row's text, from the first batch of the corpus."""
+    for batch in iter_batches(corpus, batch_size=2048, columns=[text_col]):
+        return max(1.0, batch.nbytes / max(1, batch.num_rows))
+    return 1.0
+
+
 def predict_ray(
     run: str | Path,
     corpus: str | Path,
@@ -68,8 +75,8 @@ def predict_ray(
     """Classify ``corpus`` with Ray Data and write ``out`` as a directory of Parquet files (in input order).
 
     Connects to ``address`` if given, else to a running Ray, else starts a local one
-    (``num_cpus`` of them). Up to ``concurrency`` actors score batches (default: the cluster's
-    CPUs less one, kept for reading and writing).
+    (``num_cpus`` of them). ``concurrency`` actors score batches (default: one per CPU of the
+    cluster; together they reserve all CPUs but one, which the read and write tasks need).
     An ``id_col`` is required: row numbers are not defined across a sharded dataset.
     """
     try:
@@ -97,13 +104,18 @@ def predict_ray(
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
-    # leave one CPU to the read and write tasks, or the actors can starve them (a deadlock on small clusters)
-    n_cpus = int(ray.cluster_resources().get("CPU", 1))
-    actors = max(1, int(concurrency or n_cpus - 1))
+    # Blocks of about one batch: Ray spreads blocks, not rows, over the actors, and a whole
+    # file read as one block would keep every actor but one idle.
+    ctx.target_max_block_size = max(1 << 16, int(_bytes_per_row(corpus, text_col) * batch_size))
+    n_cpus = max(1.0, float(ray.cluster_resources().get("CPU", 1)))
+    actors = max(1, int(concurrency or n_cpus))
+    # A fixed pool whose actors together reserve all CPUs but one: the read and write tasks
+    # need a free CPU to be scheduled at all, or the pipeline deadlocks on small clusters.
+    actor_cpus = min(1.0, max(0.05, (n_cpus - 1) / actors))
     ds = _read(ray, corpus, list(dict.fromkeys([id_col, text_col])))
     ds = ds.map_batches(StudentPredictor, fn_constructor_args=(str(model_dir), text_col, id_col, probs),
-                        batch_size=batch_size, batch_format="pyarrow", num_cpus=1,
-                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors))
+                        batch_size=batch_size, batch_format="pyarrow", num_cpus=actor_cpus,
+                        compute=ray.data.ActorPoolStrategy(size=actors))
     ds.write_parquet(str(out))
     secs = time.perf_counter() - t0
     import pyarrow.parquet as pq
