@@ -22,7 +22,7 @@ def predict(
     text_col: str = TextCol,
     id_col: Optional[str] = IdCol,
     batch_size: int = typer.Option(8192, "--batch-size", help="Rows per batch (memory grows with it, not with the corpus)."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes (default: CPU count, max 8; 1 = in process)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes (default: CPU count, max 8; 1 = in process); with --engine ray, actors (default: one per cluster CPU)."),
     probs: bool = typer.Option(False, "--probs", help="Also write the full distribution (one p_<label> column per label)."),
     engine: str = typer.Option("local", "--engine", help="local (processes on this machine) | ray (Ray Data)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)."),
