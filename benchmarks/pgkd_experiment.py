@@ -116,6 +116,33 @@ def load(name: str) -> tuple[Task, Corpus, ReplayTeacher, Corpus]:
     return task, pool, replay, test
 
 
+def summarize(out: Path) -> str:
+    """``OUT/summary.md``: accuracy mean +- sd over seeds per dataset x variant, spend, and what
+    the generator's texts became (written, malformed, duplicate, teacher agreed, kept)."""
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+    lines = [("| dataset | variant | seeds | test accuracy | tokens spent | pool labels | generated | malformed "
+              "| duplicates | teacher agreed | kept in train | cycles |"), "|" + "---|" * 12]
+    for ds in dict.fromkeys(r["dataset"] for r in rows):
+        for v in dict.fromkeys(r["variant"] for r in rows):
+            rs = [r for r in rows if r["dataset"] == ds and r["variant"] == v]
+            if not rs:
+                continue
+            acc = np.array([r["test_accuracy"] for r in rs])
+            cyc = [c for r in rs for c in r["cycles"]]
+
+            def tot(key: str, cyc: list = cyc, runs: int = len(rs)) -> str:
+                return f"{sum(int(c.get(key, 0)) for c in cyc) / runs:.1f}" if cyc else "-"
+
+            lines.append(f"| {ds} | {v} | {len(rs)} | {acc.mean():.4f} +- {acc.std(ddof=1) if len(rs) > 1 else 0:.4f} "
+                         f"| {np.mean([r['tokens'] for r in rs]):,.0f} | {np.mean([r['pool_labels'] for r in rs]):.1f} "
+                         f"| {tot('pgkd_items')} | {tot('pgkd_malformed')} | {tot('pgkd_duplicates')} "
+                         f"| {tot('pgkd_agreed')} | {np.mean([r['synthetic_in_train'] for r in rs]):.1f} "
+                         f"| {len(cyc) / len(rs):.1f} |")
+    text = ("Means per run over seeds (generated ... cycles are per run).\n\n" + "\n".join(lines) + "\n")
+    (out / "summary.md").write_text(text)
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gguf", required=True)
@@ -131,7 +158,11 @@ def main() -> None:
     ap.add_argument("--max-chars", type=int, default=120)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="results/pgkd")
+    ap.add_argument("--summary-only", action="store_true", help="rewrite OUT/summary.md from OUT/results.jsonl")
     a = ap.parse_args()
+    if a.summary_only:
+        print(summarize(Path(a.out)))
+        return
     from llama_cpp import Llama
 
     out = Path(a.out)
@@ -177,6 +208,7 @@ def main() -> None:
                     f.write(json.dumps(res) + "\n")
                 print(json.dumps({k: res[k] for k in ("dataset", "variant", "seed", "test_accuracy", "tokens",
                                                      "synthetic_in_train", "wall_s")}), flush=True)
+    print(summarize(out))
 
 
 if __name__ == "__main__":

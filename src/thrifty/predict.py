@@ -140,8 +140,12 @@ def _fingerprint(corpus: Path, model_dir: Path, settings: dict[str, Any]) -> str
     return h.hexdigest()
 
 
-def _model_dir(run: Path) -> Path:
-    return run / "model" if (run / "model" / "model.json").exists() else run
+def model_dir_of(run: Path) -> Path:
+    """The model directory of a run directory (or ``run`` itself when it is a model directory)."""
+    d = run / "model" if (run / "model" / "model.json").exists() else run
+    if not (d / "model.json").exists():
+        raise ThriftyError(f"No thrifty model in {run}. Point to a run directory made by `thrifty distill`.")
+    return d
 
 
 def count_rows(path: str | Path, text_col: str) -> int:
@@ -282,9 +286,7 @@ def predict_file(
     run, corpus, out = Path(run), Path(corpus), Path(out)
     if batch_size < 1:
         raise ThriftyError("--batch-size must be at least 1.")
-    model_dir = _model_dir(run)
-    if not (model_dir / "model.json").exists():
-        raise ThriftyError(f"No thrifty model in {run}. Point to a run directory made by `thrifty distill`.")
+    model_dir = model_dir_of(run)
     detect_format(out)
     names = column_names(corpus)
     cols = [text_col] + ([id_col] if id_col and id_col != text_col else [])

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from ..corpus import column_names, detect_format, iter_batches
 from ..errors import CorpusError, ThriftyError
-from ..predict import DEFAULT_BATCH, PredictSummary, _model_dir, result_table, score, texts_of
+from ..predict import DEFAULT_BATCH, PredictSummary, model_dir_of, result_table, score, texts_of
 
 
 class StudentPredictor:
@@ -85,9 +85,7 @@ def predict_ray(
         raise ThriftyError("--engine ray needs Ray: pip install 'thrifty[ray]'.") from e
     t0 = time.perf_counter()
     run, corpus, out = Path(run), Path(corpus), Path(out)
-    model_dir = _model_dir(run)
-    if not (model_dir / "model.json").exists():
-        raise ThriftyError(f"No thrifty model in {run}. Point to a run directory made by `thrifty distill`.")
+    model_dir = model_dir_of(run)
     if id_col is None:
         raise ThriftyError("--engine ray needs --id-col (a column of unique ids): rows are sharded across workers.")
     if not corpus.exists():
