@@ -151,6 +151,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--budget-labels", type=int, default=150, help="budget = this many recorded labels' worth of tokens")
     ap.add_argument("--batch", type=int, default=25, help="labels per round (one PGKD cycle runs per round)")
+    ap.add_argument("--student", default="auto", help="student (auto = minilm-lr with the embed extra)")
     ap.add_argument("--n-generate", type=int, default=6)
     ap.add_argument("--n-examples", type=int, default=8, help="correct / wrong / hard examples shown (each)")
     ap.add_argument("--cycles", type=int, default=2)
@@ -189,7 +190,7 @@ def main() -> None:
                                                "max_cycles": a.cycles, "patience": a.patience or a.cycles,
                                                "max_chars": a.max_chars, "n_targets": 3, **params}}
                 t0 = time.perf_counter()
-                d = Distiller(task, teacher, strategy="margin", budget=budget, batch=a.batch, seed_size=50, val_size=60,
+                d = Distiller(task, teacher, strategy="margin", budget=budget, batch=a.batch, seed_size=50, student=a.student, val_size=60,
                               random_state=seed, eval_texts=test.texts, eval_gold=test.gold, **kw)
                 d.fit(pool)
                 last = d.history_[-1]
@@ -203,7 +204,7 @@ def main() -> None:
                        "gen_tokens": d.synthesis.spend_["gen_tokens"] if d.synthesis else 0,
                        "synthetic_in_train": len(d.synthesis.examples) if d.synthesis else 0,
                        "cycles": pg, "rounds": len(d.history_), "wall_s": round(time.perf_counter() - t0, 1),
-                       "teacher": teacher.identity(), "generator": model}
+                       "teacher": teacher.identity(), "generator": model, "student": d.config.student}
                 with open(out / "results.jsonl", "a") as f:
                     f.write(json.dumps(res) + "\n")
                 print(json.dumps({k: res[k] for k in ("dataset", "variant", "seed", "test_accuracy", "tokens",
