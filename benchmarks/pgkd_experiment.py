@@ -190,7 +190,8 @@ def main() -> None:
                                                "max_cycles": a.cycles, "patience": a.patience or a.cycles,
                                                "max_chars": a.max_chars, "n_targets": 3, **params}}
                 t0 = time.perf_counter()
-                d = Distiller(task, teacher, strategy="margin", budget=budget, batch=a.batch, seed_size=50, student=a.student, val_size=60,
+                d = Distiller(task, teacher, strategy="margin", budget=budget, batch=a.batch, seed_size=50, val_size=60,
+                              student=a.student,
                               random_state=seed, eval_texts=test.texts, eval_gold=test.gold, **kw)
                 d.fit(pool)
                 last = d.history_[-1]
