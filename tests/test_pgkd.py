@@ -19,7 +19,7 @@ from thrifty.errors import TeacherError, ThriftyError
 from thrifty.features import TfidfFeatures
 from thrifty.synthesis import OpenAIGenerator, PGKDConfig
 from thrifty.synthesis.prompts import build_messages, class_report, output_schema, select_examples
-from thrifty.synthesis.validation import Candidate, Deduper, parse_generation
+from thrifty.synthesis.validation import Candidate, Deduper, auto_threshold, parse_generation
 from thrifty.teachers.ledger import Ledger
 from thrifty.teachers.replay import ReplayTeacher
 
@@ -158,6 +158,41 @@ def test_dedupe_exact_and_near_against_pool_and_earlier_generations(ag):
     assert len(loose.filter([Candidate(original + " Reuters", "World")])[0]) == 1
     with pytest.raises(ThriftyError, match="threshold"):
         Deduper(feats.transform, pool.texts, threshold=0.0)
+
+
+def test_auto_dedupe_threshold_follows_how_close_real_texts_are():
+    rng = np.random.default_rng(0)
+
+    def unit(v):
+        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+    def nn_quantile(X):
+        S = X @ X.T
+        np.fill_diagonal(S, -1)
+        return np.quantile(S.max(1), 0.99)
+
+    spread = unit(rng.normal(size=(400, 64)))  # unrelated texts: nearest neighbours far below 0.9
+    assert nn_quantile(spread) < 0.9 and auto_threshold(spread) == 0.9
+    centers = unit(rng.normal(size=(40, 64)))
+    tight = unit(np.repeat(centers, 10, axis=0) + 0.03 * rng.normal(size=(400, 64)))  # paraphrase clusters
+    t = auto_threshold(tight)
+    assert 0.9 < t <= 0.99 and t == pytest.approx(min(0.99, nn_quantile(tight)), abs=1e-9)
+    # a fresh paraphrase is as close to the pool as pool texts are to each other: kept at auto, lost at 0.9
+    vecs = {f"p{i}": v for i, v in enumerate(tight)}
+    fresh = unit(centers[:5] + 0.03 * rng.normal(size=(5, 64)))
+    vecs.update({f"new{i}": v for i, v in enumerate(fresh)})
+    vecs["copy"] = unit(tight[0] + 0.001 * rng.normal(size=64))
+
+    def transform(texts):
+        return np.array([vecs[t] for t in texts])
+
+    pool = [f"p{i}" for i in range(400)]
+    auto = Deduper(transform, pool)
+    assert auto.threshold == pytest.approx(t)
+    kept, dropped = auto.filter([Candidate(f"new{i}", "x") for i in range(5)] + [Candidate("copy", "x")])
+    assert len(kept) >= 4 and "copy" not in [c.text for c in kept] and dropped["near_duplicate"] >= 1
+    kept, _ = Deduper(transform, pool, threshold=0.9).filter([Candidate(f"new{i}", "x") for i in range(5)])
+    assert kept == []
 
 
 def test_prompt_has_taxonomy_report_three_example_sets_and_weak_targets():

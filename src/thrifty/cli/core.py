@@ -124,7 +124,7 @@ def distill(
     pgkd_no_report: bool = typer.Option(False, "--pgkd-no-report", help="PGKD: leave the per-class validation report out of the prompt."),
     pgkd_patience: int = typer.Option(5, "--pgkd-patience", help="PGKD: stop after this many cycles without validation-loss gain."),
     pgkd_max_cycles: int = typer.Option(10, "--pgkd-max-cycles", help="PGKD: at most this many cycles."),
-    pgkd_dedupe: float = typer.Option(0.9, "--pgkd-dedupe", help="PGKD: near-duplicate cosine threshold (run features)."),
+    pgkd_dedupe: Optional[float] = typer.Option(None, "--pgkd-dedupe", help="PGKD: near-duplicate cosine threshold on the run's features (default: calibrated on the pool, 0.9-0.99)."),
     pgkd_max_chars: int = typer.Option(300, "--pgkd-max-chars", help="PGKD: longest generated text kept."),
 ) -> None:
     """Distil the teacher into a student on CORPUS, spending at most --budget."""

@@ -58,7 +58,7 @@ class PGKDConfig:
     patience: int = 5
     max_cycles: int = 10
     min_delta: float = 0.0
-    dedupe_threshold: float = 0.9
+    dedupe_threshold: float | None = None  # None: calibrated on the pool (validation.auto_threshold)
     max_chars: int = 300
     max_tokens: int | None = None
     generator: str | None = None  # spec string, used when no generator object is passed
@@ -216,6 +216,7 @@ class PGKD:
             "pgkd_items": len(parsed.items),
             "pgkd_malformed": parsed.n_rejected,
             "pgkd_duplicates": int(sum(dups.values())),
+            "pgkd_dedupe_threshold": round(self._deduper(d).threshold, 4),
             "pgkd_relabelled": len(texts),
             "pgkd_agreed": len(agree),
             "pgkd_accepted": accepted,
