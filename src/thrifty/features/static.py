@@ -51,6 +51,7 @@ class StaticFeatures:
         enc = mini.encoder
         path = cache_root() / "static" / f"{enc.identity()}-pca{self.dim}.npy"
         if not path.exists():
+            enc.batch_size = 64  # the vocabulary table is built once and stored; batches are fine here
             vectors = distil_token_vectors(enc, self.dim)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
