@@ -145,12 +145,14 @@ class OnnxEncoder:
         h.update(json.dumps({k: self.meta[k] for k in ("pooling", "normalize", "max_length")}, sort_keys=True).encode())
         return h.hexdigest()[:20]
 
-    def encode_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-        """Pooled embeddings of already tokenised sequences, batched by length (less padding)."""
+    def encode_ids(self, ids: Sequence[Sequence[int]], batch_size: int | None = None) -> np.ndarray:
+        """Pooled embeddings of already tokenised sequences, batched by length (less padding);
+        ``batch_size`` defaults to the encoder's."""
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         order = np.argsort([len(s) for s in ids], kind="stable")
-        for s in range(0, len(order), self.batch_size):
-            rows = order[s : s + self.batch_size]
+        bs = batch_size or self.batch_size
+        for s in range(0, len(order), bs):
+            rows = order[s : s + bs]
             L = max(1, max(len(ids[r]) for r in rows))
             inp = np.zeros((len(rows), L), dtype=np.int64)
             mask = np.zeros((len(rows), L), dtype=np.int64)

@@ -32,7 +32,8 @@ def distil_token_vectors(encoder: OnnxEncoder, dim: int = 256) -> np.ndarray:
     cls_id, sep_id = vocab.get("[CLS]"), vocab.get("[SEP]")
     if cls_id is None or sep_id is None:
         raise ThriftyError("Static distillation expects a BERT-style tokenizer with [CLS] and [SEP].")
-    vectors = encoder.encode_ids([[cls_id, i, sep_id] for i in range(size)])
+    # built once and stored, so batches (fixed order, fixed size) are fine and much faster here
+    vectors = encoder.encode_ids([[cls_id, i, sep_id] for i in range(size)], batch_size=64)
     k = min(dim, vectors.shape[1])
     return PCA(n_components=k, random_state=0).fit_transform(vectors).astype(np.float32)
 
@@ -51,7 +52,6 @@ class StaticFeatures:
         enc = mini.encoder
         path = cache_root() / "static" / f"{enc.identity()}-pca{self.dim}.npy"
         if not path.exists():
-            enc.batch_size = 64  # the vocabulary table is built once and stored; batches are fine here
             vectors = distil_token_vectors(enc, self.dim)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
