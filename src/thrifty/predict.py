@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from .cascade import Cascade, CascadePlan
 from .corpus import column_names, detect_format, iter_batches
 from .errors import CorpusError, ThriftyError
+from .students.persist import check_student_file
 
 DEFAULT_BATCH = 8192
 MANIFEST = "manifest.json"
@@ -145,6 +146,7 @@ def model_dir_of(run: Path) -> Path:
     d = run / "model" if (run / "model" / "model.json").exists() else run
     if not (d / "model.json").exists():
         raise ThriftyError(f"No thrifty model in {run}. Point to a run directory made by `thrifty distill`.")
+    check_student_file(d / "student.skops")  # refuse a tampered file here, not inside a worker
     return d
 
 

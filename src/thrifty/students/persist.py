@@ -18,8 +18,23 @@ from .base import TextModel
 
 FORMAT_VERSION = 1
 
-# Only these types may be reconstructed from a student file. Anything else is refused.
-TRUSTED_PREFIXES = ("thrifty.", "sklearn.", "numpy.", "scipy.sparse.", "builtins.", "collections.", "lightgbm.")
+# Beyond skops's own safe defaults, only these exact types may be reconstructed from a student
+# file; anything else is refused before loading. Exact names, never prefixes: a prefix such as
+# "builtins." admits ``builtins.exec`` and "numpy." admits ``numpy.load`` (which unpickles).
+TRUSTED_TYPES = frozenset({
+    "thrifty.students.lda.LDAStudent",
+    "thrifty.students.lda.WeightedLDA",
+    "thrifty.students.linear.LogisticStudent",
+    "thrifty.students.linear.SVMStudent",
+    "thrifty.students.linear._SoftmaxMargins",
+    "thrifty.students.sk.ConstantStudent",
+    "thrifty.students.trees.ForestStudent",
+    "thrifty.students.trees.GBDTStudent",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+})
 
 
 def save_model(model: TextModel, directory: str | Path, card: dict[str, Any] | None = None) -> Path:
@@ -99,9 +114,25 @@ def load_model(directory: str | Path) -> TextModel:
         student = STUDENTS[meta["student_class"]].load(d / "student")
         return TextModel(features, student, meta["labels"], name=meta.get("name", ""))
     path = d / "student.skops"
-    untrusted = sio.get_untrusted_types(file=path)
-    bad = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
-    if bad:
-        raise ThriftyError(f"Refusing to load {path}: it contains types outside thrifty's trusted list: {bad[:5]}.")
-    student = sio.load(path, trusted=untrusted)
+    student = sio.load(path, trusted=check_student_file(path))
     return TextModel(features, student, meta["labels"], name=meta.get("name", ""))
+
+
+def check_student_file(path: str | Path) -> list[str]:
+    """Refuse a ``student.skops`` holding any type outside :data:`TRUSTED_TYPES` (without loading
+    it); return the types to pass to ``skops.io.load(trusted=...)``. Cheap: reads the schema only."""
+    import skops.io as sio
+
+    path = Path(path)
+    if not path.exists():
+        return []  # a self-persisting student (``student/``) or an incomplete directory: the loader says which
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as e:  # not a zip, truncated, or a malformed schema: never guess
+        raise ThriftyError(f"{path} is not a readable thrifty student file ({type(e).__name__}); "
+                           "re-create the model with `thrifty distill`.") from None
+    bad = sorted(set(untrusted) - TRUSTED_TYPES)
+    if bad:
+        raise ThriftyError(f"Refusing to load {path}: it contains types outside thrifty's trusted list: {bad[:5]}. "
+                           "The file may have been tampered with; re-create it with `thrifty distill`.")
+    return sorted(untrusted)
