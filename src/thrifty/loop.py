@@ -505,17 +505,9 @@ class Distiller:
 
     def model_card(self) -> dict[str, Any]:
         """What a deployer needs to know about the student (written as model_card.json)."""
-        from . import __version__
-
         last = self.history_[-1] if self.history_ else {}
         stats = self.ledger.stats(run=self.run_id)
-        try:
-            import sklearn
-
-            versions = {"thrifty": __version__, "scikit-learn": sklearn.__version__, "numpy": np.__version__}
-        except ImportError:  # pragma: no cover
-            versions = {"thrifty": __version__}
-        return {
+        return {  # save_model adds the feature pipeline, the student class and the package versions
             "task": self.task.to_dict(),
             "labels": list(self.task.labels),
             "teacher": self.teacher.identity(),
@@ -526,8 +518,6 @@ class Distiller:
             "metrics": {k: last.get(k) for k in ("val_agreement", "test_accuracy", "pool_gold_accuracy")},
             "dollars": last.get("dollars"),
             "stop_reason": self.stop_reason_,
-            "feature_pipeline": type(self.features).__name__,
-            "versions": versions,
             "run_id": self.run_id,
         }
 
