@@ -101,11 +101,12 @@ def run_student(data_dir: str, student: str, sizes: list[int], seed: int, thread
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(threads)
-    from thrifty.students import full_proba, make_student, parse_model_name
+    from thrifty.config import split_student
+    from thrifty.students import full_proba, make_student
 
     labels, pool, y_pool, test, y_test = _load_split(data_dir, test_limit)
     order = np.random.default_rng(seed).permutation(len(pool))[: max(sizes)]
-    _, clf = parse_model_name(student)
+    clf = split_student(student)[2]
     X_train, X_test = _load(Path(work) / "train"), _load(Path(work) / "test")
     row = {"dataset": Path(data_dir).name, "student": student, "test_rows": len(test)}
     fit_s = None

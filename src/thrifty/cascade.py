@@ -16,7 +16,6 @@ directory and :class:`Cascade` applies it batch by batch through the ledger.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -145,49 +144,27 @@ def choose_threshold(
     )
 
 
-def _run_config(run_dir: Path) -> dict[str, Any]:
-    cfg = run_dir / "config.json"
-    if not cfg.exists():
-        raise ThriftyError(f"{run_dir} is not a thrifty run directory (no config.json); the cascade needs one.")
-    return json.loads(cfg.read_text(encoding="utf-8"))
-
-
 def open_run_teacher(run_dir: str | Path, **price_kw: Any) -> tuple[CachedTeacher, Any]:
-    """The run's teacher behind the run's ledger, built from ``config.json`` like ``distill --resume``.
+    """The run's teacher behind the run's ledger, rebuilt from the run directory like ``distill --resume``
+    (runs made by the CLI or from Python). Returns ``(cached_teacher, pool_corpus)``.
 
-    Returns ``(cached_teacher, pool_corpus)``. ``price_kw`` may hold ``prices``,
-    ``price_in``, ``price_out`` (never stored in the run).
-    """
-    from .corpus import column_names, read_corpus
-    from .task import Task
-    from .teachers import make_teacher
+    ``price_kw`` may hold ``prices``, ``price_in``, ``price_out``: escalations are priced with them
+    instead of the run's own prices."""
+    from .run import RunDir
     from .teachers.ledger import Ledger
-    from .teachers.replay import CONF_COLS, LABEL_COLS, PROBS_COLS
 
-    run_dir = Path(run_dir)
-    saved = _run_config(run_dir)
-    cli = saved.get("meta", {}).get("cli", {})
-    if not cli.get("corpus") or not cli.get("teacher"):
-        raise ThriftyError(f"{run_dir}/config.json does not record the corpus and teacher; re-run `thrifty distill`.")
-    corpus_path = Path(cli["corpus"])
-    task = Task.from_dict(saved["task"])
-    extra = []
-    if cli["teacher"] == "replay":
-        extra = [c for c in LABEL_COLS + CONF_COLS + PROBS_COLS if c in column_names(corpus_path)]
-    pool = read_corpus(corpus_path, text_col=cli.get("text_col") or "text", id_col=cli.get("id_col"), extra_cols=extra)
-    teacher = make_teacher(cli["teacher"], task, pool, base_url=cli.get("base_url"),
-                           api_key_env=cli.get("api_key_env") or "OPENAI_API_KEY", **price_kw)
-    ledger = Ledger(Path(cli["ledger"]) if cli.get("ledger") else run_dir / "ledger.sqlite")
-    run_id = saved.get("meta", {}).get("run_id", "")
-    return CachedTeacher(teacher, ledger, run=f"{run_id}:predict" if run_id else "predict"), pool
+    rd = RunDir.open(run_dir)
+    pool = rd.open_pool()
+    teacher = rd.build_teacher(pool, **price_kw)
+    run_id = rd.run_id
+    return CachedTeacher(teacher, Ledger(rd.ledger_path), run=f"{run_id}:predict" if run_id else "predict"), pool
 
 
 def validation_rows(run_dir: str | Path) -> np.ndarray:
     """Pool positions of the run's teacher-labelled validation slice (never trained on)."""
-    state = Path(run_dir) / "state.json"
-    if not state.exists():
-        raise ThriftyError(f"{run_dir} has no state.json; finish `thrifty distill` before predicting with --cascade.")
-    return np.asarray(json.loads(state.read_text(encoding="utf-8"))["val_idx"], dtype=int)
+    from .run import RunDir
+
+    return RunDir.open(run_dir).validation_rows()
 
 
 def plan_from_run(

@@ -15,7 +15,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
-from .errors import CorpusError
+from .errors import CorpusError, EmptyPoolError
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -91,6 +91,17 @@ def _require(columns: Sequence[str], names: Sequence[str], path: Path) -> None:
         raise CorpusError(f"{path} has no column(s) {missing}; it has {list(names)}.")
 
 
+def check_text_type(dtype: pa.DataType, column: str, path: str | Path) -> None:
+    """Refuse a text column that does not hold text (numbers, lists, bytes would reach the teacher as reprs)."""
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    if not (pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_null(dtype)):
+        raise CorpusError(
+            f"The text column {column!r} of {path} is {dtype}, not text. Convert it to strings, or pick the "
+            "right column with --text-col."
+        )
+
+
 def column_names(path: str | Path) -> list[str]:
     """The columns of a corpus file, read from its first batch/schema only."""
     path = Path(path)
@@ -98,7 +109,10 @@ def column_names(path: str | Path) -> list[str]:
     if detect_format(path) == "parquet":
         import pyarrow.parquet as pq
 
-        return list(pq.ParquetFile(path).schema_arrow.names)
+        try:
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise CorpusError(f"Cannot read {path} as parquet: {str(e).splitlines()[0]}. Is it a whole Parquet file?") from None
     for b in iter_batches(path, batch_size=1024):
         return list(b.schema.names)
     raise CorpusError(f"{path} is empty.")
@@ -137,6 +151,7 @@ class Corpus:
     gold: list[str | None] | None = None
     extra: dict[str, list] = field(default_factory=dict)
     source: str = ""
+    columns: dict[str, str | None] = field(default_factory=dict)  # read_corpus's text_col/id_col/gold_col
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -165,6 +180,14 @@ class Corpus:
             h.update(t.encode("utf-8", errors="surrogatepass"))
             h.update(b"\x00")
         return h.hexdigest()
+
+    def require_texts(self, minimum: int = 2) -> np.ndarray:
+        """:meth:`valid_mask`, refusing a corpus with fewer than ``minimum`` texts to learn from."""
+        mask = self.valid_mask()
+        if mask.sum() < minimum:
+            raise EmptyPoolError(f"Only {int(mask.sum())} non-empty, distinct texts in the corpus of {len(self):,} rows: "
+                                 "nothing to learn from. Check the file and --text-col.")
+        return mask
 
     def valid_mask(self) -> np.ndarray:
         """True for rows that may go to the teacher: non-empty and first of their duplicates."""
@@ -198,7 +221,8 @@ def read_corpus(
     gold: list[str | None] = []
     extra: dict[str, list] = {c: [] for c in extra_cols}
     for b in iter_batches(path, columns=list(dict.fromkeys(cols))):
-        texts.extend("" if t is None else str(t) for t in b.column(text_col).to_pylist())
+        check_text_type(b.schema.field(text_col).type, text_col, path)
+        texts.extend("" if t is None else t for t in b.column(text_col).to_pylist())
         if id_col:
             ids.extend(b.column(id_col).to_pylist())
         if gold_col:
@@ -210,7 +234,8 @@ def read_corpus(
     id_arr = np.asarray([str(i) for i in ids], dtype=object) if id_col else np.asarray([str(i) for i in range(len(texts))], dtype=object)
     if id_col and len(set(id_arr.tolist())) != len(id_arr):
         raise CorpusError(f"Column {id_col!r} in {path} has duplicate ids; ids must be unique.")
-    return Corpus(texts=texts, ids=id_arr, gold=gold if gold_col else None, extra=extra, source=str(path))
+    return Corpus(texts=texts, ids=id_arr, gold=gold if gold_col else None, extra=extra, source=str(path),
+                  columns={"text_col": text_col, "id_col": id_col, "gold_col": gold_col})
 
 
 def write_table(table: pa.Table, path: str | Path) -> None:

@@ -7,6 +7,17 @@ class ThriftyError(Exception):
     """Base class for every error thrifty raises on purpose."""
 
 
+class ConfigError(ThriftyError):
+    """The run's configuration is invalid; ``problems`` lists every problem found, not just the first."""
+
+    def __init__(self, problems: "list[str] | str"):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        if len(self.problems) == 1:
+            super().__init__(self.problems[0])
+        else:
+            super().__init__(f"{len(self.problems)} problems with the configuration: " + " | ".join(self.problems))
+
+
 class CorpusError(ThriftyError):
     """A corpus file is missing, malformed or lacks a requested column."""
 
@@ -20,10 +31,6 @@ class TeacherError(ThriftyError):
 
     Labels already paid for are in the ledger; re-running resumes from there.
     """
-
-
-class BudgetExhausted(ThriftyError):
-    """The budget does not allow one more teacher call."""
 
 
 class EmptyPoolError(ThriftyError):

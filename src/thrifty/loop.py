@@ -8,65 +8,27 @@ cache: nothing is paid twice and nothing is lost.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .config import DistillConfig
 from .corpus import Corpus
 from .errors import EmptyPoolError, TeacherError, ThriftyError
 from .features import make_features
 from .stopping import Budget, Stopping
+from .run import RunDir
 from .strategies import PoolState, make_strategy
-from .students import DEFAULT_STUDENT, TextModel, default_student, full_proba, make_student, parse_model_name, save_model
+from .students import TextModel, full_proba, make_student
 from .task import Task
+from .teachers import teacher_recipe
 from .teachers.base import Teacher, TeacherLabel
 from .teachers.ledger import CachedTeacher, Ledger
 
 HistoryCallback = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class DistillConfig:
-    """Everything that shapes a run (saved as ``config.json``; secrets never included)."""
-
-    student: str = DEFAULT_STUDENT
-    strategy: str = "mraru"
-    strategy_params: dict[str, Any] = field(default_factory=dict)
-    student_params: dict[str, Any] = field(default_factory=dict)
-    batch: int = 50
-    seed_size: int = 50
-    val_size: int | None = None  # None = auto: 20% of a label budget, clipped to [20, 200]; else 100
-    budget: Budget = field(default_factory=Budget)
-    stopping: Stopping = field(default_factory=Stopping)
-    random_state: int = 0
-    synthesize: str | None = None  # "pgkd": write new training texts after each round
-    synthesis_params: dict[str, Any] = field(default_factory=dict)
-
-    def resolved_val_size(self) -> int:
-        if self.val_size is not None:
-            return int(self.val_size)
-        if self.budget.labels is not None:
-            return int(min(200, max(20, round(0.2 * self.budget.labels))))
-        return 100
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["budget"] = self.budget.as_dict()
-        d["stopping"] = self.stopping.as_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DistillConfig":
-        d = dict(d)
-        d["budget"] = Budget(**d.get("budget", {}))
-        d["stopping"] = Stopping(**d.get("stopping", {}))
-        return cls(**d)
 
 
 def _accuracy(pred: np.ndarray, truth: Sequence[str | None], labels: Sequence[str]) -> float | None:
@@ -93,14 +55,14 @@ class Distiller:
         task: Task,
         teacher: Teacher,
         *,
-        student: str = "auto",
-        strategy: str = "mraru",
-        budget: Budget | int | str | None = 500,
-        batch: int = 50,
-        seed_size: int = 50,
+        student: str | None = None,
+        strategy: str | None = None,
+        budget: Budget | int | str | None = None,
+        batch: int | None = None,
+        seed_size: int | None = None,
         val_size: int | None = None,
         stopping: Stopping | None = None,
-        random_state: int = 0,
+        random_state: int | None = None,
         out: str | Path | None = None,
         ledger: Ledger | str | Path | None = None,
         eval_texts: Sequence[str] | None = None,
@@ -115,37 +77,32 @@ class Distiller:
         synthesize: str | None = None,
         synthesis_params: dict[str, Any] | None = None,
         generator: Any = None,
+        eval_source: str | Path | None = None,
+        run_id: str | None = None,
     ):
+        # Settings left at None take the value of ``config`` (default: DistillConfig()'s defaults);
+        # settings given are applied on top of it, and the result is validated once (ConfigError).
+        given = {k: v for k, v in dict(
+            student=student, strategy=strategy, budget=budget, batch=batch, seed_size=seed_size, val_size=val_size,
+            stopping=stopping, random_state=random_state, strategy_params=strategy_params,
+            student_params=student_params, synthesize=synthesize, synthesis_params=synthesis_params).items()
+            if v is not None}
         self.task = task
         self.teacher = teacher
-        self.config = config or DistillConfig(
-            student=default_student() if student in (None, "auto") else student,
-            strategy=strategy,
-            strategy_params=dict(strategy_params or {}),
-            student_params=dict(student_params or {}),
-            batch=int(batch),
-            seed_size=int(seed_size),
-            val_size=val_size,
-            budget=Budget.parse(budget),
-            stopping=stopping or Stopping(),
-            random_state=int(random_state),
-            synthesize=synthesize,
-            synthesis_params=dict(synthesis_params or {}),
-        )
-        if self.config.batch < 1 or self.config.seed_size < 1:
-            raise ThriftyError("batch and seed_size must be at least 1.")
+        self.config = (config or DistillConfig()).with_changes(**given) if given else (config or DistillConfig())
         self.out = Path(out) if out is not None else None
         self._ledger_arg = ledger
         self.eval_texts = list(eval_texts) if eval_texts is not None else None
         self.eval_gold = list(eval_gold) if eval_gold is not None else None
         self.on_round = on_round
         self.progress = progress
-        self.meta = dict(meta or {})
+        self.meta = dict(meta or {})  # the caller's own notes, saved with the run
+        self.eval_source = str(Path(eval_source).resolve()) if eval_source is not None else None
         # a fitted feature extractor to reuse instead of fitting one per run (benchmark grids)
         self._features_arg = features
         self._generator = generator  # PGKD's text writer (else built from synthesis_params["generator"])
-        self.run_id = self.meta.get("run_id") or uuid.uuid4().hex[:12]
-        self.meta["run_id"] = self.run_id
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.rundir: RunDir | None = None
 
     # ---- public API ----------------------------------------------------------------------
     def fit(self, corpus: Corpus) -> "Distiller":
@@ -163,15 +120,21 @@ class Distiller:
         return self.model_.predict(texts)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, teacher: Teacher, corpus: Corpus, **kw: Any) -> "Distiller":
-        """Continue a run from its directory (same config, same RNG, same ledger)."""
-        run_dir = Path(run_dir)
-        cfg_path = run_dir / "config.json"
-        if not cfg_path.exists():
-            raise ThriftyError(f"{run_dir} is not a thrifty run directory (no config.json).")
-        saved = json.loads(cfg_path.read_text())
-        config = DistillConfig.from_dict(saved["config"])
-        d = cls(teacher.task, teacher, config=config, out=run_dir, meta=saved.get("meta"), **kw)
+    def resume(cls, run_dir: str | Path, teacher: Teacher | None = None, corpus: Corpus | None = None,
+               **kw: Any) -> "Distiller":
+        """Continue a run from its directory (same config, same RNG, same ledger). The teacher and the
+        corpus are rebuilt from the run directory when not given (runs made by the CLI or from Python)."""
+        rd = RunDir.open(run_dir)
+        corpus = corpus if corpus is not None else rd.open_pool()
+        teacher = teacher if teacher is not None else rd.build_teacher(corpus)
+        if rd.source.get("eval") and "eval_texts" not in kw:
+            from .corpus import read_corpus
+
+            ev = read_corpus(rd.source["eval"], text_col=rd.source.get("text_col") or "text",
+                             gold_col=rd.source.get("gold_col") or "label")
+            kw.update(eval_texts=ev.texts, eval_gold=ev.gold, eval_source=rd.source["eval"])
+        kw.setdefault("ledger", rd.source.get("ledger"))
+        d = cls(rd.task, teacher, config=rd.config, out=rd.path, meta=rd.record.get("meta"), run_id=rd.run_id, **kw)
         return d.fit(corpus)
 
     # ---- setup ---------------------------------------------------------------------------
@@ -184,41 +147,40 @@ class Distiller:
             return Ledger(self.out / "ledger.sqlite")
         return Ledger(":memory:")
 
+    def _record(self, corpus: Corpus) -> dict[str, Any]:
+        """What config.json says about this run (see thrifty.run.rundir)."""
+        led = self._ledger_arg.path if isinstance(self._ledger_arg, Ledger) else self._ledger_arg
+        source = {"corpus": str(Path(corpus.source).resolve()) if corpus.source and Path(corpus.source).is_file() else None,
+                  **{k: corpus.columns.get(k) for k in ("text_col", "id_col", "gold_col")}, "eval": self.eval_source,
+                  "ledger": str(Path(led).resolve()) if led is not None and str(led) != ":memory:" else None}
+        return {"run_id": self.run_id, "config": self.config.to_dict(), "task": self.task.to_dict(),
+                "teacher": self.teacher.identity(), "teacher_recipe": teacher_recipe(self.teacher),
+                "source": source, "meta": self.meta}
+
     def _setup(self, corpus: Corpus) -> None:
         cfg = self.config
         self.t_start = time.perf_counter()  # wall_s includes computing the features
         self.corpus = corpus
         if len(corpus) == 0:
             raise EmptyPoolError("The corpus is empty.")
+        if self.out is not None:
+            self.rundir = RunDir.create(self.out, self._record(corpus))
+            self.run_id = self.rundir.run_id  # an existing run keeps its id, so ledger statistics stay per run
         self.ledger = self._open_ledger()
         self.cached = CachedTeacher(self.teacher, self.ledger, run=self.run_id)
-        self.valid = corpus.valid_mask()
+        self.valid = corpus.require_texts()
         self._fingerprint = corpus.fingerprint()
-        if self.out is not None:
-            self.out.mkdir(parents=True, exist_ok=True)
-            cfg_path = self.out / "config.json"
-            if cfg_path.exists():
-                self._check_same_run(json.loads(cfg_path.read_text()))
-            else:
-                _atomic_write(
-                    cfg_path,
-                    json.dumps(
-                        {"config": cfg.to_dict(), "task": self.task.to_dict(), "meta": self.meta,
-                         "teacher": self.teacher.identity()},
-                        indent=2, default=str,
-                    ),
-                )
-        feats_name, clf_name = parse_model_name(cfg.student)
         t0 = time.perf_counter()
         if self._features_arg is not None:
             self.features = self._features_arg
         else:
-            self.features = make_features(feats_name)
+            feats_name, feats_params = cfg.features_spec()
+            self.features = make_features(feats_name, **feats_params)
             self.features.fit(corpus.texts)
         self.X = self.features.transform(corpus.texts)
         self.X_eval = self.features.transform(self.eval_texts) if self.eval_texts is not None else None
         self.features_s = time.perf_counter() - t0
-        self.clf_name = clf_name
+        self.clf_name = cfg.classifier()
         self.strategy = make_strategy(cfg.strategy, **cfg.strategy_params)
         self._free: tuple[np.ndarray, np.ndarray] | None = None
         self.synthesis = None
@@ -237,28 +199,9 @@ class Distiller:
         self.elapsed_before = 0.0
         self._load_state()
 
-    def _check_same_run(self, saved: dict[str, Any]) -> None:
-        """An existing run directory is continued only by the same run (same config, task, teacher)."""
-        mine = json.loads(json.dumps({"config": self.config.to_dict(), "task": self.task.to_dict(),
-                                      "teacher": self.teacher.identity()}, default=str))
-        diff = [k for k in mine if saved.get(k) != mine[k]]
-        if diff:
-            raise ThriftyError(
-                f"{self.out} holds a different run (its {', '.join(diff)} differ). Continue it with "
-                f"`thrifty distill --resume {self.out}`, or choose a new --out directory."
-            )
-        # same run: adopt its id so ledger statistics stay per run
-        self.run_id = saved.get("meta", {}).get("run_id", self.run_id)
-        self.meta["run_id"] = self.run_id
-        self.cached.run = self.run_id
-
     # ---- state ---------------------------------------------------------------------------
-    def _state_path(self) -> Path | None:
-        return self.out / "state.json" if self.out is not None else None
-
     def _save_state(self) -> None:
-        p = self._state_path()
-        if p is None or not hasattr(self, "rng"):
+        if self.rundir is None or not hasattr(self, "rng"):
             return
         state = {
             "round": self.round,
@@ -275,14 +218,12 @@ class Distiller:
             state["strategy_state"] = self.strategy.state_dict()
         if self.synthesis is not None:
             state["synthesis"] = self.synthesis.state_dict()
-        _atomic_write(p, json.dumps(state, default=_json_default))
-        _write_history_csv(self.out / "history.csv", self.history_)
+        self.rundir.write_state(state, self.history_)
 
     def _load_state(self) -> None:
-        p = self._state_path()
-        if p is None or not p.exists():
+        state = self.rundir.read_state() if self.rundir is not None else None
+        if state is None:
             return
-        state = json.loads(p.read_text())
         if state.get("corpus_sha256") != self._fingerprint:
             raise ThriftyError(
                 f"The run in {self.out} was made on a different corpus ({state.get('n_pool')} rows; this one has "
@@ -308,6 +249,9 @@ class Distiller:
                 f"{self.ledger.path}. Was the ledger moved? Pass the original with --ledger."
             )
         self.answers = {i: got[j] for j, i in enumerate(idx)}
+        if (self.stop_reason_ or "").startswith("budget") and self.config.budget.remaining_labels(self.spent()) > 0:
+            self.stop_reason_ = None  # resumed with a larger budget: carry on
+            self.history_[-1].pop("stop_reason", None)
 
     def _elapsed(self) -> float:
         return self.elapsed_before + (time.perf_counter() - self.t_start)
@@ -368,7 +312,8 @@ class Distiller:
             n = min(cfg.batch, cfg.budget.remaining_labels(self.spent()))
             cand = self._candidates()
             if self.stop_reason_ is None and n < 1:
-                self.stop_reason_ = f"budget ({cfg.budget.describe()}) spent"
+                over = cfg.budget.overshoot(self.spent())
+                self.stop_reason_ = f"budget ({cfg.budget.describe()}) spent" + (f"; {over}" if over else "")
             if self.stop_reason_ is None and len(cand) == 0:
                 self.stop_reason_ = "pool exhausted"
             if self.stop_reason_ is not None:
@@ -392,9 +337,9 @@ class Distiller:
     def _seed(self) -> None:
         """Draw the validation slice and the random seed set, and label them.
 
-        Both are drawn at full size first (so the RNG stream does not depend on costs); with
-        a token or dollar budget one seed label is bought first to learn the cost per label,
-        then both sets are trimmed to what the budget allows.
+        Both are drawn at full size first (so the RNG stream does not depend on costs), then
+        trimmed to what the budget allows: at once for a label budget, batch by batch for a
+        token or dollar budget (see ``_seed_within_cost``).
         """
         cfg = self.config
         cand = self._candidates()
@@ -407,20 +352,40 @@ class Distiller:
         rest = cand[mask[cand]]
         seed = self.rng.choice(rest, size=min(cfg.seed_size, len(rest)), replace=False)
         room = cfg.budget.remaining_labels({})
-        if room >= 1 and (cfg.budget.tokens is not None or cfg.budget.dollars is not None):
-            self._ask(seed[:1], "probe")
-            room = 1 + cfg.budget.remaining_labels(self.spent())
         if room < 1:
             raise ThriftyError(f"The budget ({cfg.budget.describe()}) leaves no labels to train on.")
-        # keep at least one seed label; validation takes at most what is left
-        n_seed = max(1, min(len(seed), room - min(n_val, room // 2)))
-        n_val = min(n_val, room - n_seed)
-        self.val_idx = val[:n_val]
-        if len(self.val_idx):
-            self._ask(self.val_idx, "validation")
-        self._ask(seed[:n_seed], "seed")
+        if cfg.budget.tokens is None and cfg.budget.dollars is None:  # a label budget: the sizes are known now
+            n_seed, n_val = _split(room, len(seed), n_val)
+            self.val_idx = val[:n_val]
+            if len(self.val_idx):
+                self._ask(self.val_idx, "validation")
+            self._ask(seed[:n_seed], "seed")
+        else:
+            n_val, n_seed = self._seed_within_cost(val, seed)
+            self.val_idx = val[:n_val]
         self.train_idx = [int(i) for i in seed[:n_seed]]
         self._save_state()
+
+    def _seed_within_cost(self, val: np.ndarray, seed: np.ndarray) -> tuple[int, int]:
+        """Token or dollar budget: buy validation, then seed labels, one batch at a time, re-planning the split
+        from the mean cost so far, so the budget is passed by at most one batch. Returns (n_val, n_seed)."""
+        cfg = self.config
+        self._ask(seed[:1], "probe")
+        got_val, got_seed = 0, 1
+        while True:
+            left = cfg.budget.remaining_labels(self.spent())
+            want_seed, want_val = _split(got_val + got_seed + left, len(seed), len(val))
+            if left < 1 or (got_val >= want_val and got_seed >= want_seed):
+                return got_val, got_seed
+            n = min(cfg.batch, left)
+            if got_val < want_val:
+                k = min(n, want_val - got_val)
+                self._ask(val[got_val:got_val + k], "validation")
+                got_val += k
+            else:
+                k = min(n, want_seed - got_seed)
+                self._ask(seed[got_seed:got_seed + k], "seed")
+                got_seed += k
 
     def _pool_state(self, cand: np.ndarray) -> PoolState:
         y, conf = self._train_arrays()
@@ -535,22 +500,14 @@ class Distiller:
         if not hasattr(self, "student_"):
             self.student_ = self._fit_student()
         self.model_ = TextModel(self.features, self.student_, self.task.labels, name=self.config.student)
-        if self.out is not None:
-            save_model(self.model_, self.out / "model", card=self.model_card())
+        if self.rundir is not None:
+            self.rundir.save_model(self.model_, self.model_card())
 
     def model_card(self) -> dict[str, Any]:
         """What a deployer needs to know about the student (written as model_card.json)."""
-        from . import __version__
-
         last = self.history_[-1] if self.history_ else {}
         stats = self.ledger.stats(run=self.run_id)
-        try:
-            import sklearn
-
-            versions = {"thrifty": __version__, "scikit-learn": sklearn.__version__, "numpy": np.__version__}
-        except ImportError:  # pragma: no cover
-            versions = {"thrifty": __version__}
-        return {
+        return {  # save_model adds the feature pipeline, the student class and the package versions
             "task": self.task.to_dict(),
             "labels": list(self.task.labels),
             "teacher": self.teacher.identity(),
@@ -561,45 +518,15 @@ class Distiller:
             "metrics": {k: last.get(k) for k in ("val_agreement", "test_accuracy", "pool_gold_accuracy")},
             "dollars": last.get("dollars"),
             "stop_reason": self.stop_reason_,
-            "feature_pipeline": type(self.features).__name__,
-            "versions": versions,
             "run_id": self.run_id,
         }
 
 
 # ---- helpers ----------------------------------------------------------------------------------
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
-def _write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
-    if not history:
-        return
-    import csv
-
-    cols = list(dict.fromkeys(k for row in history for k in row))
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        for row in history:
-            w.writerow(row)
-    tmp.replace(path)
+def _split(room: int, n_seed: int, n_val: int) -> tuple[int, int]:
+    """``(seed, validation)`` sizes for ``room`` labels: at least one seed label; validation at most half."""
+    seed = max(1, min(n_seed, room - min(n_val, room // 2)))
+    return seed, max(0, min(n_val, room - seed))
 
 
 class _Bar:

@@ -9,8 +9,10 @@ run skips the batches already there. When all are done the parts are merged, in 
 ``OUT`` (Parquet, CSV or JSONL) and the parts directory is removed.
 
 Output columns: the ``--id-col`` column (or ``row``, the 0-based input row number),
-``label``, ``confidence`` (the student's max probability), ``source`` (``student`` or
-``teacher``, with a cascade) and, with ``probs=True``, one ``p_<label>`` column per label.
+``label``, ``confidence`` (the student's max probability), ``empty_text`` (true for a null,
+empty or whitespace-only text: its ``label`` and ``confidence`` are null, and the cascade never
+sends it to the teacher), ``source`` (``student`` or ``teacher``, with a cascade) and, with
+``probs=True``, one ``p_<label>`` column per label.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .cascade import Cascade, CascadePlan
-from .corpus import column_names, detect_format, iter_batches
+from .corpus import check_text_type, column_names, detect_format, iter_batches
 from .errors import CorpusError, ThriftyError
-from .students.persist import check_student_file
+from .fileio import atomic_write
+from .run import model_dir_of
 
 DEFAULT_BATCH = 8192
 MANIFEST = "manifest.json"
@@ -44,6 +47,14 @@ MANIFEST = "manifest.json"
 def texts_of(column: pa.Array | pa.ChunkedArray) -> list[str]:
     """A text column as Python strings (nulls become empty strings)."""
     return ["" if t is None else str(t) for t in column.to_pylist()]
+
+
+def empty_mask(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """True where a text is null, empty or whitespace only: there is nothing to classify."""
+    import pyarrow.compute as pc
+
+    blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(column)), 0)
+    return np.asarray(pc.fill_null(blank, True).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def score(model: Any, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,12 +72,15 @@ def result_table(
     conf: np.ndarray,
     proba: np.ndarray | None = None,
     from_teacher: np.ndarray | None = None,
+    empty: np.ndarray | None = None,
 ) -> pa.Table:
-    """The output columns for one batch (see the module docstring)."""
+    """The output columns for one batch (see the module docstring); ``empty`` rows get a null label."""
+    empty = np.zeros(len(pred), dtype=bool) if empty is None else np.asarray(empty, dtype=bool)
     cols: dict[str, pa.Array] = {
         id_name: ids,
-        "label": pa.array(np.asarray(labels, dtype=object)[pred], type=pa.string()),
-        "confidence": pa.array(conf, type=pa.float32()),
+        "label": pa.array(np.asarray(labels, dtype=object)[pred], type=pa.string(), mask=empty),
+        "confidence": pa.array(conf, type=pa.float32(), mask=empty),
+        "empty_text": pa.array(empty, type=pa.bool_()),
     }
     if from_teacher is not None:
         cols["source"] = pa.array(np.where(from_teacher, "teacher", "student"), type=pa.string())
@@ -84,7 +98,7 @@ def _init_worker(model_dir: str) -> None:
     global _MODEL
     from threadpoolctl import threadpool_limits
 
-    from .students import load_model
+    from .run import load_model
 
     threadpool_limits(1)
     _MODEL = load_model(model_dir)
@@ -141,27 +155,12 @@ def _fingerprint(corpus: Path, model_dir: Path, settings: dict[str, Any]) -> str
     return h.hexdigest()
 
 
-def model_dir_of(run: Path) -> Path:
-    """The model directory of a run directory (or ``run`` itself when it is a model directory)."""
-    d = run / "model" if (run / "model" / "model.json").exists() else run
-    if not (d / "model.json").exists():
-        raise ThriftyError(f"No thrifty model in {run}. Point to a run directory made by `thrifty distill`.")
-    check_student_file(d / "student.skops")  # refuse a tampered file here, not inside a worker
-    return d
-
-
 def count_rows(path: str | Path, text_col: str) -> int:
     """Rows in a corpus: Parquet metadata, else one streaming pass over the text column."""
     path = Path(path)
     if detect_format(path) == "parquet":
         return int(pq.ParquetFile(path).metadata.num_rows)
     return sum(b.num_rows for b in iter_batches(path, columns=[text_col]))
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class _Parts:
@@ -196,7 +195,7 @@ class _Parts:
         pq.write_table(table, tmp)
         os.replace(tmp, self.path(i))
         self.manifest["parts"][str(i)] = info
-        _atomic_json(self.dir / MANIFEST, self.manifest)
+        atomic_write(self.dir / MANIFEST, json.dumps(self.manifest, indent=1))
 
     def totals(self, key: str) -> int:
         return sum(int(v.get(key, 0)) for v in self.manifest["parts"].values())
@@ -326,11 +325,13 @@ def predict_file(
         ids = batch.column(id_col) if id_col else pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64))
         from_teacher = None
         info = {"rows": batch.num_rows}
-        if cascade is not None:
+        empty = empty_mask(batch.column(text_col))
+        if cascade is not None:  # an empty text is never sent to the teacher
             before = asdict(cascade.counts)
-            pred, from_teacher = cascade.apply(texts_of(batch.column(text_col)), pred, conf)
+            pred, from_teacher = cascade.apply(texts_of(batch.column(text_col)), pred, np.where(empty, np.inf, conf))
             info.update({k: v - before[k] for k, v in asdict(cascade.counts).items()})
-        parts.write(i, result_table(ids, id_name, labels, pred, conf, proba if probs else None, from_teacher), info)
+        parts.write(i, result_table(ids, id_name, labels, pred, conf, proba if probs else None, from_teacher, empty),
+                    info)
         new_rows += batch.num_rows
         bar.advance(task, batch.num_rows)
 
@@ -339,6 +340,7 @@ def predict_file(
     try:
         with bar, executor:
             for i, batch in enumerate(iter_batches(corpus, batch_size=batch_size, columns=list(dict.fromkeys(cols)))):
+                check_text_type(batch.schema.field(text_col).type, text_col, corpus)
                 n_batches = i + 1
                 if not parts.done(i):
                     pending.append((i, offset, batch, executor.submit(_score_column, batch.column(text_col))))

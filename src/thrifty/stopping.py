@@ -68,6 +68,18 @@ class Budget:
             parts.append(f"${self.dollars:,.2f}")
         return " / ".join(parts) or "unbounded"
 
+    def overshoot(self, spent: dict[str, float]) -> str | None:
+        """How far ``spent`` went past a token or dollar budget (None if it did not): such budgets are
+        kept to within one batch in flight, whose cost is known only once it is answered."""
+        over = []
+        if self.tokens is not None and spent.get("tokens", 0) > self.tokens:
+            t = spent["tokens"] - self.tokens
+            over.append(f"{t:,.0f} tokens ({100 * t / max(self.tokens, 1):.1f}%) over the {self.tokens:,}-token budget")
+        if self.dollars is not None and spent.get("dollars", 0.0) > self.dollars + 1e-12:
+            d = spent["dollars"] - self.dollars
+            over.append(f"${d:.4f} ({100 * d / max(self.dollars, 1e-12):.1f}%) over the ${self.dollars:,.2f} budget")
+        return "; ".join(over) or None
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +20,7 @@ from .errors import TaskError, UnknownLabelError
 
 DEFAULT_INSTRUCTIONS = "Classify the text into exactly one of the allowed labels."
 
+TEMPLATE_FIELDS = frozenset({"instructions", "label_lines", "examples", "text"})  # what render() fills
 DEFAULT_TEMPLATE = """{instructions}
 
 Allowed labels:
@@ -75,6 +77,16 @@ class Task:
         for key in ("{text}",):
             if key not in self.template:
                 raise TaskError(f"The prompt template must contain {key}.")
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None}
+        except ValueError as e:
+            raise TaskError(f"The prompt template cannot be read ({e}); write a literal brace as {{{{ or }}}}.") from None
+        unknown = sorted(fields - TEMPLATE_FIELDS)
+        if unknown:
+            raise TaskError(
+                f"The prompt template uses {', '.join('{' + f + '}' for f in unknown)}, which thrifty does not fill; "
+                f"the fields are {', '.join('{' + f + '}' for f in sorted(TEMPLATE_FIELDS))}."
+            )
 
     # ---- identity -------------------------------------------------------------------
     @property
@@ -147,6 +159,11 @@ class Task:
         raw = data.get("labels")
         if not raw:
             raise TaskError("The label file has no 'labels' entry.")
+        if not isinstance(raw, (list, dict)):
+            raise TaskError(f"'labels' must be a list of names or a mapping of name: description; got {raw!r}.")
+        items = list(raw) if isinstance(raw, dict) else [i.get("name") if isinstance(i, dict) else i for i in raw]
+        if any(i is None or not str(i).strip() for i in items):
+            raise TaskError(f"The label set has an empty or null label: {items}. Every label needs a name.")
         labels: list[str] = []
         descriptions: dict[str, str] = dict(data.get("descriptions") or {})
         if isinstance(raw, dict):  # {name: description}
@@ -157,7 +174,7 @@ class Task:
         else:
             for item in raw:
                 if isinstance(item, dict):
-                    if "name" not in item:
+                    if item.get("name") is None:
                         raise TaskError(f"Label entry {item!r} has no 'name'.")
                     labels.append(str(item["name"]))
                     if item.get("description"):
@@ -182,7 +199,11 @@ class Task:
     def load(cls, spec: str | Path | Sequence[str]) -> "Task":
         """Load from a YAML/JSON file, a comma-separated string, or a list of names."""
         if not isinstance(spec, (str, Path)):
+            if any(s is None for s in spec):
+                raise TaskError(f"The label set has a null label: {list(spec)}. Every label needs a name.")
             return cls(labels=tuple(str(s) for s in spec))
+        if not str(spec).strip():
+            raise TaskError("The label set is empty: give --labels labels.yaml or --labels a,b,c.")
         p = Path(spec)
         if p.suffix.lower() in {".yaml", ".yml", ".json"} or p.exists():
             if not p.exists():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,56 +19,33 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import ThriftyError
+from ..config import check_component, parse_spec, split_student
+from ..errors import ConfigError, ThriftyError
 from ..features import make_features
 from ..loop import Distiller
 from ..stopping import Budget
 from ..strategies import STRATEGIES
-from ..students import full_proba, make_student, parse_model_name
+from ..students import full_proba, make_student
 from .datasets import BenchData, TeacherSetup, load_dataset, make_bench_teacher
 from .peers import register_peers
 
 Log = Callable[[str], None]
-_SPEC = re.compile(r"^([\w-]+)(?:\[(.*)\])?$")
-
-
 def parse_strategy(spec: str) -> tuple[str, dict[str, Any]]:
-    """``'mraru[exponent=1]'`` -> ``('mraru', {'exponent': 1.0})``."""
-    m = _SPEC.match(spec.strip())
-    if not m:
-        raise ThriftyError(f"Cannot read strategy {spec!r}: use NAME or NAME[key=value,...], e.g. mraru[exponent=1].")
-    name = m.group(1).replace("-", "_").lower()
-    params = parse_params(m.group(2))
+    """``'mraru[exponent=1]'`` -> ``('mraru', {'exponent': 1})``, checked against the strategy's signature
+    (the grammar of :mod:`thrifty.config`; small-text's peers registered first)."""
     register_peers()
-    if name not in STRATEGIES:
-        raise ThriftyError(f"Unknown strategy {name!r}; choose from {sorted(STRATEGIES)}.")
-    return name, params
-
-
-def parse_params(text: str | None) -> dict[str, Any]:
-    """``'exponent=1,measure=margin'`` -> ``{'exponent': 1, 'measure': 'margin'}`` (ints, floats, booleans)."""
-    params: dict[str, Any] = {}
-    for part in filter(None, (text or "").split(",")):
-        k, _, v = part.partition("=")
-        v = v.strip()
-        if re.fullmatch(r"-?[0-9]+", v):
-            params[k.strip()] = int(v)
-        elif re.fullmatch(r"-?[0-9]*\.?[0-9]+(e-?[0-9]+)?", v):
-            params[k.strip()] = float(v)
-        elif v.lower() in ("true", "false"):
-            params[k.strip()] = v.lower() == "true"
-        else:
-            params[k.strip()] = v
-    return params
+    name, params = parse_spec(spec, "strategy")
+    key = name.replace("-", "_").lower()
+    problems = check_component("strategy", key, STRATEGIES, params)
+    if problems:
+        raise ConfigError(problems)
+    return key, params
 
 
 def parse_student(spec: str) -> tuple[str, dict[str, Any], str]:
     """``'tfidf[char=false]-lr'`` -> ``('tfidf', {'char': False}, 'lr')``."""
-    feats, clf = parse_model_name(spec)
-    m = _SPEC.match(feats)
-    if not m:
-        raise ThriftyError(f"Cannot read student {spec!r}: use FEATURES[key=value,...]-CLASSIFIER, e.g. tfidf[char=false]-lr.")
-    return m.group(1), parse_params(m.group(2)), clf
+    feats, params, clf, _ = split_student(spec)
+    return feats, params, clf
 
 
 def default_strategies() -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
+import click
 import typer
 from rich.console import Console
 
@@ -43,5 +44,25 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
                 "(for distill: --resume RUN_DIR) and nothing is paid twice."
             )
             sys.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # typer/click's own exits and usage errors
+        except Exception as e:  # not one of thrifty's own errors: a bug, reported as one
+            err_console.print(f"[bold red]internal error:[/] {bug_report(e)}", soft_wrap=True)
+            sys.exit(1)
 
     return wrapper
+
+
+def bug_report(e: BaseException) -> str:
+    """Write the traceback to a file and say where it is and where to report it (no traceback on screen)."""
+    import tempfile
+    import traceback
+
+    from .. import __version__
+
+    fd, path = tempfile.mkstemp(prefix="thrifty-bug-", suffix=".txt")
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(f"thrifty {__version__}, python {sys.version.split()[0]}\n\n")
+        f.write("".join(traceback.format_exception(type(e), e, e.__traceback__)))
+    return (f"{type(e).__name__}. This is a bug in thrifty: please report it to the maintainers with the command you "
+            f"ran and the traceback written to {path}.")

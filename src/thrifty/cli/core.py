@@ -83,27 +83,79 @@ def _cell(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def _config_from_flags(settings: dict[str, Any], mraru_exponent: Optional[float], pgkd: dict[str, Any]) -> Any:
+    """The run's configuration from `distill`'s flags; the old per-parameter flags are aliases of the spec
+    (``--mraru-exponent 3`` = ``--strategy mraru[exponent=3]``). Raises one ConfigError listing every problem."""
+    from ..config import ConfigError, DistillConfig, parse_spec
+
+    problems: list[str] = []
+    settings = dict(settings)
+    if mraru_exponent is not None:
+        name = parse_spec(settings.get("strategy", "mraru"), "strategy")[0].replace("-", "_").lower()
+        if name != "mraru":
+            problems.append(f"--mraru-exponent applies to --strategy mraru only (the strategy is {settings['strategy']!r}).")
+        settings["strategy_params"] = {"exponent": mraru_exponent}
+    if pgkd and not settings.get("synthesize"):
+        problems.append(f"--pgkd-* options need --synthesize pgkd (given: {sorted(pgkd)}).")
+    elif pgkd:
+        settings["synthesis_params"] = pgkd
+    try:
+        config = DistillConfig(**settings)
+    except ConfigError as e:
+        problems += e.problems
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _resumed_config(rd: Any, settings: dict[str, Any], mraru_exponent: Optional[float], pgkd: dict[str, Any],
+                    labels: Optional[str], teacher: Optional[str], prices: tuple) -> Any:
+    """The configuration a resumed run continues with: its own, with a new budget if one is given.
+    Anything else given with --resume would make it another run, and is refused with a message."""
+    from ..config import ConfigError
+
+    settings = dict(settings)
+    budget = settings.pop("budget", None)
+    changed = [f"--{k.replace('_', '-')}" for k in settings] + (["--mraru-exponent"] if mraru_exponent is not None else [])
+    changed += ["--pgkd-*"] if pgkd else []
+    if labels is not None and _load_task(labels).to_dict() != rd.record["task"]:
+        changed.append("--labels")
+    recipe = rd.teacher_recipe or {}
+    if teacher is not None and teacher != recipe.get("spec"):
+        changed.append("--teacher")
+    if any(p is not None for p in prices):
+        changed.append("--prices/--price-in/--price-out (the run keeps the prices it was started with)")
+    if changed:
+        raise ConfigError(
+            f"--resume continues {rd.path} as it was configured; it cannot change {', '.join(changed)}. Only --budget "
+            "(and --concurrency, --max-retries, --base-url, --api-key-env) may be given. For another configuration, "
+            "start a new --out directory: answers already in the ledger are not paid again."
+        )
+    config = rd.config
+    return config.with_changes(budget=budget) if budget is not None else config
+
+
 @app.command()
 @friendly
 def distill(
     corpus: Optional[Path] = typer.Argument(None, help="Pool of texts: .csv, .jsonl or .parquet."),
     labels: Optional[str] = Labels,
-    teacher: str = TeacherOpt,
+    teacher: Optional[str] = typer.Option(None, "--teacher", "-t", help="openai:MODEL | replay[:FILE] | local[:qwen-0.5b|gemma-270m|/path.gguf] (default: local)."),
     base_url: Optional[str] = BaseUrl,
-    api_key_env: str = ApiKeyEnv,
-    out: Path = typer.Option(Path("run"), "--out", "-o", help="Run directory (state, ledger, model, history)."),
-    budget: str = typer.Option("500", "--budget", "-b", help="'500' labels, '200k tokens' or '$5'. Validation labels count."),
-    strategy: str = typer.Option("mraru", "--strategy", "-s", help="random | least_confidence | margin | entropy | mraru | diversity | llkd"),
-    mraru_exponent: float = typer.Option(2.0, "--mraru-exponent", help="M-RARU: accept if r < u**exponent."),
-    student: str = typer.Option("auto", "--student", help="FEATURES-CLASSIFIER (tfidf-lr, minilm-lr, static-svm, text-finetune, ...); auto = minilm-lr with the embed extra, else tfidf-lr."),
-    batch: int = typer.Option(50, "--batch", help="Labels per round."),
-    seed_size: int = typer.Option(50, "--seed-size", help="Random labels before the first round."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable holding the API key (default: OPENAI_API_KEY)."),
+    out: Path = typer.Option(Path("run"), "--out", "-o", help="Run directory (state, ledger, model, history); new or empty, or a run to continue."),
+    budget: Optional[str] = typer.Option(None, "--budget", "-b", help="'500' labels (default), '200k tokens' or '$5'. Validation labels count. With --resume: a new budget for the run."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="NAME[key=value,...] (default mraru): random | least_confidence | margin | entropy | mraru[exponent=2] | diversity[dim=64] | llkd[momentum=0.8,soft=false,...] (docs/configuration.md)."),
+    mraru_exponent: Optional[float] = typer.Option(None, "--mraru-exponent", help="Alias of --strategy mraru[exponent=X] (M-RARU: accept if r < u**exponent; default 2)."),
+    student: Optional[str] = typer.Option(None, "--student", help="FEATURES[key=value,...]-CLASSIFIER[key=value,...] (tfidf-lr, tfidf[char=false]-lr[C=1], minilm-lr, static-svm, text-finetune, ...); auto = minilm-lr with the embed extra, else tfidf-lr."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Labels per round (default 50)."),
+    seed_size: Optional[int] = typer.Option(None, "--seed-size", help="Random labels before the first round (default 50)."),
     val_size: Optional[int] = typer.Option(None, "--val-size", help="Teacher-labelled validation slice (default: 20% of a label budget, 20..200)."),
-    plateau: int = typer.Option(0, "--plateau", help="Stop after this many rounds without agreement gain (0 = off)."),
-    plateau_eps: float = typer.Option(0.002, "--plateau-eps", help="Minimum agreement gain that counts."),
+    plateau: Optional[int] = typer.Option(None, "--plateau", help="Stop after this many rounds without agreement gain (default 0 = off)."),
+    plateau_eps: Optional[float] = typer.Option(None, "--plateau-eps", help="Minimum agreement gain that counts (default 0.002)."),
     target_agreement: Optional[float] = typer.Option(None, "--target-agreement", help="Stop when validation agreement reaches this."),
     max_rounds: Optional[int] = typer.Option(None, "--max-rounds"),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
     eval_path: Optional[Path] = typer.Option(None, "--eval", help="Gold-labelled test file for accuracy (never trained on)."),
     text_col: str = TextCol,
     id_col: Optional[str] = IdCol,
@@ -116,46 +168,61 @@ def distill(
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="openai teacher: requests in flight (default 8)."),
     max_retries: Optional[int] = typer.Option(None, "--max-retries", help="openai teacher: retries per text on 429/5xx/timeouts."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    synthesize: Optional[str] = typer.Option(None, "--synthesize", help="pgkd: after each round the LLM writes new training texts aimed at the student's weak classes."),
+    synthesize: Optional[str] = typer.Option(None, "--synthesize", help="pgkd[key=value,...]: after each round the LLM writes new training texts aimed at the student's weak classes."),
     pgkd_generator: Optional[str] = typer.Option(None, "--pgkd-generator", help="openai:MODEL | local[:MODEL] that writes texts (default: the teacher, if openai/local)."),
-    pgkd_n: int = typer.Option(32, "--pgkd-n", help="PGKD: new texts asked for per cycle."),
-    pgkd_examples: int = typer.Option(16, "--pgkd-examples", help="PGKD: correct and misclassified validation examples shown (each)."),
-    pgkd_hard: int = typer.Option(16, "--pgkd-hard", help="PGKD: hard negatives shown (wrong, confident); 0 = none."),
+    pgkd_n: Optional[int] = typer.Option(None, "--pgkd-n", help="PGKD: new texts asked for per cycle (pgkd[n_generate=N]; default 32)."),
+    pgkd_examples: Optional[int] = typer.Option(None, "--pgkd-examples", help="PGKD: correct and misclassified validation examples shown, each (default 16)."),
+    pgkd_hard: Optional[int] = typer.Option(None, "--pgkd-hard", help="PGKD: hard negatives shown (wrong, confident); 0 = none (default 16)."),
     pgkd_no_report: bool = typer.Option(False, "--pgkd-no-report", help="PGKD: leave the per-class validation report out of the prompt."),
-    pgkd_patience: int = typer.Option(5, "--pgkd-patience", help="PGKD: stop after this many cycles without validation-loss gain."),
-    pgkd_max_cycles: int = typer.Option(10, "--pgkd-max-cycles", help="PGKD: at most this many cycles."),
+    pgkd_patience: Optional[int] = typer.Option(None, "--pgkd-patience", help="PGKD: stop after this many cycles without validation-loss gain (default 5)."),
+    pgkd_max_cycles: Optional[int] = typer.Option(None, "--pgkd-max-cycles", help="PGKD: at most this many cycles (default 10)."),
     pgkd_dedupe: Optional[float] = typer.Option(None, "--pgkd-dedupe", help="PGKD: near-duplicate cosine threshold on the run's features (default: calibrated on the pool, 0.9-0.99)."),
-    pgkd_max_chars: int = typer.Option(300, "--pgkd-max-chars", help="PGKD: longest generated text kept."),
+    pgkd_max_chars: Optional[int] = typer.Option(None, "--pgkd-max-chars", help="PGKD: longest generated text kept (default 300)."),
 ) -> None:
     """Distil the teacher into a student on CORPUS, spending at most --budget."""
     from ..corpus import read_corpus
-    from ..loop import DistillConfig, Distiller
-    from ..stopping import Budget, Stopping
-    from ..task import Task
+    from ..loop import Distiller
+    from ..run import RunDir
+    from ..stopping import Stopping
 
     t0 = time.perf_counter()
-    parsed_budget = Budget.parse(budget)  # fail fast, before reading anything
-    saved: dict[str, Any] = {}
-    if resume is not None:
-        cfg_file = resume / "config.json"
-        if not cfg_file.exists():
-            raise ThriftyError(f"{resume} is not a thrifty run directory (no config.json).")
-        saved = json.loads(cfg_file.read_text())
-        cli = saved.get("meta", {}).get("cli", {})
-        corpus = Path(cli["corpus"]) if corpus is None else corpus
-        teacher, base_url, api_key_env = cli.get("teacher", teacher), cli.get("base_url", base_url), cli.get("api_key_env", api_key_env)
-        text_col, id_col, gold_col = cli.get("text_col", text_col), cli.get("id_col"), cli.get("gold_col")
-        eval_path = Path(cli["eval"]) if cli.get("eval") else eval_path
-        ledger = Path(cli["ledger"]) if cli.get("ledger") else ledger
-        out = resume
-    if corpus is None:
-        raise ThriftyError("Give a corpus file (or --resume RUN_DIR).")
-    task = Task.from_dict(saved["task"]) if saved else _load_task(labels, corpus)
-    extra = _teacher_columns(corpus) if teacher.startswith("replay") and ":" not in teacher else []
+    stop = {k: v for k, v in (("plateau_rounds", plateau), ("plateau_eps", plateau_eps),
+                              ("target_agreement", target_agreement), ("max_rounds", max_rounds)) if v is not None}
+    settings = {k: v for k, v in dict(student=student, strategy=strategy, budget=budget, batch=batch, seed_size=seed_size,
+                                      val_size=val_size, random_state=seed, synthesize=synthesize,
+                                      stopping=Stopping(**stop) if stop else None).items() if v is not None}
+    pgkd = {k: v for k, v in dict(generator=pgkd_generator, n_generate=pgkd_n, n_correct=pgkd_examples,
+                                  n_wrong=pgkd_examples, n_hard=pgkd_hard, report=False if pgkd_no_report else None,
+                                  patience=pgkd_patience, max_cycles=pgkd_max_cycles, dedupe_threshold=pgkd_dedupe,
+                                  max_chars=pgkd_max_chars).items() if v is not None}
+    rd = None
+    if resume is None:  # the configuration is validated before anything is read, written or paid for
+        config = _config_from_flags(settings, mraru_exponent, pgkd)
+        RunDir.check_out(out)
+        if corpus is None:
+            raise ThriftyError("Give a corpus file (or --resume RUN_DIR).")
+        task = _load_task(labels, corpus)
+        teacher = teacher or "local"
+    else:
+        rd = RunDir.open(resume)
+        config = _resumed_config(rd, settings, mraru_exponent, pgkd, labels, teacher, (prices, price_in, price_out))
+        task, teacher, out = rd.task, rd.teacher_recipe["spec"] if rd.teacher_recipe else None, resume
+        corpus = corpus or rd.corpus_path()
+        src = rd.source
+        text_col, id_col, gold_col = src.get("text_col") or text_col, src.get("id_col"), src.get("gold_col")
+        eval_path = Path(src["eval"]) if src.get("eval") else eval_path
+        ledger = Path(src["ledger"]) if src.get("ledger") else ledger
+    extra = _teacher_columns(corpus) if teacher and teacher.startswith("replay") and ":" not in teacher else []
     pool = read_corpus(corpus, text_col=text_col, id_col=id_col, gold_col=gold_col, extra_cols=extra)
     report = pool.report(task.labels)
     console.print(f"[bold]corpus[/] {corpus}: " + "; ".join(report.lines()))
-    tch = build_teacher(teacher, task, pool, base_url, api_key_env, prices, price_in, price_out, concurrency, max_retries)
+    pool.require_texts()
+    if rd is None:
+        tch = build_teacher(teacher, task, pool, base_url, api_key_env or "OPENAI_API_KEY", prices, price_in, price_out,
+                            concurrency, max_retries)
+    else:  # the run's own teacher at the run's prices; only the HTTP knobs may change
+        tch = rd.build_teacher(pool, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
+                               max_retries=max_retries)
     ev_texts = ev_gold = None
     if eval_path is not None:
         ev = read_corpus(eval_path, text_col=text_col, gold_col=gold_col or "label")
@@ -166,32 +233,21 @@ def distill(
         f"acc(test) {r['test_accuracy'] if r['test_accuracy'] is not None else '-'}  ${r['dollars']:.4f}"))
     from ..synthesis import generator_for
 
-    synth_params = saved["config"].get("synthesis_params", {}) if saved else {
-        "generator": pgkd_generator, "n_generate": pgkd_n, "n_correct": pgkd_examples, "n_wrong": pgkd_examples,
-        "n_hard": pgkd_hard, "report": not pgkd_no_report, "patience": pgkd_patience, "max_cycles": pgkd_max_cycles,
-        "dedupe_threshold": pgkd_dedupe, "max_chars": pgkd_max_chars}
-    synthesize = saved["config"].get("synthesize") if saved else synthesize
-    gen = generator_for(synth_params.get("generator"), teacher, base_url=base_url, api_key_env=api_key_env,
-                        prices=prices) if synthesize else None
-    if saved:
+    recipe = (rd.teacher_recipe if rd is not None else None) or {}
+    gen = generator_for(config.synthesis_params.get("generator"), teacher,
+                        base_url=base_url or recipe.get("base_url"),
+                        api_key_env=api_key_env or recipe.get("api_key_env") or "OPENAI_API_KEY",
+                        prices=prices) if config.synthesize else None
+    if rd is not None:
+        if config.to_dict() != rd.config.to_dict():
+            rd.set_config(config)
+            console.print(f"[bold]budget[/] is now {config.budget.describe()}")
         if not quiet:
             console.print(f"[bold]resuming[/] {resume}")
-        d = Distiller(task, tch, config=DistillConfig.from_dict(saved["config"]), out=out, ledger=ledger,
-                      eval_texts=ev_texts, eval_gold=ev_gold, on_round=on_round, progress=not quiet,
-                      meta=saved.get("meta"), generator=gen)
-    else:
-        strategy_params = {"exponent": mraru_exponent} if strategy == "mraru" else {}
-        cli_meta = {"corpus": str(corpus.resolve()), "teacher": teacher, "base_url": base_url, "api_key_env": api_key_env,
-                    "text_col": text_col, "id_col": id_col, "gold_col": gold_col,
-                    "eval": str(eval_path.resolve()) if eval_path else None, "ledger": str(ledger.resolve()) if ledger else None}
-        d = Distiller(
-            task, tch, student=student, strategy=strategy, strategy_params=strategy_params, budget=parsed_budget,
-            batch=batch, seed_size=seed_size, val_size=val_size,
-            stopping=Stopping(plateau_eps=plateau_eps, plateau_rounds=plateau, target_agreement=target_agreement, max_rounds=max_rounds),
-            random_state=seed, out=out, ledger=ledger, eval_texts=ev_texts, eval_gold=ev_gold,
-            on_round=on_round, progress=not quiet, meta={"cli": cli_meta},
-            synthesize=synthesize, synthesis_params=synth_params if synthesize else None, generator=gen,
-        )
+    d = Distiller(task, tch, config=config, out=out, ledger=ledger, eval_texts=ev_texts, eval_gold=ev_gold,
+                  eval_source=eval_path, on_round=on_round, progress=not quiet,
+                  run_id=rd.run_id if rd is not None else None, meta=rd.record.get("meta") if rd is not None else None,
+                  generator=gen)
     d.fit(pool)
     console.print(_history_table(d.history_))
     st = d.ledger.stats(run=d.run_id)
@@ -272,7 +328,7 @@ def evaluate(
     from sklearn.metrics import classification_report, f1_score
 
     from ..corpus import read_corpus
-    from ..students import load_model
+    from ..run import load_model
 
     model = load_model(run)
     ev = read_corpus(data, text_col=text_col, gold_col=gold_col)

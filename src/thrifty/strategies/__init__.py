@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from ..errors import ThriftyError
@@ -12,15 +13,11 @@ from .mraru import MRARUStrategy
 from .uncertainty import RandomStrategy, UncertaintyStrategy
 
 
-def _uncertainty(measure: str):
-    return lambda **kw: UncertaintyStrategy(measure=measure, **kw)
-
-
 STRATEGIES: dict[str, Any] = {
     "random": RandomStrategy,
-    "least_confidence": _uncertainty("least_confidence"),
-    "margin": _uncertainty("margin"),
-    "entropy": _uncertainty("entropy"),
+    "least_confidence": partial(UncertaintyStrategy, measure="least_confidence"),
+    "margin": partial(UncertaintyStrategy, measure="margin"),
+    "entropy": partial(UncertaintyStrategy, measure="entropy"),
     "mraru": MRARUStrategy,
     "diversity": DiversityStrategy,
     "llkd": LLKDStrategy,

@@ -24,7 +24,6 @@ class PoolState:
     # (label indices, confidences) of pool rows whose teacher answers cost nothing (a recording); None otherwise
     known: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
     scored: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
 
     def proba(self, idx: np.ndarray) -> np.ndarray:
         if self.predict_proba is None:

@@ -192,7 +192,6 @@ class LLKDStrategy:
             passed = score >= 0
         # gate first, then the score; a tiny random tiebreak keeps equal scores unbiased
         order = np.lexsort((-(score + state.rng.random(len(cand)) * 1e-9), ~passed))[:n]
-        state.info["llkd_passed"] = int(passed.sum())
         for i, uu in zip(cand[order], u[order]):
             self.selected_uncertainty_[int(i)] = float(uu)
         return cand[order]

@@ -66,5 +66,4 @@ class MRARUStrategy:
         if len(accepted) < n:
             rejected.sort(key=lambda t: -t[0])
             accepted.extend(c for _, c in rejected[: n - len(accepted)])
-        state.info["mraru_scored"] = pos
         return np.asarray(accepted, dtype=int)

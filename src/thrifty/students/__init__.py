@@ -41,23 +41,8 @@ def make_student(name: str, **kw) -> Student:
     return STUDENTS[name](**kw)
 
 
-def parse_model_name(name: str) -> tuple[str, str]:
-    """'tfidf-lr' -> ('tfidf', 'lr'); 'st:/models/all-mpnet-base-v2-svm' -> ('st:/models/all-mpnet-base-v2', 'svm').
-    The classifier is the part after the last '-' (features may be paths containing '-')."""
-    if "-" not in name:
-        raise ThriftyError(f"Student names look like FEATURES-CLASSIFIER (e.g. {DEFAULT_STUDENT!r}); got {name!r}.")
-    feats, clf = name.rsplit("-", 1)
-    if clf not in STUDENTS:
-        raise ThriftyError(f"Unknown classifier {clf!r} in {name!r}; choose from {sorted(STUDENTS)}.")
-    if clf in TEXT_STUDENTS and feats != "text":
-        raise ThriftyError(f"{clf!r} reads raw texts: use 'text-{clf}'.")
-    if feats == "text" and clf not in TEXT_STUDENTS:
-        raise ThriftyError(f"'text' features feed only raw-text students {sorted(TEXT_STUDENTS)}; use e.g. 'minilm-{clf}'.")
-    return feats, clf
-
-
 __all__ = [
     "Student", "TextModel", "full_proba", "check_targets", "expand_soft", "LogisticStudent", "SVMStudent",
     "LDAStudent", "ForestStudent", "GBDTStudent", "FineTuneStudent", "STUDENTS", "TEXT_STUDENTS", "DEFAULT_STUDENT",
-    "make_student", "make_features", "parse_model_name", "save_model", "load_model", "default_student",
+    "make_student", "make_features", "save_model", "load_model", "default_student",
 ]

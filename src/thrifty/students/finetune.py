@@ -101,7 +101,8 @@ class FineTuneStudent:
             return self
         torch = _torch()
         from ..features.sentence import MINILM_SHA256, minilm_source
-        from ..features.onnx_encoder import _weights_file, sha256_file
+        from ..features.onnx_encoder import _weights_file
+        from ..fileio import sha256_file
         from ..errors import ModelIntegrityError
 
         src = minilm_source()

@@ -3,9 +3,7 @@
 from .generators import Generation, Generator, LocalGenerator, OpenAIGenerator, generator_for, make_generator
 from .pgkd import PGKD, PGKDConfig, make_synthesizer
 
-SYNTHESIZERS: dict[str, type] = {"pgkd": PGKD}
-
 __all__ = [
     "Generation", "Generator", "LocalGenerator", "OpenAIGenerator", "generator_for", "make_generator", "PGKD", "PGKDConfig",
-    "make_synthesizer", "SYNTHESIZERS",
+    "make_synthesizer",
 ]

@@ -9,6 +9,7 @@ Spec strings used by the CLI and :func:`make_teacher`:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ def make_teacher(
     kind, _, arg = spec.partition(":")
     table = load_price_table(prices)
     if kind == "openai":
+        check_env_name(api_key_env)
         from .openai import OpenAITeacher
 
         if not arg:
@@ -63,7 +65,45 @@ def make_teacher(
     raise ThriftyError(f"Unknown teacher {spec!r}: use openai:MODEL, replay[:FILE] or local[:MODEL].")
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def check_env_name(name: str) -> None:
+    """Refuse an ``api_key_env`` that is not an environment variable's name (a key pasted by mistake).
+
+    The value is never repeated in the message, so a key cannot leak through it."""
+    keyish = len(name or "") >= 32 and any(c.islower() for c in name) and any(c.isdigit() for c in name)
+    if not _ENV_NAME.fullmatch(name or "") or keyish:
+        raise ThriftyError(
+            "--api-key-env takes the NAME of the environment variable holding the key (e.g. OPENAI_API_KEY), "
+            "and the value given is not one: it looks like a key (not shown). Put the key in a variable "
+            "(export OPENAI_API_KEY=...) and pass its name."
+        )
+
+
+def teacher_recipe(teacher: Teacher) -> dict[str, Any] | None:
+    """How to rebuild ``teacher`` with :func:`make_teacher` (spec, server, env-var name, prices, HTTP knobs):
+    the inverse of ``make_teacher``, saved with a run so that --resume and predict --cascade rebuild the same
+    teacher at the same prices. Never a secret. None for a teacher made some other way."""
+    from .local import LocalTeacher
+    from .openai import OpenAITeacher
+    from .replay import ReplayTeacher
+
+    if isinstance(teacher, OpenAITeacher):
+        return {"spec": f"openai:{teacher.model}", "base_url": teacher.base_url, "api_key_env": teacher.api_key_env,
+                "price_in": teacher.price.prompt_per_1k, "price_out": teacher.price.completion_per_1k,
+                "concurrency": teacher.concurrency, "max_retries": teacher.max_retries}
+    if isinstance(teacher, ReplayTeacher) and teacher.recorded:
+        spec = f"replay:{teacher.recorded['file']}" if "file" in teacher.recorded else "replay"
+        extra = {"column": teacher.recorded["column"]} if "column" in teacher.recorded else {}
+        return {"spec": spec, "price_in": teacher.price_in, "price_out": teacher.price_out, **extra}
+    if isinstance(teacher, LocalTeacher):
+        return {"spec": f"local:{teacher.model}", "price_in": teacher.price.prompt_per_1k,
+                "price_out": teacher.price.completion_per_1k}
+    return None
+
+
 __all__ = [
     "Teacher", "TeacherLabel", "Usage", "Ledger", "LedgerStats", "CachedTeacher", "make_teacher",
-    "Price", "price_for", "load_price_table",
+    "Price", "price_for", "load_price_table", "teacher_recipe", "check_env_name",
 ]

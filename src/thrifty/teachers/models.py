@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelIntegrityError, ThriftyError
+from ..fileio import sha256_file
 from ..paths import cache_root
 
 _CHUNK = 1 << 20
@@ -118,14 +119,6 @@ def models_dir() -> Path:
 def model_spec(name: str) -> ModelSpec | None:
     """The registry entry for a model name or alias (None for a file path)."""
     return MODELS.get(ALIASES.get(name, name))
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _stamp_path(path: Path) -> Path:

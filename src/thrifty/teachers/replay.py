@@ -42,6 +42,7 @@ class ReplayTeacher:
         self.name = name
         self.price_in = price_in
         self.price_out = price_out
+        self.recorded: dict[str, str] = {}  # {"column": ...} or {"file": ...}: where the recording came from
         self._prompt_overhead = estimate_tokens(task.render(""))
 
     def identity(self) -> dict[str, Any]:
@@ -143,7 +144,9 @@ class ReplayTeacher:
         for c in CONF_COLS + PROBS_COLS:
             if c in corpus.extra:
                 rows[c] = corpus.extra[c]
-        return cls.from_table(task, corpus, rows, key="text", name=f"replay:{Path(corpus.source).parent.name}/{column}", **kw)
+        t = cls.from_table(task, corpus, rows, key="text", name=f"replay:{Path(corpus.source).parent.name}/{column}", **kw)
+        t.recorded = {"column": column}  # how to rebuild it (teachers.teacher_recipe)
+        return t
 
     @classmethod
     def from_file(cls, task: Task, corpus: Corpus, path: str | Path, **kw: Any) -> "ReplayTeacher":
@@ -168,7 +171,9 @@ class ReplayTeacher:
                 name = "replay:" + str(json.loads(meta.read_text()).get("model", name))
             except json.JSONDecodeError:
                 pass
-        return cls.from_table(task, corpus, rows, key=key, name=name, **kw)
+        t = cls.from_table(task, corpus, rows, key=key, name=name, **kw)
+        t.recorded = {"file": str(path.resolve())}
+        return t
 
 
 def _first(rows: dict[str, list], cols: Sequence[str], required: bool = False) -> str | None:
