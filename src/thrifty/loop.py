@@ -9,9 +9,9 @@ cache: nothing is paid twice and nothing is lost.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -21,6 +21,8 @@ import numpy as np
 from .corpus import Corpus
 from .errors import EmptyPoolError, TeacherError, ThriftyError
 from .features import make_features
+from .paths import atomic_write_text as _atomic_write
+from .runlock import RunLock
 from .stopping import Budget, Stopping
 from .strategies import PoolState, make_strategy
 from .students import DEFAULT_STUDENT, TextModel, default_student, full_proba, make_student, parse_model_name, save_model
@@ -150,10 +152,11 @@ class Distiller:
     # ---- public API ----------------------------------------------------------------------
     def fit(self, corpus: Corpus) -> "Distiller":
         """Run (or continue) the loop until a stopping rule fires. Returns self."""
-        self._setup(corpus)
-        # State is saved only at consistent points inside _run (never from an exception
-        # handler), so an interrupted round is repeated with the same RNG on resume.
-        self._run()
+        with RunLock(self.out) if self.out is not None else nullcontext():  # one process per run directory
+            self._setup(corpus)
+            # State is saved only at consistent points inside _run (never from an exception
+            # handler), so an interrupted round is repeated with the same RNG on resume.
+            self._run()
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -231,6 +234,7 @@ class Distiller:
         self.val_idx = np.zeros(0, dtype=int)
         self.train_idx: list[int] = []
         self.answers: dict[int, TeacherLabel] = {}
+        self.set_aside: dict[int, str] = {}  # pool rows the teacher refused -> its error (never selected again)
         self.history_: list[dict[str, Any]] = []
         self.round = 0
         self.stop_reason_: str | None = None
@@ -264,6 +268,7 @@ class Distiller:
             "round": self.round,
             "val_idx": [int(i) for i in self.val_idx],
             "train_idx": [int(i) for i in self.train_idx],
+            "set_aside": {str(i): e for i, e in self.set_aside.items()},
             "rng": self.rng.bit_generator.state,
             "history": self.history_,
             "stop_reason": self.stop_reason_,
@@ -291,6 +296,7 @@ class Distiller:
         self.round = int(state["round"])
         self.val_idx = np.asarray(state["val_idx"], dtype=int)
         self.train_idx = [int(i) for i in state["train_idx"]]
+        self.set_aside = {int(i): str(e) for i, e in state.get("set_aside", {}).items()}
         self.rng.bit_generator.state = state["rng"]
         self.history_ = list(state["history"])
         self.stop_reason_ = state.get("stop_reason")
@@ -327,7 +333,8 @@ class Distiller:
         # PGKD: generation tokens/dollars and the re-labels of generated texts count like labels
         return self.synthesis.add_spend(spent) if self.synthesis is not None else spent
 
-    def _ask(self, idx: Sequence[int], what: str) -> None:
+    def _ask(self, idx: Sequence[int], what: str) -> list[int]:
+        """Buy the teacher's answers for pool rows ``idx``; returns the rows answered (refused ones are set aside)."""
         texts = [self.corpus.texts[i] for i in idx]
         bar = _Bar(self.progress, f"{what}: asking the teacher", len(texts))
         try:
@@ -335,8 +342,14 @@ class Distiller:
             labs = self.cached.label(texts, on_result=lambda i, lab: bar.advance())
         finally:
             bar.close()
+        kept = []
         for i, lab in zip(idx, labs):
-            self.answers[int(i)] = lab
+            if lab.rejected:
+                self.set_aside[int(i)] = lab.raw
+            else:
+                self.answers[int(i)] = lab
+                kept.append(int(i))
+        return kept
 
     # ---- the loop ----------------------------------------------------------------------------
     def _candidates(self) -> np.ndarray:
@@ -344,6 +357,8 @@ class Distiller:
         mask[self.val_idx] = False
         if self.train_idx:
             mask[np.asarray(self.train_idx)] = False
+        if self.set_aside:
+            mask[np.asarray(list(self.set_aside))] = False
         return np.flatnonzero(mask)
 
     def _run(self) -> None:
@@ -382,8 +397,7 @@ class Distiller:
             if len(sel) == 0:
                 self.stop_reason_ = "strategy selected nothing"
                 continue
-            self._ask(sel, f"round {self.round + 1}")
-            self.train_idx.extend(int(i) for i in sel)
+            self.train_idx.extend(self._ask(sel, f"round {self.round + 1}"))
             self.round += 1
             self._pending = {"select_s": select_s, "scored": state.scored}
             self._save_state()
@@ -415,11 +429,8 @@ class Distiller:
         # keep at least one seed label; validation takes at most what is left
         n_seed = max(1, min(len(seed), room - min(n_val, room // 2)))
         n_val = min(n_val, room - n_seed)
-        self.val_idx = val[:n_val]
-        if len(self.val_idx):
-            self._ask(self.val_idx, "validation")
-        self._ask(seed[:n_seed], "seed")
-        self.train_idx = [int(i) for i in seed[:n_seed]]
+        self.val_idx = np.asarray(self._ask(val[:n_val], "validation"), dtype=int)
+        self.train_idx = self._ask(seed[:n_seed], "seed")
         self._save_state()
 
     def _pool_state(self, cand: np.ndarray) -> PoolState:
@@ -493,6 +504,7 @@ class Distiller:
             "labels": len(self.train_idx),
             "val_labels": int(len(self.val_idx)),
             "abstained": int((y < 0).sum()),
+            "set_aside": len(self.set_aside),
             "labels_total": int(spent["labels"]),
             "prompt_tokens": int(spent["prompt_tokens"]),
             "completion_tokens": int(spent["completion_tokens"]),
@@ -576,15 +588,6 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     return str(o)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def _write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
