@@ -160,7 +160,7 @@ class SimServer:
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> "SimServer":
         handler = type("Handler", (_Handler,), {"sim": self})
-        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        self._httpd = _Server((self.host, self.port), handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="thrifty-sim", daemon=True)
@@ -315,6 +315,15 @@ class SimServer:
             if n < f.first or (f.rate > 0 and self._rng.random() < f.rate):
                 return kind
         return None
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (killed, timed out) is part of the game: no traceback for it."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _sha(text: str) -> str:
