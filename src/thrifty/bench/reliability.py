@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -30,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..sim import SimServer
+from ..sim import Faults, SimServer
 
 STUDENT = "tfidf-svm"  # the fastest built-in student: the loop is what is under test
 
@@ -173,6 +174,20 @@ class Harness:
                      possibly_billed=billed,
                      detail=f"exit {code}; {len(delivered - kept)} answers billed but not kept; "
                             f"message: {' '.join(log.split())[-160:]!r}")
+
+    def refusals(self, name: str) -> Trial:
+        """A distill on a pool where one text in six is always refused (HTTP 400): it must finish on budget."""
+        with open(self.pool / "pool.csv", newline="", encoding="utf-8") as f:
+            texts = [r["text"] for r in csv.DictReader(f)]
+        sim = self.sim(faults=Faults(reject="|".join(re.escape(t) for t in texts[::6])))
+        out = self.work / f"{name}-run"
+        r = self.run(self.distill_cmd(sim, out))
+        st = sim.stats()
+        sim.stop()
+        total = _labels_total(out)
+        return Trial(name, r.returncode == 0 and total == self.budget, paid_twice=st["texts_answered_twice"],
+                     possibly_billed=possibly_billed(out / "ledger.sqlite"),
+                     detail=f"exit {r.returncode}, labels {total}: {' '.join((r.stderr or r.stdout).split())[-200:]!r}")
 
     # ---- predict -------------------------------------------------------------------------
     def predict_kill(self, run_dir: Path, corpus: Path, reference: Path, rng: np.random.Generator, name: str,
