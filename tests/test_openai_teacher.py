@@ -6,6 +6,7 @@ import asyncio
 import csv
 import logging
 import math
+import re
 import time
 from email.utils import formatdate
 
@@ -180,14 +181,16 @@ def test_random_faults_mix(sim_server, task, rows):
     assert sum(sim.stats()["faults"].values()) > 0
 
 
-def test_persistent_failure_raises_and_keeps_successes(sim_server, task, rows, tmp_path):
+def test_text_failing_every_retry_is_set_aside_and_retried_by_a_later_run(sim_server, task, rows, tmp_path):
     texts = [r["text"] for r in rows[:10]]
     sim = sim_server(faults=Faults(poison=frozenset(texts[2:5])))
     led = Ledger(tmp_path / "ledger.sqlite")
-    with pytest.raises(TeacherError, match=r"3 of 10 texts could not be labelled .*HTTP 500.*gave up after 2 retries"):
-        CachedTeacher(teacher(task, sim, max_retries=2), led).label(texts)
-    assert led.n_labels() == 7
-    # the server heals; a re-run pays only for the 3 missing texts
+    labs = CachedTeacher(teacher(task, sim, max_retries=2), led, run="r1").label(texts)
+    assert [lab.rejected for lab in labs] == [False, False, True, True, True] + [False] * 5
+    assert all("HTTP 500" in lab.raw and "gave up after 2 retries" in lab.raw for lab in labs[2:5])
+    assert led.n_labels() == 7 and led.stats(run="r1").rejected == 3
+    assert {kind for _, _, kind, _ in led.rejections()} == {"gave_up"}
+    # the server heals; 'gave up' is not final, so a later call pays only for the 3 missing texts
     sim.faults.poison = frozenset()
     labs = CachedTeacher(teacher(task, sim), led).label(texts)
     assert [lab.label for lab in labs] == [r["label"] for r in rows[:10]]
@@ -195,6 +198,34 @@ def test_persistent_failure_raises_and_keeps_successes(sim_server, task, rows, t
     st = sim.stats()
     assert st["texts_answered"] == 10 and st["texts_answered_twice"] == 0
     assert led.n_labels() == 10
+    led.close()
+
+
+def test_per_text_4xx_is_set_aside_for_good_and_never_sent_again(sim_server, task, rows, tmp_path):
+    texts = [r["text"] for r in rows[:12]]
+    pattern = "|".join(re.escape(t[:30]) for t in texts[3:5])
+    sim = sim_server(faults=Faults(reject=pattern))
+    led = Ledger(tmp_path / "ledger.sqlite")
+    labs = CachedTeacher(teacher(task, sim), led, run="r1").label(texts)
+    assert [i for i, lab in enumerate(labs) if lab.rejected] == [3, 4]
+    assert "HTTP 400" in labs[3].raw and "content management policy" in labs[3].raw
+    # a 400 is not retried (beyond the one retry without logprobs) and not billed
+    assert sim.stats()["answered"] == 10 and sim.requests_by_text[texts[3]] == 2
+    sim.reset()
+    again = CachedTeacher(teacher(task, sim), led, run="r2").label(texts)
+    assert sim.stats()["requests"] == 0 and [lab.rejected for lab in again] == [lab.rejected for lab in labs]
+    st = led.stats(run="r1")
+    assert (st.calls, st.rejected, st.sent, st.possibly_billed) == (10, 2, 14, 0)
+    led.close()
+
+
+def test_a_batch_where_nothing_works_raises_and_sets_nothing_aside(sim_server, task, rows, tmp_path):
+    texts = [r["text"] for r in rows[:6]]
+    sim = sim_server(faults=Faults(server_error=Fault(first=10**6)))
+    led = Ledger(tmp_path / "ledger.sqlite")
+    with pytest.raises(TeacherError, match=r"6 of 6 texts could not be labelled .*HTTP 500"):
+        CachedTeacher(teacher(task, sim, max_retries=1), led).label(texts)
+    assert led.stats().rejected == 0 and led.n_labels() == 0
     led.close()
 
 

@@ -43,3 +43,7 @@ class ModelIntegrityError(ThriftyError):
 
 class UnknownLabelError(ThriftyError):
     """A label that is not in the task's label set was given."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, after the requests in flight were waited for; the message says what was saved and what may be billed."""

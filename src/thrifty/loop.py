@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -19,6 +20,7 @@ from .config import DistillConfig
 from .corpus import Corpus
 from .errors import EmptyPoolError, TeacherError, ThriftyError
 from .features import make_features
+from .runlock import RunLock
 from .stopping import Budget, Stopping
 from .run import RunDir
 from .strategies import PoolState, make_strategy
@@ -107,10 +109,11 @@ class Distiller:
     # ---- public API ----------------------------------------------------------------------
     def fit(self, corpus: Corpus) -> "Distiller":
         """Run (or continue) the loop until a stopping rule fires. Returns self."""
-        self._setup(corpus)
-        # State is saved only at consistent points inside _run (never from an exception
-        # handler), so an interrupted round is repeated with the same RNG on resume.
-        self._run()
+        with RunLock(self.out) if self.out is not None else nullcontext():  # one process per run directory
+            self._setup(corpus)
+            # State is saved only at consistent points inside _run (never from an exception
+            # handler), so an interrupted round is repeated with the same RNG on resume.
+            self._run()
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -193,6 +196,7 @@ class Distiller:
         self.val_idx = np.zeros(0, dtype=int)
         self.train_idx: list[int] = []
         self.answers: dict[int, TeacherLabel] = {}
+        self.set_aside: dict[int, str] = {}  # pool rows the teacher refused -> its error (never selected again)
         self.history_: list[dict[str, Any]] = []
         self.round = 0
         self.stop_reason_: str | None = None
@@ -207,6 +211,7 @@ class Distiller:
             "round": self.round,
             "val_idx": [int(i) for i in self.val_idx],
             "train_idx": [int(i) for i in self.train_idx],
+            "set_aside": {str(i): e for i, e in self.set_aside.items()},
             "rng": self.rng.bit_generator.state,
             "history": self.history_,
             "stop_reason": self.stop_reason_,
@@ -232,6 +237,7 @@ class Distiller:
         self.round = int(state["round"])
         self.val_idx = np.asarray(state["val_idx"], dtype=int)
         self.train_idx = [int(i) for i in state["train_idx"]]
+        self.set_aside = {int(i): str(e) for i, e in state.get("set_aside", {}).items()}
         self.rng.bit_generator.state = state["rng"]
         self.history_ = list(state["history"])
         self.stop_reason_ = state.get("stop_reason")
@@ -271,7 +277,8 @@ class Distiller:
         # PGKD: generation tokens/dollars and the re-labels of generated texts count like labels
         return self.synthesis.add_spend(spent) if self.synthesis is not None else spent
 
-    def _ask(self, idx: Sequence[int], what: str) -> None:
+    def _ask(self, idx: Sequence[int], what: str) -> list[int]:
+        """Buy the teacher's answers for pool rows ``idx``; returns the rows answered (refused ones are set aside)."""
         texts = [self.corpus.texts[i] for i in idx]
         bar = _Bar(self.progress, f"{what}: asking the teacher", len(texts))
         try:
@@ -279,8 +286,14 @@ class Distiller:
             labs = self.cached.label(texts, on_result=lambda i, lab: bar.advance())
         finally:
             bar.close()
+        kept = []
         for i, lab in zip(idx, labs):
-            self.answers[int(i)] = lab
+            if lab.rejected:
+                self.set_aside[int(i)] = lab.raw
+            else:
+                self.answers[int(i)] = lab
+                kept.append(int(i))
+        return kept
 
     # ---- the loop ----------------------------------------------------------------------------
     def _candidates(self) -> np.ndarray:
@@ -288,6 +301,8 @@ class Distiller:
         mask[self.val_idx] = False
         if self.train_idx:
             mask[np.asarray(self.train_idx)] = False
+        if self.set_aside:
+            mask[np.asarray(list(self.set_aside))] = False
         return np.flatnonzero(mask)
 
     def _run(self) -> None:
@@ -327,8 +342,7 @@ class Distiller:
             if len(sel) == 0:
                 self.stop_reason_ = "strategy selected nothing"
                 continue
-            self._ask(sel, f"round {self.round + 1}")
-            self.train_idx.extend(int(i) for i in sel)
+            self.train_idx.extend(self._ask(sel, f"round {self.round + 1}"))
             self.round += 1
             self._pending = {"select_s": select_s, "scored": state.scored}
             self._save_state()
@@ -356,14 +370,13 @@ class Distiller:
             raise ThriftyError(f"The budget ({cfg.budget.describe()}) leaves no labels to train on.")
         if cfg.budget.tokens is None and cfg.budget.dollars is None:  # a label budget: the sizes are known now
             n_seed, n_val = _split(room, len(seed), n_val)
-            self.val_idx = val[:n_val]
-            if len(self.val_idx):
-                self._ask(self.val_idx, "validation")
+            self._ask(val[:n_val], "validation")
             self._ask(seed[:n_seed], "seed")
         else:
             n_val, n_seed = self._seed_within_cost(val, seed)
-            self.val_idx = val[:n_val]
-        self.train_idx = [int(i) for i in seed[:n_seed]]
+        # rows the teacher refused are set aside (see _ask), never used for validation or training
+        self.val_idx = np.asarray([int(i) for i in val[:n_val] if int(i) in self.answers], dtype=int)
+        self.train_idx = [int(i) for i in seed[:n_seed] if int(i) in self.answers]
         self._save_state()
 
     def _seed_within_cost(self, val: np.ndarray, seed: np.ndarray) -> tuple[int, int]:
@@ -458,6 +471,7 @@ class Distiller:
             "labels": len(self.train_idx),
             "val_labels": int(len(self.val_idx)),
             "abstained": int((y < 0).sum()),
+            "set_aside": len(self.set_aside),
             "labels_total": int(spent["labels"]),
             "prompt_tokens": int(spent["prompt_tokens"]),
             "completion_tokens": int(spent["completion_tokens"]),

@@ -11,3 +11,4 @@ def cache_root() -> Path:
     if os.environ.get("THRIFTY_CACHE_DIR"):
         return Path(os.environ["THRIFTY_CACHE_DIR"]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "thrifty"
+

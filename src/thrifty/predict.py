@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -93,15 +94,28 @@ def result_table(
 _MODEL: Any = None
 
 
-def _init_worker(model_dir: str) -> None:
-    """Load the model once per worker process; one BLAS thread each (the processes are the parallelism)."""
+def _init_worker(model_dir: str, parent: int | None = None) -> None:
+    """Load the model once per worker process; one BLAS thread each (the processes are the parallelism).
+
+    A worker of ``parent`` exits as soon as that process is gone (even killed with -9), so no
+    orphan keeps its memory.
+    """
     global _MODEL
     from threadpoolctl import threadpool_limits
 
     from .run import load_model
 
+    if parent is not None:
+        threading.Thread(target=_exit_without, args=(parent,), name="thrifty-parent-watch", daemon=True).start()
     threadpool_limits(1)
     _MODEL = load_model(model_dir)
+
+
+def _exit_without(parent: int, every_s: float = 0.5) -> None:
+    """Poll the parent pid; when the process is re-parented (its parent died), exit at once."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(1)
 
 
 def _score_column(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -313,7 +327,7 @@ def predict_file(
         executor: Executor = _InlineExecutor()
     else:
         executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                       initargs=(str(model_dir),))
+                                       initargs=(str(model_dir), os.getpid()))
     id_name = id_col or "row"
     new_rows = 0
     bar, task = _progress(progress, total, parts.totals("rows"))

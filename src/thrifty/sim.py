@@ -4,7 +4,8 @@ Answers come from gold labels (a CSV with ``text`` and ``label`` columns), flipp
 seeded, per-text deterministic noise rate, or replaced by garbage at an abstention rate.
 It returns plausible first-token logprobs in OpenAI's or llama.cpp's format, realistic
 ``usage``, and can inject the faults real servers produce: 429 with ``Retry-After``, 500s,
-slow replies, malformed JSON bodies and dropped connections. It counts requests and paid
+slow replies, malformed JSON bodies, dropped connections, a 400 for texts matching a pattern
+(a content filter) and usable answers with broken optional fields (``odd``). It counts requests and paid
 answers per text (``stats()``, ``GET /stats``) so tests and benchmarks can check that no
 text is ever paid for twice.
 
@@ -18,6 +19,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import socket
 import threading
 import time
@@ -34,6 +36,9 @@ from .teachers.base import estimate_tokens
 LOGPROB_FORMATS = ("openai", "llamacpp", "none")
 GARBAGE = "I am not sure; it could be several things."
 JUNK_TOKENS = ("The", "This", "\n", "I", "Label")
+# broken optional fields of an otherwise good answer: a logprob that overflows exp(), a logprob
+# that is not a number, usage counts that are text, negative or fractional
+ODD_KINDS = ("logprob_overflow", "logprob_text", "usage_text", "usage_negative", "usage_float")
 
 
 @dataclass
@@ -58,9 +63,12 @@ class Faults:
     slow_delay: float = 2.0
     poison: frozenset[str] = frozenset()  # texts that always get a 500
     reject_logprobs: bool = False  # answer 400 to requests that ask for logprobs
+    reject: str | None = None  # regex: texts it finds always get a 400 (a content filter)
+    odd: Fault = field(default_factory=Fault)  # 200 with a usable answer whose optional fields are broken
+    odd_kinds: tuple[str, ...] = ODD_KINDS  # which fields an odd answer breaks
 
     def kinds(self) -> tuple[str, ...]:
-        return ("drop", "rate_limit", "server_error", "malformed", "slow")
+        return ("drop", "rate_limit", "server_error", "malformed", "slow", "odd")
 
 
 def _u(seed: int, *parts: str) -> float:
@@ -152,7 +160,7 @@ class SimServer:
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> "SimServer":
         handler = type("Handler", (_Handler,), {"sim": self})
-        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        self._httpd = _Server((self.host, self.port), handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="thrifty-sim", daemon=True)
@@ -279,14 +287,43 @@ class SimServer:
                 data["completion_probabilities"] = entries
         return data
 
+    def mangle(self, data: dict[str, Any], kinds: Sequence[str]) -> dict[str, Any]:
+        """Break optional fields of a good answer (see ``ODD_KINDS``); the label stays readable."""
+        usage = data["usage"]
+        lp = (data["choices"][0].get("logprobs") or {}).get("content") or []
+        for kind in kinds:
+            if kind == "logprob_overflow" and lp:
+                lp[0]["logprob"] = 1000.0
+                lp[0]["top_logprobs"][0]["logprob"] = 1000.0
+            elif kind == "logprob_text" and lp:
+                lp[0]["top_logprobs"][-1]["logprob"] = "-0.5x"
+            elif kind == "usage_text":
+                usage["prompt_tokens"] = "many"
+            elif kind == "usage_negative":
+                usage["completion_tokens"] = -5
+            elif kind == "usage_float":
+                usage["prompt_tokens"] = usage["prompt_tokens"] + 0.5
+        return data
+
     def _pick_fault(self, n: int, text: str) -> str | None:
         if text in self.faults.poison:
             return "server_error"
+        if self.faults.reject is not None and re.search(self.faults.reject, text):
+            return "reject"
         for kind in self.faults.kinds():
             f: Fault = getattr(self.faults, kind)
             if n < f.first or (f.rate > 0 and self._rng.random() < f.rate):
                 return kind
         return None
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (killed, timed out) is part of the game: no traceback for it."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _sha(text: str) -> str:
@@ -361,7 +398,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fault:
                 sim.faults_injected[fault] += 1
             hold = sim._hold_after is not None and sim._admitted >= sim._hold_after
-            if not hold and fault is None:
+            if not hold and fault in (None, "odd"):
                 sim._admitted += 1
         if hold:
             sim._hold.wait()
@@ -382,10 +419,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(500, "The server had an error while processing your request.", "server_error")
         elif fault == "malformed":
             self._send(200, b'{"choices": [{"message": {"content": "Wor', ctype="application/json")
+        elif fault == "reject":
+            self._error(400, "The response was filtered due to the prompt triggering the content management policy.",
+                        "invalid_request_error")
         else:
             if fault == "slow":
                 time.sleep(sim.faults.slow_delay)
             data = sim.completion(body, text)
+            if fault == "odd":
+                data = sim.mangle(data, sim.faults.odd_kinds)
             with sim._lock:
                 sim.answered_by_text[text] += 1
             self._json(200, data)

@@ -38,11 +38,12 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except ThriftyError as e:
             err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            err_console.print(
-                "[yellow]interrupted.[/] Every paid answer is saved in the ledger: run the same command again "
-                "(for distill: --resume RUN_DIR) and nothing is paid twice."
-            )
+        except KeyboardInterrupt as e:
+            # a teacher's Interrupted says what it waited for and what may be billed; a bare Ctrl-C
+            # came between requests, when every answer received is already in the ledger
+            err_console.print(f"[yellow]{e}[/]" if str(e) else
+                "[yellow]interrupted.[/] Every answer received is saved in the ledger: run the same command again "
+                "(for distill: --resume RUN_DIR) and texts already answered are not paid again.", soft_wrap=True)
             sys.exit(130)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # typer/click's own exits and usage errors

@@ -51,12 +51,13 @@ def _teacher_columns(path: Path) -> list[str]:
 
 def build_teacher(spec: str, task: Any, corpus: Any, base_url: Optional[str], api_key_env: str,
                   prices: Optional[Path], price_in: Optional[float], price_out: Optional[float],
-                  concurrency: Optional[int] = None, max_retries: Optional[int] = None):
+                  concurrency: Optional[int] = None, max_retries: Optional[int] = None, timeout: Optional[float] = None):
     from ..teachers import make_teacher
 
     kw: dict[str, Any] = {}
     if spec.startswith("openai:"):  # HTTP knobs only mean something for a server
-        kw = {k: v for k, v in (("concurrency", concurrency), ("max_retries", max_retries)) if v is not None}
+        kw = {k: v for k, v in (("concurrency", concurrency), ("max_retries", max_retries), ("timeout", timeout))
+              if v is not None}
     return make_teacher(spec, task, corpus, base_url=base_url, api_key_env=api_key_env,
                         prices=prices, price_in=price_in, price_out=price_out, **kw)
 
@@ -167,6 +168,7 @@ def distill(
     price_out: Optional[float] = PriceOut,
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="openai teacher: requests in flight (default 8)."),
     max_retries: Optional[int] = typer.Option(None, "--max-retries", help="openai teacher: retries per text on 429/5xx/timeouts."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="openai teacher: seconds per request (default 60); also the longest Ctrl-C waits for requests in flight."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     synthesize: Optional[str] = typer.Option(None, "--synthesize", help="pgkd[key=value,...]: after each round the LLM writes new training texts aimed at the student's weak classes."),
     pgkd_generator: Optional[str] = typer.Option(None, "--pgkd-generator", help="openai:MODEL | local[:MODEL] that writes texts (default: the teacher, if openai/local)."),
@@ -219,10 +221,10 @@ def distill(
     pool.require_texts()
     if rd is None:
         tch = build_teacher(teacher, task, pool, base_url, api_key_env or "OPENAI_API_KEY", prices, price_in, price_out,
-                            concurrency, max_retries)
+                            concurrency, max_retries, timeout)
     else:  # the run's own teacher at the run's prices; only the HTTP knobs may change
         tch = rd.build_teacher(pool, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-                               max_retries=max_retries)
+                               max_retries=max_retries, timeout=timeout)
     ev_texts = ev_gold = None
     if eval_path is not None:
         ev = read_corpus(eval_path, text_col=text_col, gold_col=gold_col or "label")
@@ -254,7 +256,9 @@ def distill(
     console.print(
         f"[bold green]done[/] ({d.stop_reason_}) in {time.perf_counter() - t0:.1f}s. This invocation: "
         f"{d.cached.requests} teacher requests, {d.cached.hits} cache hits. Whole run: {st.calls} paid "
-        f"(${st.dollars:.4f}), {st.cache_hits} cache hits (${st.dollars_saved:.4f} saved). Model: {out / 'model'}",
+        f"(${st.dollars:.4f}), {st.cache_hits} cache hits (${st.dollars_saved:.4f} saved). Model: {out / 'model'}"
+        + (f". {len(d.set_aside)} texts the teacher refused were set aside (state.json lists them with the error; "
+           f"`thrifty ledger stats {d.ledger.path}` too)" if d.set_aside else ""),
         soft_wrap=True,
     )
 
@@ -366,10 +370,14 @@ def ledger_stats(
         s = led.stats(run=run_id)
         models = led.models()
         n = led.n_labels()
+        refused = led.rejections(run=run_id)
     t = Table(title=f"ledger {p}")
     t.add_column("")
     t.add_column("value", justify="right")
     for k, v in [("teacher calls (paid)", f"{s.calls:,}"), ("generation calls", f"{s.generations:,}"),
+                 ("requests sent", f"{s.sent:,}"),
+                 ("possibly billed, no answer recorded", f"{s.possibly_billed:,}"),
+                 ("texts set aside (refused)", f"{s.rejected:,}"),
                  ("cached answers stored", f"{n:,}"), ("cache hits", f"{s.cache_hits:,}"),
                  ("prompt tokens", f"{s.prompt_tokens:,}"), ("completion tokens", f"{s.completion_tokens:,}"),
                  ("dollars spent", f"${s.dollars:,.4f}"), ("dollars saved by the cache", f"${s.dollars_saved:,.4f}")]:
@@ -377,3 +385,11 @@ def ledger_stats(
     console.print(t)
     for m, calls, dollars in models:
         console.print(f"  {m}: {calls:,} calls, ${dollars:,.4f}")
+    if s.possibly_billed:
+        console.print(f"{s.possibly_billed:,} requests were sent with no answer or error reply recorded (a process killed "
+                      "with requests in flight, or an unreadable answer): the provider may have billed them.")
+    for sha, model, kind, error in refused[:20]:
+        console.print(f"  set aside ({'refused' if kind == 'rejected' else 'gave up'}) text sha256 {sha[:12]} [{model}]: "
+                      f"{error[:200]}", soft_wrap=True, highlight=False)
+    if len(refused) > 20:
+        console.print(f"  ... and {len(refused) - 20} more")

@@ -32,6 +32,8 @@ def serve_sim(
     drop_rate: float = typer.Option(0.0, "--drop-rate", help="Rate of connections closed without an answer."),
     slow_rate: float = typer.Option(0.0, "--slow-rate", help="Rate of slow replies."),
     slow_delay: float = typer.Option(2.0, "--slow-delay", help="Seconds a slow reply takes."),
+    reject_pattern: Optional[str] = typer.Option(None, "--reject-pattern", help="Regex: texts it finds always get a 400 (a content filter)."),
+    odd_rate: float = typer.Option(0.0, "--odd-rate", help="Rate of good answers with broken logprobs/usage fields."),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Require the key held in this environment variable."),
     seed: int = typer.Option(0, "--seed"),
     text_col: str = typer.Option("text", "--text-col"),
@@ -48,7 +50,7 @@ def serve_sim(
     faults = Faults(
         rate_limit=Fault(rate_limit_first, rate_limit_rate), server_error=Fault(error_first, error_rate),
         malformed=Fault(0, malformed_rate), drop=Fault(0, drop_rate), slow=Fault(0, slow_rate),
-        retry_after=retry_after, slow_delay=slow_delay,
+        retry_after=retry_after, slow_delay=slow_delay, reject=reject_pattern, odd=Fault(0, odd_rate),
     )
     sim = SimServer.from_path(data, text_col=text_col, label_col=label_col, noise=noise, abstain=abstain,
                               logprobs=logprobs, latency=latency, faults=faults, api_key=key, seed=seed,

@@ -185,8 +185,8 @@ class RunDir:
         recipe.update(changes)
         spec = recipe.pop("spec")
         if not spec.startswith("openai:"):  # HTTP knobs mean something only for a server
-            recipe.pop("concurrency", None)
-            recipe.pop("max_retries", None)
+            for knob in ("concurrency", "max_retries", "timeout"):
+                recipe.pop(knob, None)
         return make_teacher(spec, self.task, pool, **recipe)
 
     # ---- state.json and history.csv --------------------------------------------------------------------------

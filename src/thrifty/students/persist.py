@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ThriftyError
+from ..fileio import atomic_write
 from .base import TextModel
 
 FORMAT_VERSION = 1
@@ -53,11 +54,11 @@ def save_model(model: TextModel, directory: str | Path, card: dict[str, Any] | N
         tmp = d / "student.skops.tmp"
         sio.dump(model.student, tmp)
         tmp.replace(d / "student.skops")
-    (d / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    atomic_write(d / "model.json", json.dumps(meta, indent=2))
     if card is not None:
         card = {**card, "feature_pipeline": _describe(model.features), "student_class": type(model.student).__name__,
                 "versions": {**card.get("versions", {}), **package_versions()}}
-        (d / "model_card.json").write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
+        atomic_write(d / "model_card.json", json.dumps(card, indent=2, default=str))
     return d
 
 

@@ -7,6 +7,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from ..errors import TeacherError
 from ..task import Task
 
 
@@ -31,7 +32,8 @@ class TeacherLabel:
     ``label`` is None when the teacher abstained (or answered something that could not be
     mapped onto the label set; ``raw`` keeps the answer). ``probs`` is a distribution over
     ``task.labels`` (sums to 1), or None for an abstention. ``confidence`` is the teacher's
-    own confidence (stated, or the max probability).
+    own confidence (stated, or the max probability). ``parse == "rejected"`` marks a text the
+    teacher refused (see :class:`TextsRejected`); ``raw`` then holds the error.
     """
 
     label: str | None
@@ -40,14 +42,36 @@ class TeacherLabel:
     raw: str = ""
     usage: Usage = field(default_factory=Usage)
     cached: bool = False
-    parse: str = ""  # how the label was parsed: exact, normalised, fuzzy, logprobs, replay, abstain
+    parse: str = ""  # how the label was parsed: exact, normalised, fuzzy, logprobs, replay, abstain, rejected
 
     @property
     def abstained(self) -> bool:
         return self.label is None
 
+    @property
+    def rejected(self) -> bool:
+        return self.parse == "rejected"
+
 
 ResultCallback = Callable[[int, TeacherLabel], None]
+RequestCallback = Callable[[int, str], None]  # (text index, "sent" | "refused"), see OpenAITeacher.label
+
+
+class TextsRejected(TeacherError):
+    """Some texts were refused for good; raised after every other answer was delivered.
+
+    ``rejected`` maps a text's position to ``(kind, error)``: ``"rejected"`` for a per-text
+    4xx (content filter, too long: asking again cannot help) and ``"gave_up"`` for a server
+    error on that text alone after every retry. ``others`` is the message of failures that
+    are not per text (the caller must still raise it), or None.
+    """
+
+    def __init__(self, rejected: dict[int, tuple[str, str]], n_texts: int, others: str | None = None):
+        self.rejected = dict(rejected)
+        self.others = others
+        first = rejected[min(rejected)][1]
+        super().__init__(f"The teacher refused {len(rejected)} of {n_texts} texts (first: {first}); they are set aside."
+                         + (f" {others}" if others else ""))
 
 
 @runtime_checkable

@@ -4,24 +4,37 @@ Key = sha256 of (teacher model + decoding parameters, prompt-template hash, labe
 hash, sha256 of the text). Each answer is committed the moment it is paid for, so a
 killed process loses nothing and a re-run pays nothing for what it already has.
 API keys are never part of an identity and never stored.
+
+Several processes may share one ledger: before paying for a text a process claims its key
+(a ``claims`` row with an owner and an expiry that the owner keeps extending while it
+works). Another process that needs the same text waits for the answer instead of paying
+again; a crashed owner's claims lapse (at once when the owner was a process on this host
+that is gone, else when the expiry passes). Texts the teacher refuses are recorded in
+``rejections``; a ``sent`` event is committed before every request and a ``refused`` event
+after every error reply, so ``stats`` can count requests that may have been billed
+although no answer was recorded (a process killed with requests in flight).
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..errors import TeacherError
 from ..task import Task, text_sha256
-from .base import ResultCallback, TeacherLabel, Teacher, Usage
+from .base import ResultCallback, TeacherLabel, Teacher, TextsRejected, Usage
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS labels (
@@ -46,7 +59,7 @@ CREATE TABLE IF NOT EXISTS labels (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run TEXT,
-    kind TEXT NOT NULL,          -- 'paid' | 'hit' | 'generate'
+    kind TEXT NOT NULL,          -- 'paid' | 'hit' | 'generate' | 'sent' | 'refused' | 'rejected'
     key TEXT,
     model TEXT,
     prompt_tokens INTEGER,
@@ -55,7 +68,24 @@ CREATE TABLE IF NOT EXISTS events (
     at REAL
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,         -- host:pid:random of the process paying for it
+    expires REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rejections (
+    key TEXT PRIMARY KEY,
+    model TEXT,
+    text_sha256 TEXT,
+    kind TEXT NOT NULL,          -- 'rejected' (per-text 4xx: final) | 'gave_up' (retries spent: a new run may retry)
+    error TEXT,
+    created_at REAL,
+    run TEXT
+);
 """
+
+CLAIM_TTL_S = 30.0  # a claim lapses this long after its owner last extended it
+HOST = socket.gethostname()
 
 
 def ledger_key(identity: dict[str, Any], task: Task, text: str) -> str:
@@ -75,6 +105,9 @@ class LedgerStats:
     dollars: float
     dollars_saved: float
     generations: int = 0
+    sent: int = 0  # requests sent (teachers that report them)
+    possibly_billed: int = 0  # sent, no answer and no error reply recorded: the provider may have billed them
+    rejected: int = 0  # texts set aside because the teacher refused them
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -108,15 +141,70 @@ class Ledger:
 
     # ---- reads ------------------------------------------------------------------------
     def get_many(self, keys: Sequence[str], task: Task) -> dict[str, TeacherLabel]:
+        """Stored answers by key, plus final refusals (a ``rejected`` label holding the error)."""
         out: dict[str, TeacherLabel] = {}
         uniq = list(dict.fromkeys(keys))
         with self._lock:
             for start in range(0, len(uniq), 500):
                 chunk = uniq[start : start + 500]
-                q = f"SELECT key, raw, label, probs, confidence, parse, prompt_tokens, completion_tokens, latency_s, cost_usd FROM labels WHERE key IN ({','.join('?' * len(chunk))})"
+                marks = ",".join("?" * len(chunk))
+                q = f"SELECT key, raw, label, probs, confidence, parse, prompt_tokens, completion_tokens, latency_s, cost_usd FROM labels WHERE key IN ({marks})"
                 for row in self._db.execute(q, chunk):
                     out[row[0]] = _row_to_label(row, task)
+                q = f"SELECT key, error FROM rejections WHERE kind = 'rejected' AND key IN ({marks})"
+                for key, error in self._db.execute(q, chunk):
+                    out.setdefault(key, rejected_label(error or "", cached=True))
         return out
+
+    def rejections(self, run: str | None = None) -> list[tuple[str, str, str, str]]:
+        """``(text sha256, model, kind, error)`` of the texts set aside (all runs, or one)."""
+        where, args = ("WHERE run = ?", (run,)) if run is not None else ("", ())
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(  # type: ignore[misc]
+                f"SELECT text_sha256, model, kind, error FROM rejections {where} ORDER BY created_at", args)]
+
+    # ---- claims: one payer per text across processes ---------------------------------
+    def claim(self, keys: Sequence[str], owner: str, ttl: float = CLAIM_TTL_S) -> tuple[list[str], list[str]]:
+        """Claim the keys that have no answer yet. Returns ``(claimed by owner, held by others)``;
+        keys missing from both were answered (or finally refused) meanwhile."""
+        uniq = list(dict.fromkeys(keys))
+        now = time.time()
+        claimed: list[str] = []
+        held: list[str] = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(uniq), 500):
+                    chunk = uniq[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    settled = {r[0] for r in self._db.execute(f"SELECT key FROM labels WHERE key IN ({marks})", chunk)}
+                    settled |= {r[0] for r in self._db.execute(
+                        f"SELECT key FROM rejections WHERE kind = 'rejected' AND key IN ({marks})", chunk)}
+                    current = {k: (o, e) for k, o, e in self._db.execute(
+                        f"SELECT key, owner, expires FROM claims WHERE key IN ({marks})", chunk)}
+                    for k in chunk:
+                        if k in settled:
+                            continue
+                        c = current.get(k)
+                        if c is None or c[0] == owner or c[1] < now or not _owner_alive(c[0]):
+                            claimed.append(k)
+                        else:
+                            held.append(k)
+                self._db.executemany("INSERT OR REPLACE INTO claims VALUES (?,?,?)", [(k, owner, now + ttl) for k in claimed])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return claimed, held
+
+    def extend_claims(self, owner: str, ttl: float = CLAIM_TTL_S) -> None:
+        with self._lock:
+            self._db.execute("UPDATE claims SET expires = ? WHERE owner = ?", (time.time() + ttl, owner))
+
+    def release(self, keys: Sequence[str], owner: str) -> None:
+        """Drop the owner's claims on these keys (answered or not)."""
+        with self._lock:
+            self._db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", [(k, owner) for k in keys])
 
     # ---- writes -----------------------------------------------------------------------
     def put(self, key: str, identity: dict[str, Any], task: Task, text: str, lab: TeacherLabel, run: str = "") -> None:
@@ -151,6 +239,19 @@ class Ledger:
                 "INSERT INTO events (run, kind, key, model, prompt_tokens, completion_tokens, cost_usd, at) VALUES (?,?,?,?,?,?,?,?)",
                 (run, "paid", key, str(identity.get("model", "")), u.prompt_tokens, u.completion_tokens, u.cost_usd, now),
             )
+            self._db.execute("DELETE FROM claims WHERE key = ?", (key,))
+            self._db.execute("COMMIT")
+
+    def put_rejection(self, key: str, model: str, text: str, kind: str, error: str, run: str = "") -> None:
+        """Record a text the teacher refused (``kind``: 'rejected' = final, 'gave_up' = retries spent)."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT OR REPLACE INTO rejections VALUES (?,?,?,?,?,?,?)",
+                             (key, model, text_sha256(text), kind, error, now, run))
+            self._db.execute("INSERT INTO events (run, kind, key, model, at) VALUES (?,?,?,?,?)",
+                             (run, "rejected", key, model, now))
+            self._db.execute("DELETE FROM claims WHERE key = ?", (key,))
             self._db.execute("COMMIT")
 
     def record_event(self, kind: str, run: str, model: str, usage: Usage, key: str | None = None) -> None:
@@ -182,6 +283,14 @@ class Ledger:
                     args,
                 )
             )
+            # per text: requests sent minus answers and error replies = requests that may have been billed
+            # with no answer recorded (in flight when a process was killed, or a 200 with an unusable body)
+            unknown = self._db.execute(
+                "SELECT COALESCE(SUM(MAX(0, s - p - r)), 0) FROM (SELECT SUM(kind = 'sent') s, SUM(kind = 'paid') p,"
+                f" SUM(kind = 'refused') r FROM events {where + (' AND' if where else 'WHERE')} key IS NOT NULL GROUP BY key)",
+                args,
+            ).fetchone()[0]
+            rejected = self._db.execute(f"SELECT COUNT(*) FROM rejections {where}", args).fetchone()[0]
         paid = rows.get("paid", (0, 0, 0, 0.0))
         gen = rows.get("generate", (0, 0, 0, 0.0))
         hit = rows.get("hit", (0, 0, 0, 0.0))
@@ -193,6 +302,9 @@ class Ledger:
             dollars=float(paid[3] + gen[3]),
             dollars_saved=float(hit[3]),
             generations=int(gen[0]),
+            sent=int(rows.get("sent", (0,))[0]),
+            possibly_billed=int(unknown),
+            rejected=int(rejected),
         )
 
     def models(self) -> list[tuple[str, int, float]]:
@@ -207,6 +319,25 @@ class Ledger:
     def n_labels(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM labels").fetchone()[0])
+
+
+def _owner_alive(owner: str) -> bool:
+    """False only when the owner was a process on this host that no longer exists."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != HOST or not parts[1].isdigit():
+        return True
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def rejected_label(error: str, cached: bool = False) -> TeacherLabel:
+    """The placeholder answer for a text the teacher refused (``raw`` holds the error)."""
+    return TeacherLabel(None, None, None, raw=error, cached=cached, parse="rejected")
 
 
 def _row_to_label(row: tuple, task: Task) -> TeacherLabel:
@@ -226,15 +357,27 @@ def _row_to_label(row: tuple, task: Task) -> TeacherLabel:
 
 
 class CachedTeacher:
-    """Wraps a teacher with the ledger: cache hits cost nothing, misses are committed as they arrive."""
+    """Wraps a teacher with the ledger: cache hits cost nothing, misses are committed as they arrive.
 
-    def __init__(self, teacher: Teacher, ledger: Ledger, run: str = ""):
+    Each missing text is claimed in the ledger before it is sent, so processes sharing the
+    ledger never pay for one text twice: a text another live process is paying for is
+    waited for (polling every ``poll_s``) and then read from the ledger.
+    """
+
+    def __init__(self, teacher: Teacher, ledger: Ledger, run: str = "", poll_s: float = 0.2):
         self.teacher = teacher
         self.ledger = ledger
         self.run = run
         self.task = teacher.task
+        self.poll_s = poll_s
+        self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.requests = 0  # texts actually sent to the teacher by this object
         self.hits = 0
+        self.rejected = 0  # texts the teacher refused (set aside)
+        try:
+            self._reports_requests = "on_request" in inspect.signature(teacher.label).parameters
+        except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+            self._reports_requests = False
 
     def identity(self) -> dict[str, Any]:
         return self.teacher.identity()
@@ -250,45 +393,83 @@ class CachedTeacher:
         return {i: got[k] for i, k in enumerate(keys) if k in got}
 
     def label(self, texts: Sequence[str], on_result: ResultCallback | None = None) -> list[TeacherLabel]:
+        """Labels in input order; a refused text gets a ``rejected`` label (error in ``raw``)."""
         ident = self.teacher.identity()
         model = str(ident.get("model", ""))
         keys = [ledger_key(ident, self.task, t) for t in texts]
-        cached = self.ledger.get_many(keys, self.task)
         results: list[TeacherLabel | None] = [None] * len(texts)
-        hits = []
+        pos: dict[str, list[int]] = {}
         for i, k in enumerate(keys):
-            if k in cached:
-                results[i] = cached[k]
-                hits.append((k, cached[k]))
-                if on_result:
-                    on_result(i, cached[k])
-        if hits:
-            self.ledger.record_hits(self.run, model, hits)
-            self.hits += len(hits)
-        # one request per distinct missing key
-        miss_pos: dict[str, list[int]] = {}
-        for i, k in enumerate(keys):
-            if results[i] is None:
-                miss_pos.setdefault(k, []).append(i)
-        if not miss_pos:
-            return results  # type: ignore[return-value]
-        miss_keys = list(miss_pos)
-        miss_texts = [texts[miss_pos[k][0]] for k in miss_keys]
+            pos.setdefault(k, []).append(i)
 
-        def commit(j: int, lab: TeacherLabel) -> None:
-            k = miss_keys[j]
-            self.ledger.put(k, ident, self.task, miss_texts[j], lab, run=self.run)
-            self.requests += 1
-            for i in miss_pos[k]:
+        def deliver(k: str, lab: TeacherLabel) -> None:
+            for i in pos[k]:
                 results[i] = lab
                 if on_result:
                     on_result(i, lab)
 
-        self.teacher.label(miss_texts, on_result=commit)
+        def from_ledger(want: Sequence[str]) -> None:
+            got = self.ledger.get_many(want, self.task)
+            hits = [(k, got[k]) for k in want if k in got for _ in pos[k]]  # one hit per position
+            if hits:
+                self.ledger.record_hits(self.run, model, [(k, lab) for k, lab in hits if not lab.rejected])
+                self.hits += len(hits)
+            for k in dict.fromkeys(k for k, _ in hits):
+                deliver(k, got[k])
+
+        from_ledger(list(pos))
+        pending = [k for k in pos if results[pos[k][0]] is None]
+        wait = self.poll_s
+        while pending:
+            claimed, held = self.ledger.claim(pending, self.owner)
+            settled = [k for k in pending if k not in set(claimed) | set(held)]
+            if settled:  # answered by another process since we looked
+                from_ledger(settled)
+            if claimed:
+                self._pay(claimed, [texts[pos[k][0]] for k in claimed], ident, model, deliver)
+            pending = [k for k in held if results[pos[k][0]] is None]
+            if pending:  # another live process is paying for these: wait for its answers
+                time.sleep(wait)
+                wait = min(2.0, wait * 1.5)
+                from_ledger(pending)
+                pending = [k for k in pending if results[pos[k][0]] is None]
         missing = [i for i, r in enumerate(results) if r is None]
-        if missing:
-            raise TeacherError(
-                f"The teacher returned no answer for {len(missing)} of {len(texts)} texts; "
-                f"the {len(texts) - len(missing)} answers received are saved in {self.ledger.path}."
-            )
+        if missing:  # pragma: no cover - every path above delivers or raises
+            raise TeacherError(f"The teacher returned no answer for {len(missing)} of {len(texts)} texts.")
         return results  # type: ignore[return-value]
+
+    def _pay(self, keys: list[str], texts: list[str], ident: dict[str, Any], model: str,
+             deliver: Callable[[str, TeacherLabel], None]) -> None:
+        """Ask the teacher for the claimed texts, committing each answer as it arrives."""
+
+        def commit(j: int, lab: TeacherLabel) -> None:
+            self.ledger.put(keys[j], ident, self.task, texts[j], lab, run=self.run)
+            self.requests += 1
+            deliver(keys[j], lab)
+
+        def on_request(j: int, kind: str) -> None:
+            self.ledger.record_event(kind, self.run, model, Usage(), key=keys[j])
+
+        kw = {"on_request": on_request} if self._reports_requests else {}
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(stop,), name="thrifty-claims", daemon=True)
+        beat.start()
+        try:
+            self.teacher.label(texts, on_result=commit, **kw)
+        except TextsRejected as e:
+            for j, (kind, error) in e.rejected.items():
+                self.ledger.put_rejection(keys[j], model, texts[j], kind, error, run=self.run)
+                self.rejected += 1
+                deliver(keys[j], rejected_label(error))
+            if e.others:
+                raise TeacherError(f"{e.others} The answers received are saved in {self.ledger.path}.") from e
+        except TeacherError as e:
+            raise TeacherError(f"{e} The answers received are saved in {self.ledger.path}.") from e
+        finally:
+            stop.set()
+            beat.join()
+            self.ledger.release(keys, self.owner)
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        while not stop.wait(CLAIM_TTL_S / 3):
+            self.ledger.extend_claims(self.owner)

@@ -6,7 +6,16 @@ backoff and full jitter on 429 / 5xx / timeouts / dropped connections / malforme
 honouring ``Retry-After``. Every answer is handed to ``on_result`` the moment it arrives,
 so the ledger commits it before anything else can go wrong. The API key is read from an
 environment variable, sent only in the ``Authorization`` header, and scrubbed from every
-message thrifty writes.
+message thrifty writes (before any message is shortened).
+
+Faults are told apart: a server that refuses connections stops the batch after a few tries
+(nothing connects, nothing is paid); a text the server refuses on its own (a per-text 4xx,
+or a 5xx on it alone after every retry) is set aside (:class:`TextsRejected`) while the
+others are labelled; an answer with a broken optional field (a logprob that is not a
+number or not a log probability, a ``usage`` count that is not a non-negative integer)
+keeps its label and drops only that field, with a warning. On Ctrl-C no new request
+starts and the requests in flight are waited for (each within ``timeout``), so their
+answers are saved; a second Ctrl-C abandons them.
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ import logging
 import math
 import os
 import random
+import signal
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Any, Sequence
 from urllib.parse import urlparse
@@ -27,9 +38,9 @@ from urllib.parse import urlparse
 import httpx
 import numpy as np
 
-from ..errors import TeacherError
+from ..errors import Interrupted, TeacherError
 from ..task import Task
-from .base import ResultCallback, TeacherLabel, Usage, estimate_tokens, one_hot
+from .base import RequestCallback, ResultCallback, TeacherLabel, TextsRejected, Usage, estimate_tokens, one_hot
 from .parsing import normalise_label, parse_label
 from .pricing import Price
 
@@ -37,6 +48,7 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 409, 425, 429})  # plus every 5xx
 FATAL_STATUS = frozenset({401, 403, 404})  # wrong key, no access, wrong URL or model: stop the whole batch
+CONNECT_FAILURES = 3  # connection failures in a row, with no answer yet, that stop a batch (dead server)
 
 
 # ---- pure helpers (response parsing) ------------------------------------------------------------
@@ -76,13 +88,35 @@ def _entry_tokens(entry: dict[str, Any]) -> tuple[str, list[tuple[str, float]]]:
         if tok is None:
             continue
         if c.get("logprob") is not None:
-            p = math.exp(float(c["logprob"]))
+            lp = _number(c["logprob"])
+            if lp is None or lp > 1e-6:  # not a log probability: the whole distribution is suspect
+                raise ValueError(f"logprob {c['logprob']!r} is not a log probability")
+            p = math.exp(lp)
         elif c.get("prob") is not None:
-            p = float(c["prob"])
+            p = _number(c["prob"])
+            if p is None or not 0.0 <= p <= 1.0 + 1e-6:
+                raise ValueError(f"prob {c['prob']!r} is not a probability")
         else:
             continue
-        out.append((str(tok), p))
+        out.append((str(tok), min(p, 1.0)))
     return chosen, out
+
+
+def _number(v: Any) -> float | None:
+    """A finite float from a JSON number or numeric string, else None (booleans are not numbers)."""
+    if isinstance(v, bool):
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _count(v: Any) -> int | None:
+    """A token count: a non-negative integer (or integral float/string), else None."""
+    x = _number(v)
+    return int(x) if x is not None and x >= 0 and x == int(x) else None
 
 
 def first_token_candidates(data: dict[str, Any]) -> tuple[str, list[tuple[str, float]]] | None:
@@ -138,7 +172,19 @@ def label_distribution(
 
 
 class _Fatal(Exception):
-    """A response that no retry can fix for any text (bad key, wrong URL or model)."""
+    """A response that no retry can fix for any text (bad key, wrong URL or model, nothing connects)."""
+
+
+class _Failed(Exception):
+    """One text could not be labelled; ``kind`` is 'rejected' / 'gave_up' (about this text) or '' (not)."""
+
+    def __init__(self, message: str, kind: str = ""):
+        super().__init__(message)
+        self.kind = kind
+
+
+class _Stopped(Exception):
+    """Ctrl-C: this text's request was not sent (again)."""
 
 
 class OpenAITeacher:
@@ -202,6 +248,8 @@ class OpenAITeacher:
         self.parse_floor = parse_floor
         self._rng = random.Random(seed)
         self._logprobs_ok = self.top_logprobs > 0
+        self._answers = 0  # answers received over this teacher's life: the server works
+        self.repaired: Counter[str] = Counter()  # broken optional fields dropped from usable answers
         key = os.environ.get(api_key_env, "").strip() if api_key_env else ""
         host = urlparse(self.base_url).hostname or ""
         if not key and host.endswith("api.openai.com"):
@@ -225,17 +273,25 @@ class OpenAITeacher:
             **({"extra": self.extra_body} if self.extra_body else {}),
         }
 
-    def label(self, texts: Sequence[str], on_result: ResultCallback | None = None) -> list[TeacherLabel]:
-        """Label ``texts`` concurrently; ``on_result(i, label)`` fires as each answer arrives."""
+    def label(self, texts: Sequence[str], on_result: ResultCallback | None = None,
+              on_request: RequestCallback | None = None) -> list[TeacherLabel]:
+        """Label ``texts`` concurrently; ``on_result(i, label)`` fires as each answer arrives.
+
+        ``on_request(i, "sent")`` fires before every request for text ``i`` and
+        ``on_request(i, "refused")`` after every error reply (which no provider bills), so a
+        caller can count requests that may have been billed without an answer. Raises
+        :class:`TextsRejected` when only texts the server refuses on their own are left,
+        :class:`~thrifty.errors.Interrupted` after a Ctrl-C, else TeacherError.
+        """
         if not texts:
             return []
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self._label_all(list(texts), on_result))
+            return asyncio.run(self._label_all(list(texts), on_result, on_request))
         # called from inside an event loop (e.g. a notebook): run ours in a worker thread
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, self._label_all(list(texts), on_result)).result()
+            return pool.submit(asyncio.run, self._label_all(list(texts), on_result, on_request)).result()
 
     # ---- internals --------------------------------------------------------------------------
     def _scrub(self, s: str) -> str:
@@ -263,73 +319,129 @@ class OpenAITeacher:
     def _backoff(self, attempt: int) -> float:
         return self._rng.uniform(0.0, min(self.backoff_max, self.backoff_base * 2.0**attempt))
 
-    async def _label_all(self, texts: list[str], on_result: ResultCallback | None) -> list[TeacherLabel]:
+    async def _label_all(self, texts: list[str], on_result: ResultCallback | None,
+                         on_request: RequestCallback | None) -> list[TeacherLabel]:
         results: list[TeacherLabel | None] = [None] * len(texts)
-        failures: dict[int, str] = {}
+        failures: dict[int, _Failed] = {}
         fatal: list[str] = []
         sem = asyncio.Semaphore(self.concurrency)
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         timeout = httpx.Timeout(self.timeout, connect=min(10.0, self.timeout))
-        async with httpx.AsyncClient(headers=self._headers(), timeout=timeout, limits=limits) as client:
+        stop = asyncio.Event()  # set by the first Ctrl-C: start nothing new, finish what is in flight
+        run = _Batch(on_request)
+        loop = asyncio.get_running_loop()
+        tasks: list[asyncio.Task] = []
 
-            async def one(i: int) -> None:
-                async with sem:
-                    if fatal:
-                        return
-                    try:
-                        lab = await self._ask(client, texts[i])
-                    except _Fatal as e:
-                        fatal.append(str(e))
-                        return
-                    except TeacherError as e:
-                        failures[i] = str(e)
-                        return
-                results[i] = lab
-                if on_result is not None:
-                    on_result(i, lab)
+        def on_sigint() -> None:
+            if stop.is_set():  # second Ctrl-C: abandon the requests in flight
+                run.abandoned = run.in_flight
+                for t in tasks:
+                    t.cancel()
+                return
+            stop.set()
+            log.warning("interrupted: waiting (at most %gs) for %d requests in flight so their answers are saved; "
+                        "Ctrl-C again to abandon them (they may be billed).", self.timeout, run.in_flight)
 
-            await asyncio.gather(*(one(i) for i in range(len(texts))))
+        try:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+            handles_sigint = True
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            handles_sigint = False
+        try:
+            async with httpx.AsyncClient(headers=self._headers(), timeout=timeout, limits=limits) as client:
+
+                async def one(i: int) -> None:
+                    async with sem:
+                        if fatal or stop.is_set():
+                            return
+                        try:
+                            lab = await self._ask(client, texts[i], i, run, stop)
+                        except _Fatal as e:
+                            fatal.append(str(e))
+                            return
+                        except _Failed as e:
+                            failures[i] = e
+                            return
+                        except _Stopped:
+                            return
+                    results[i] = lab
+                    if on_result is not None:
+                        on_result(i, lab)
+
+                tasks = [asyncio.ensure_future(one(i)) for i in range(len(texts))]
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            if handles_sigint:
+                loop.remove_signal_handler(signal.SIGINT)
         done = sum(r is not None for r in results)
+        if stop.is_set():
+            raise Interrupted(
+                f"interrupted. {done} answers received in this batch are saved in the ledger"
+                + (f"; {run.abandoned} requests were abandoned in flight: the provider may bill them and they will "
+                   "be asked again (`thrifty ledger stats` counts them as possibly billed)" if run.abandoned else
+                   ", including those that were in flight")
+                + ". Run the same command again (distill: --resume RUN_DIR): texts already answered are not paid again."
+            )
         if fatal:
             raise TeacherError(f"{fatal[0]} ({done} of {len(texts)} answers received before this are kept.)")
-        if failures:
-            first = failures[min(failures)]
-            raise TeacherError(
-                f"{len(failures)} of {len(texts)} texts could not be labelled (first error: {first}). "
-                f"The {done} answers received are kept; re-run to retry the rest."
-            )
-        return results  # type: ignore[return-value]
+        if not failures:
+            return results  # type: ignore[return-value]
+        per_text = {i: (f.kind, str(f)) for i, f in failures.items() if f.kind}
+        others = {i: str(f) for i, f in failures.items() if not f.kind}
+        if done == 0 and len(failures) > 1:
+            per_text, others = {}, {i: str(f) for i, f in failures.items()}  # nothing works: not about the texts
+        other_msg = None
+        if others:
+            other_msg = (f"{len(others)} of {len(texts)} texts could not be labelled (first error: {others[min(others)]}). "
+                         f"The {done} answers received are kept; re-run to retry the rest.")
+        if per_text:
+            raise TextsRejected(per_text, len(texts), other_msg)
+        raise TeacherError(other_msg)
 
-    async def _ask(self, client: httpx.AsyncClient, text: str) -> TeacherLabel:
-        """One text: POST with retries; returns its label or raises TeacherError / _Fatal."""
+    async def _ask(self, client: httpx.AsyncClient, text: str, i: int, run: "_Batch", stop: asyncio.Event) -> TeacherLabel:
+        """One text: POST with retries; returns its label or raises _Failed / _Fatal / _Stopped."""
         url = f"{self.base_url}/chat/completions"
         last = "no attempt made"
+        kind = ""  # what the last failure says about this text: 'gave_up' when the server answered an error on it
         dropped_logprobs = False
         attempt = 0
         while attempt <= self.max_retries:
+            if stop.is_set():
+                raise _Stopped()
             wait: float | None = None
             body = self._body(text, self._logprobs_ok and not dropped_logprobs)
             t0 = time.perf_counter()
+            run.sent(i)
             try:
                 resp = await client.post(url, content=json.dumps(body))
                 latency = time.perf_counter() - t0
             except httpx.TimeoutException as e:
-                last = f"timed out after {self.timeout:g}s ({type(e).__name__})"
+                last, kind = f"timed out after {self.timeout:g}s ({type(e).__name__})", ""
+            except httpx.ConnectError as e:
+                last, kind = f"connection failed ({type(e).__name__}: {self._scrub(str(e))[:200]})", ""
+                run.connect_failures += 1
+                if self._answers == 0 and run.connect_failures >= CONNECT_FAILURES:
+                    raise _Fatal(f"Cannot connect to {url}: {last}. Is the server running and --base-url right? "
+                                 "Nothing was answered, so nothing was paid.")
             except httpx.TransportError as e:
-                last = f"connection failed ({type(e).__name__}: {self._scrub(str(e))[:200]})"
+                last, kind = f"connection failed ({type(e).__name__}: {self._scrub(str(e))[:200]})", ""
             else:
+                run.connect_failures = 0
                 status = resp.status_code
                 if status == 200:
                     try:
                         lab = self._parse(resp.json(), text, latency)
+                        self._answers += 1
                         if dropped_logprobs and self._logprobs_ok:
                             self._logprobs_ok = False  # it worked without: stop asking for logprobs
                             log.warning("%s rejects logprobs parameters; continuing without them.", url)
                         return lab
                     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
-                        last = f"malformed response body ({type(e).__name__}: {self._scrub(resp.text[:120])!r})"
+                        last = f"malformed response body ({type(e).__name__}: {self._scrub(resp.text)[:120]!r})"
+                        kind = "gave_up"
                 else:
-                    msg = self._scrub(_server_message(resp))
+                    run.refused(i)
+                    msg = self._scrub(_server_message(resp))[:300]
                     if status in FATAL_STATUS:
                         hint = {401: f" Check the key in ${self.api_key_env}.", 404: " Check --base-url and the model name."}
                         raise _Fatal(f"{url} answered HTTP {status}: {msg}.{hint.get(status, '')}")
@@ -338,45 +450,87 @@ class OpenAITeacher:
                         dropped_logprobs = True
                         continue
                     if status not in RETRY_STATUS and status < 500:
-                        raise TeacherError(f"{url} answered HTTP {status}: {msg}")
+                        raise _Failed(f"{url} answered HTTP {status}: {msg}", "rejected")
                     last = f"HTTP {status}: {msg}"
+                    kind = "gave_up" if status >= 500 else ""  # 429 & co. are about load, not this text
                     ra = retry_after_seconds(resp.headers.get("retry-after"))
                     if ra is not None:
                         wait = min(ra, self.max_retry_after)
+            finally:
+                run.in_flight -= 1
             if attempt == self.max_retries:
                 break
             delay = wait if wait is not None else self._backoff(attempt)
             log.info("teacher request failed (%s); retry %d/%d in %.2fs", last, attempt + 1, self.max_retries, delay)
-            await asyncio.sleep(delay)
+            try:  # sleep, but wake at once on Ctrl-C
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
             attempt += 1
-        raise TeacherError(f"{last}; gave up after {self.max_retries} retries")
+        raise _Failed(f"{last}; gave up after {self.max_retries} retries", kind)
 
     def _parse(self, data: dict[str, Any], text: str, latency: float) -> TeacherLabel:
-        """Turn a chat completion into a TeacherLabel (raises on a malformed body)."""
+        """Turn a chat completion into a TeacherLabel (raises on a body without a usable answer).
+
+        A broken optional field (usage counts, logprobs) is dropped with a warning; the label stays.
+        """
         if not isinstance(data, dict):
             raise TypeError("body is not a JSON object")
         message = data["choices"][0]["message"]
         raw = str(message.get("content") or "")
-        u = data.get("usage") or {}
-        pt = int(u.get("prompt_tokens") or 0) or sum(estimate_tokens(m["content"]) + 4 for m in self.task.chat_messages(text))
-        ct = int(u.get("completion_tokens") or 0) or estimate_tokens(raw)
+        u = data.get("usage")
+        u = u if isinstance(u, dict) else {}
+        pt, ct = _count(u.get("prompt_tokens")), _count(u.get("completion_tokens"))
+        for name, v, got in (("prompt_tokens", u.get("prompt_tokens"), pt), ("completion_tokens", u.get("completion_tokens"), ct)):
+            if v is not None and got is None:
+                self._repaired(f"usage.{name}", f"usage.{name} = {str(v)[:40]!r} is not a token count; using an estimate")
+        pt = pt or sum(estimate_tokens(m["content"]) + 4 for m in self.task.chat_messages(text))
+        ct = ct or estimate_tokens(raw)
         usage = Usage(pt, ct, latency, self.price.cost(pt, ct))
         label, how = parse_label(raw, self.task.labels, floor=self.parse_floor)
         if label is None:
             return TeacherLabel(None, None, None, raw=raw, usage=usage, parse="abstain")
         probs = None
-        top = first_token_candidates(data)
-        if top is not None:
-            probs = label_distribution(top[0], top[1], self.task.labels, label)
+        try:
+            top = first_token_candidates(data)
+            if top is not None:
+                probs = label_distribution(top[0], top[1], self.task.labels, label)
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as e:
+            self._repaired("logprobs", f"unusable logprobs ({self._scrub(str(e))[:80]}); keeping the label without them")
         if probs is None:
             probs = one_hot(self.task, label)
         else:
             how = "logprobs"
         return TeacherLabel(label, probs, float(probs.max()), raw=raw, usage=usage, parse=how)
 
+    def _repaired(self, field: str, message: str) -> None:
+        """Count a dropped field; warn the first time each field is seen broken."""
+        self.repaired[field] += 1
+        if self.repaired[field] == 1:
+            log.warning("%s (further ones are counted in teacher.repaired).", message)
+
+
+class _Batch:
+    """Book-keeping of one ``label`` call: requests in flight, connection failures, request events."""
+
+    def __init__(self, on_request: RequestCallback | None):
+        self.on_request = on_request
+        self.in_flight = 0
+        self.abandoned = 0
+        self.connect_failures = 0
+
+    def sent(self, i: int) -> None:
+        if self.on_request is not None:
+            self.on_request(i, "sent")  # committed before the request leaves
+        self.in_flight += 1
+
+    def refused(self, i: int) -> None:
+        if self.on_request is not None:
+            self.on_request(i, "refused")
+
 
 def _server_message(resp: httpx.Response) -> str:
-    """The server's error message (OpenAI ``{"error": {"message": ...}}`` or the body text), shortened."""
+    """The server's error message (OpenAI ``{"error": {"message": ...}}`` or the body text), whole."""
     try:
         data = resp.json()
         err = data.get("error", data) if isinstance(data, dict) else data
@@ -385,4 +539,4 @@ def _server_message(resp: httpx.Response) -> str:
     except (ValueError, json.JSONDecodeError):
         text = resp.text
     text = " ".join(str(text).split())
-    return text[:300] or resp.reason_phrase
+    return text or resp.reason_phrase  # the caller scrubs secrets, then shortens

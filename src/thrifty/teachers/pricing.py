@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -15,6 +16,11 @@ from ..errors import ThriftyError
 class Price:
     prompt_per_1k: float = 0.0
     completion_per_1k: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, v in (("prompt", self.prompt_per_1k), ("completion", self.completion_per_1k)):
+            if not math.isfinite(v) or v < 0:
+                raise ThriftyError(f"The {name} price must be a finite number of dollars per 1k tokens >= 0, not {v}.")
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return prompt_tokens / 1000.0 * self.prompt_per_1k + completion_tokens / 1000.0 * self.completion_per_1k
@@ -39,7 +45,10 @@ def _parse(data: object, where: str) -> dict[str, Price]:
     for model, v in data.items():
         if not isinstance(v, dict):
             raise ThriftyError(f"{where}: entry {model!r} must have 'prompt' and 'completion' prices per 1k tokens.")
-        out[str(model)] = Price(float(v.get("prompt", 0.0)), float(v.get("completion", 0.0)))
+        try:
+            out[str(model)] = Price(float(v.get("prompt", 0.0)), float(v.get("completion", 0.0)))
+        except (TypeError, ValueError, ThriftyError) as e:
+            raise ThriftyError(f"{where}: entry {model!r}: {e}") from e
     return out
 
 
