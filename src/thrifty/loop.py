@@ -27,6 +27,7 @@ from .students import DEFAULT_STUDENT, TextModel, default_student, full_proba, m
 from .task import Task
 from .teachers.base import Teacher, TeacherLabel
 from .teachers.ledger import CachedTeacher, Ledger
+from .teachers.pricing import require_known
 
 HistoryCallback = Callable[[dict[str, Any]], None]
 
@@ -190,6 +191,8 @@ class Distiller:
         self.corpus = corpus
         if len(corpus) == 0:
             raise EmptyPoolError("The corpus is empty.")
+        if cfg.budget.dollars is not None:  # a $0 price would never bind: refuse before any request
+            require_known(self.teacher, f"The budget {cfg.budget.describe()}")
         self.ledger = self._open_ledger()
         self.cached = CachedTeacher(self.teacher, self.ledger, run=self.run_id)
         self.valid = corpus.valid_mask()

@@ -96,6 +96,7 @@ class SimServer:
         seed: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
+        prompt_cache_min: int | None = None,
     ):
         if logprobs not in LOGPROB_FORMATS:
             raise ThriftyError(f"Unknown logprobs format {logprobs!r}: use one of {list(LOGPROB_FORMATS)}.")
@@ -110,6 +111,7 @@ class SimServer:
         self.faults = faults or Faults()
         self.api_key = api_key
         self.seed = seed
+        self.prompt_cache_min = prompt_cache_min  # None: no prompt cache; else cache prefixes this long or longer
         self.host = host
         self.port = port
         self._lock = threading.Lock()
@@ -185,6 +187,8 @@ class SimServer:
             self.answered_by_text: Counter[str] = Counter()  # answers delivered (what a provider bills)
             self.faults_injected: Counter[str] = Counter()
             self.unknown_texts = 0
+            self.cached_tokens = 0  # prompt tokens reported as served from the prompt cache
+            self._prefixes: set[str] = set()  # prompt prefixes seen (the simulated prompt cache)
             self._admitted = 0  # requests let through to an answer (for hold_after)
 
     def hold_after(self, n_answers: int | None) -> None:
@@ -211,6 +215,7 @@ class SimServer:
                 "texts_answered_twice": sum(1 for n in self.answered_by_text.values() if n > 1),
                 "faults": dict(self.faults_injected),
                 "unknown_texts": self.unknown_texts,
+                "cached_tokens": self.cached_tokens,
                 "answered_by_text": {_sha(t): n for t, n in self.answered_by_text.items()},
             }
 
@@ -250,6 +255,7 @@ class SimServer:
         messages = body.get("messages") or []
         prompt_tokens = sum(estimate_tokens(str(m.get("content", ""))) + 4 for m in messages) + 3
         completion_tokens = estimate_tokens(answer) + 1
+        cached = self._cached_prefix_tokens(messages)
         data: dict[str, Any] = {
             "id": "chatcmpl-sim-" + _sha(text)[:12],
             "object": "chat.completion",
@@ -257,7 +263,8 @@ class SimServer:
             "model": str(body.get("model", "sim")),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+                      "total_tokens": prompt_tokens + completion_tokens,
+                      "prompt_tokens_details": {"cached_tokens": cached}},
         }
         if body.get("logprobs") and self.logprobs != "none":
             k = max(1, min(20, int(body.get("top_logprobs") or 1)))
@@ -278,6 +285,22 @@ class SimServer:
                     entries.append({"content": tail, "probs": [{"tok_str": tail, "prob": 1.0}]})
                 data["completion_probabilities"] = entries
         return data
+
+    def _cached_prefix_tokens(self, messages: list[Any]) -> int:
+        """Like OpenAI's prompt cache: a prefix (every message but the last) long enough and seen before
+        is reported as cached in ``usage.prompt_tokens_details.cached_tokens``."""
+        if self.prompt_cache_min is None or len(messages) < 2:
+            return 0
+        prefix = messages[:-1]
+        n = sum(estimate_tokens(str(m.get("content", ""))) + 4 for m in prefix) + 3
+        if n < self.prompt_cache_min:
+            return 0
+        key = _sha(json.dumps(prefix, sort_keys=True))
+        with self._lock:
+            hit = key in self._prefixes
+            self._prefixes.add(key)
+            self.cached_tokens += n if hit else 0
+        return n if hit else 0
 
     def _pick_fault(self, n: int, text: str) -> str | None:
         if text in self.faults.poison:

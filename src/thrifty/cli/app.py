@@ -25,7 +25,8 @@ err_console = Console(stderr=True)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn thrifty's own errors into one clear red line and exit code 2 (no traceback)."""
+    """Turn thrifty's own errors into one clear red line (no traceback) and the error's exit code:
+    2 for a usage or config error, 1 for a run failure (see ``ThriftyError.exit_code``)."""
     import functools
 
     from ..errors import ThriftyError
@@ -36,7 +37,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except ThriftyError as e:
             err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
-            sys.exit(2)
+            sys.exit(e.exit_code)
         except KeyboardInterrupt:
             err_console.print(
                 "[yellow]interrupted.[/] Every paid answer is saved in the ledger: run the same command again "

@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from ..errors import ThriftyError
-from .app import app, console, friendly, ledger_app
+from .app import app, console, err_console, friendly, ledger_app
+from .scripting import JsonFlag, json_command
 
 # ---- shared options ------------------------------------------------------------------------
 TextCol = typer.Option("text", "--text-col", help="Column holding the texts.")
@@ -85,6 +86,7 @@ def _cell(v: Any) -> str:
 
 @app.command()
 @friendly
+@json_command
 def distill(
     corpus: Optional[Path] = typer.Argument(None, help="Pool of texts: .csv, .jsonl or .parquet."),
     labels: Optional[str] = Labels,
@@ -102,7 +104,7 @@ def distill(
     plateau: int = typer.Option(0, "--plateau", help="Stop after this many rounds without agreement gain (0 = off)."),
     plateau_eps: float = typer.Option(0.002, "--plateau-eps", help="Minimum agreement gain that counts."),
     target_agreement: Optional[float] = typer.Option(None, "--target-agreement", help="Stop when validation agreement reaches this."),
-    max_rounds: Optional[int] = typer.Option(None, "--max-rounds"),
+    max_rounds: Optional[int] = typer.Option(None, "--max-rounds", help="Stop after this many rounds."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     eval_path: Optional[Path] = typer.Option(None, "--eval", help="Gold-labelled test file for accuracy (never trained on)."),
     text_col: str = TextCol,
@@ -126,7 +128,8 @@ def distill(
     pgkd_max_cycles: int = typer.Option(10, "--pgkd-max-cycles", help="PGKD: at most this many cycles."),
     pgkd_dedupe: Optional[float] = typer.Option(None, "--pgkd-dedupe", help="PGKD: near-duplicate cosine threshold on the run's features (default: calibrated on the pool, 0.9-0.99)."),
     pgkd_max_chars: int = typer.Option(300, "--pgkd-max-chars", help="PGKD: longest generated text kept."),
-) -> None:
+    json_mode: bool = JsonFlag,
+) -> dict[str, Any]:
     """Distil the teacher into a student on CORPUS, spending at most --budget."""
     from ..corpus import read_corpus
     from ..loop import DistillConfig, Distiller
@@ -201,22 +204,27 @@ def distill(
         f"(${st.dollars:.4f}), {st.cache_hits} cache hits (${st.dollars_saved:.4f} saved). Model: {out / 'model'}",
         soft_wrap=True,
     )
+    return {"run_dir": str(out), "run_id": d.run_id, "model": str(out / "model"), "stop_reason": d.stop_reason_,
+            "seconds": time.perf_counter() - t0, "requests": d.cached.requests, "cache_hits": d.cached.hits,
+            "ledger": st.as_dict(), "last_round": d.history_[-1] if d.history_ else None}
 
 
 @app.command()
 @friendly
+@json_command
 def plan(
     corpus: Path = typer.Argument(..., help="Pool of texts."),
     labels: Optional[str] = Labels,
     teacher: str = TeacherOpt,
-    budget: str = typer.Option("500", "--budget", "-b"),
-    val_size: Optional[int] = typer.Option(None, "--val-size"),
+    budget: str = typer.Option("500", "--budget", "-b", help="'500' labels, '200k tokens' or '$5' (as for distill)."),
+    val_size: Optional[int] = typer.Option(None, "--val-size", help="Validation labels (default: as distill chooses)."),
     text_col: str = TextCol,
     prices: Optional[Path] = Prices,
     price_in: Optional[float] = PriceIn,
     price_out: Optional[float] = PriceOut,
     sample: int = typer.Option(2000, "--sample", help="Texts sampled to estimate prompt length."),
-) -> None:
+    json_mode: bool = JsonFlag,
+) -> dict[str, Any]:
     """Estimate teacher tokens and dollars for a budget before anything is spent."""
     import numpy as np
 
@@ -224,7 +232,7 @@ def plan(
     from ..loop import DistillConfig
     from ..stopping import Budget
     from ..teachers.base import estimate_tokens
-    from ..teachers.pricing import load_price_table, price_for
+    from ..teachers.pricing import HOW_TO_PRICE, price_for_spec
 
     task = _load_task(labels, corpus)
     pool = read_corpus(corpus, text_col=text_col)
@@ -233,14 +241,35 @@ def plan(
     idx = rng.choice(len(pool), size=min(sample, len(pool)), replace=False)
     per_prompt = float(np.mean([estimate_tokens(task.render(pool.texts[i])) for i in idx]))
     per_completion = float(max(estimate_tokens(lab) for lab in task.labels)) + 1
-    model = teacher.partition(":")[2] if teacher.startswith("openai:") else teacher.partition(":")[0]
-    price = price_for(model, load_price_table(prices), price_in, price_out)
+    price = price_for_spec(teacher, prices, price_in, price_out)
+    warnings = []
+    if not price.known:
+        warnings.append(f"no price is known for {teacher}: dollar figures below are $0 and distill would refuse "
+                        f"a dollar budget; {HOW_TO_PRICE}.")
     n = b.labels
     if n is None:
         per_label = price.cost(per_prompt, per_completion)
-        n = int(b.dollars / per_label) if b.dollars and per_label > 0 else int((b.tokens or 0) / (per_prompt + per_completion))
+        if b.dollars is not None:
+            n = int(b.dollars / per_label) if per_label > 0 else 0
+        else:
+            n = int((b.tokens or 0) / (per_prompt + per_completion))
     cfg = DistillConfig(budget=Budget(labels=n), val_size=val_size)
     n_val = cfg.resolved_val_size()
+    dollars = price.cost(per_prompt * n, per_completion * n)
+    b_in, b_out = price.rates(batch=True)
+    result = {
+        "teacher": teacher, "corpus": str(corpus), "pool_texts": len(pool), "labels": n, "validation_labels": n_val,
+        "prompt_tokens_per_label": round(per_prompt, 1), "completion_tokens_per_label": per_completion,
+        "prompt_tokens": round(per_prompt * n), "completion_tokens": round(per_completion * n),
+        "token_count": "estimated at ~4 characters per token",
+        "price": {"known": price.known, "source": price.source, "prompt_per_1k": price.prompt_per_1k,
+                  "completion_per_1k": price.completion_per_1k, "cached_prompt_per_1k": price.cached_prompt_per_1k,
+                  "batch_prompt_per_1k": b_in, "batch_completion_per_1k": b_out},
+        "dollars": dollars,
+        "dollars_batch_api": price.cost(per_prompt * n, per_completion * n, batch=True),
+        "dollars_whole_pool": price.cost(per_prompt * len(pool), per_completion * len(pool)),
+        "warnings": warnings,
+    }
     t = Table(title=f"plan: {teacher} on {corpus.name}")
     for c in ("", "value"):
         t.add_column(c)
@@ -248,25 +277,30 @@ def plan(
         ("pool texts", f"{len(pool):,}"), ("labels (incl. validation)", f"{n:,}"), ("validation labels", f"{n_val:,}"),
         ("prompt tokens / label (est.)", f"{per_prompt:,.0f}"), ("completion tokens / label", f"{per_completion:,.0f}"),
         ("prompt tokens total", f"{per_prompt * n:,.0f}"), ("completion tokens total", f"{per_completion * n:,.0f}"),
-        ("price $/1k prompt, completion", f"{price.prompt_per_1k}, {price.completion_per_1k}"),
-        ("dollars (est.)", f"${price.cost(per_prompt * n, per_completion * n):,.4f}"),
-        ("labelling the whole pool instead", f"${price.cost(per_prompt * len(pool), per_completion * len(pool)):,.2f}"),
+        ("price", price.describe()),
+        ("dollars (est.)", f"${dollars:,.4f}"),
+        ("dollars with --batch-api (est.)", f"${result['dollars_batch_api']:,.4f}"),
+        ("labelling the whole pool instead", f"${result['dollars_whole_pool']:,.2f}"),
     ]
     for r in rows:
         t.add_row(*r)
     console.print(t)
     console.print("Estimates use ~4 characters per token; cached labels cost nothing.")
+    for w in warnings:
+        err_console.print(f"[bold yellow]warning:[/] {w}", soft_wrap=True)
+    return result
 
 
 @app.command()
 @friendly
+@json_command
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory (or model directory)."),
     data: Path = typer.Argument(..., help="Labelled file to evaluate on."),
     gold_col: str = typer.Option("label", "--gold-col", help="Column with the reference labels (gold or teacher)."),
     text_col: str = TextCol,
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
-) -> None:
+    json_mode: bool = JsonFlag,
+) -> dict[str, Any]:
     """Accuracy and macro-F1 of the student against gold (or teacher) labels in DATA."""
     import numpy as np
     from sklearn.metrics import classification_report, f1_score
@@ -290,16 +324,17 @@ def evaluate(
     console.print(f"[bold]accuracy {acc:.4f}[/]  macro-F1 {f1:.4f}  on {len(keep):,} rows"
                   + (f" ({unknown:,} rows with labels outside the set skipped)" if unknown else "")
                   + f"; {len(keep) / max(secs, 1e-9):,.0f} docs/s")
-    if json_out:
-        json_out.write_text(json.dumps({"accuracy": acc, "macro_f1": f1, "n": len(keep), "skipped": unknown}, indent=2))
+    return {"accuracy": acc, "macro_f1": f1, "n": len(keep), "skipped": unknown, "docs_per_s": len(keep) / max(secs, 1e-9)}
 
 
 @ledger_app.command("stats")
 @friendly
+@json_command
 def ledger_stats(
     path: Path = typer.Argument(..., help="Ledger file, or a run directory holding ledger.sqlite."),
     run_id: Optional[str] = typer.Option(None, "--run", help="Only this run id."),
-) -> None:
+    json_mode: bool = JsonFlag,
+) -> dict[str, Any]:
     """Calls, tokens, dollars, cache hits and dollars saved."""
     from ..teachers.ledger import Ledger
 
@@ -315,9 +350,12 @@ def ledger_stats(
     t.add_column("value", justify="right")
     for k, v in [("teacher calls (paid)", f"{s.calls:,}"), ("generation calls", f"{s.generations:,}"),
                  ("cached answers stored", f"{n:,}"), ("cache hits", f"{s.cache_hits:,}"),
-                 ("prompt tokens", f"{s.prompt_tokens:,}"), ("completion tokens", f"{s.completion_tokens:,}"),
+                 ("prompt tokens", f"{s.prompt_tokens:,}"), ("  of which cached input", f"{s.cached_tokens:,}"),
+                 ("completion tokens", f"{s.completion_tokens:,}"),
                  ("dollars spent", f"${s.dollars:,.4f}"), ("dollars saved by the cache", f"${s.dollars_saved:,.4f}")]:
         t.add_row(k, v)
     console.print(t)
     for m, calls, dollars in models:
         console.print(f"  {m}: {calls:,} calls, ${dollars:,.4f}")
+    return {"ledger": str(p), "run": run_id, **s.as_dict(), "cached_answers": n,
+            "models": [{"model": m, "calls": c, "dollars": d} for m, c, d in models]}

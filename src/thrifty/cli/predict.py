@@ -11,10 +11,12 @@ import typer
 from ..errors import ThriftyError
 from .app import app, console, err_console, friendly
 from .core import IdCol, PriceIn, PriceOut, Prices, TextCol
+from .scripting import JsonFlag, json_command
 
 
 @app.command()
 @friendly
+@json_command
 def predict(
     run: Path = typer.Argument(..., help="Run directory made by `thrifty distill` (or a model directory)."),
     corpus: Path = typer.Argument(..., help="Texts to classify: .parquet, .csv or .jsonl, any size."),
@@ -36,7 +38,8 @@ def predict(
     price_in: Optional[float] = PriceIn,
     price_out: Optional[float] = PriceOut,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-) -> None:
+    json_mode: bool = JsonFlag,
+) -> dict:
     """Label every document of CORPUS with the student of RUN, streaming, in parallel, resumably."""
     if engine not in ("local", "ray"):
         raise ThriftyError(f"Unknown --engine {engine!r}: use local or ray.")
@@ -78,6 +81,7 @@ def predict(
                       + (f", {summary.capped:,} left to the student by --max-escalations" if summary.capped else ""))
     if summary_json:
         summary_json.write_text(json.dumps(summary.as_dict(), indent=2, default=str), encoding="utf-8")
+    return summary.as_dict()
 
 
 def _make_cascade(run: Path, corpus: Path, text_col: str, target: Optional[float], max_esc: Optional[int],

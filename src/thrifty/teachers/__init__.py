@@ -16,7 +16,7 @@ from ..errors import ThriftyError
 from ..task import Task
 from .base import Teacher, TeacherLabel, Usage
 from .ledger import CachedTeacher, Ledger, LedgerStats
-from .pricing import Price, load_price_table, price_for
+from .pricing import Price, load_price_table, price_for, price_for_spec
 
 
 def make_teacher(
@@ -33,34 +33,33 @@ def make_teacher(
 ) -> Teacher:
     """Build a teacher from a spec string (see module docstring)."""
     kind, _, arg = spec.partition(":")
-    table = load_price_table(prices)
+    if kind not in ("openai", "replay", "local"):
+        raise ThriftyError(f"Unknown teacher {spec!r}: use openai:MODEL, replay[:FILE] or local[:MODEL].")
+    if kind == "openai" and not arg:
+        raise ThriftyError("Give the model name: --teacher openai:MODEL (e.g. openai:gpt-4o-mini).")
+    price = price_for_spec(spec, prices, price_in, price_out)
     if kind == "openai":
         from .openai import OpenAITeacher
 
-        if not arg:
-            raise ThriftyError("Give the model name: --teacher openai:MODEL (e.g. openai:gpt-4o-mini).")
         if not base_url:
             base_url = "https://api.openai.com/v1"
         return OpenAITeacher(
             task, model=arg, base_url=base_url, api_key_env=api_key_env,
-            price=price_for(arg, table, price_in, price_out), **kw,
+            price=price, **kw,
         )
     if kind == "replay":
         from .replay import ReplayTeacher
 
         if corpus is None:
             raise ThriftyError("The replay teacher needs the corpus it replays labels for.")
-        price = price_for("replay", table, price_in, price_out)
         pk = {"price_in": price.prompt_per_1k, "price_out": price.completion_per_1k}
         if arg:
             return ReplayTeacher.from_file(task, corpus, arg, **pk)
         col = kw.get("column", "teacher_label")
         return ReplayTeacher.from_corpus_column(task, corpus, col, **pk)
-    if kind == "local":
-        from .local import LocalTeacher
+    from .local import LocalTeacher
 
-        return LocalTeacher(task, model=arg or "default", price=price_for("local", table, price_in, price_out), **kw)
-    raise ThriftyError(f"Unknown teacher {spec!r}: use openai:MODEL, replay[:FILE] or local[:MODEL].")
+    return LocalTeacher(task, model=arg or "default", price=price, **kw)
 
 
 __all__ = [

@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS labels (
     latency_s REAL,
     cost_usd REAL,
     created_at REAL,
-    run TEXT
+    run TEXT,
+    cached_tokens INTEGER DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -52,10 +53,15 @@ CREATE TABLE IF NOT EXISTS events (
     prompt_tokens INTEGER,
     completion_tokens INTEGER,
     cost_usd REAL,
-    at REAL
+    at REAL,
+    cached_tokens INTEGER DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run);
 """
+# columns added after the first release: (table, column, declaration), added to older ledgers on open
+MIGRATIONS = (("labels", "cached_tokens", "INTEGER DEFAULT 0"), ("events", "cached_tokens", "INTEGER DEFAULT 0"))
+_EVENT_INSERT = ("INSERT INTO events (run, kind, key, model, prompt_tokens, completion_tokens, cost_usd, at, cached_tokens) "
+                 "VALUES (?,?,?,?,?,?,?,?,?)")
 
 
 def ledger_key(identity: dict[str, Any], task: Task, text: str) -> str:
@@ -75,6 +81,7 @@ class LedgerStats:
     dollars: float
     dollars_saved: float
     generations: int = 0
+    cached_tokens: int = 0  # prompt tokens billed at the provider's cached-input rate
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -93,6 +100,10 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            for table, col, decl in MIGRATIONS:
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                if col not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {decl}")
         except sqlite3.DatabaseError as e:
             raise TeacherError(f"Cannot open ledger {self.path}: {e}. Is it a thrifty ledger file?") from e
 
@@ -113,7 +124,7 @@ class Ledger:
         with self._lock:
             for start in range(0, len(uniq), 500):
                 chunk = uniq[start : start + 500]
-                q = f"SELECT key, raw, label, probs, confidence, parse, prompt_tokens, completion_tokens, latency_s, cost_usd FROM labels WHERE key IN ({','.join('?' * len(chunk))})"
+                q = f"SELECT key, raw, label, probs, confidence, parse, prompt_tokens, completion_tokens, latency_s, cost_usd, cached_tokens FROM labels WHERE key IN ({','.join('?' * len(chunk))})"
                 for row in self._db.execute(q, chunk):
                     out[row[0]] = _row_to_label(row, task)
         return out
@@ -126,7 +137,9 @@ class Ledger:
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute(
-                "INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO labels (key, model, params, prompt_hash, label_set_hash, text_sha256, raw, label, "
+                "probs, confidence, parse, prompt_tokens, completion_tokens, latency_s, cost_usd, created_at, run, "
+                "cached_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     key,
                     str(identity.get("model", "")),
@@ -145,11 +158,13 @@ class Ledger:
                     u.cost_usd,
                     now,
                     run,
+                    u.cached_tokens,
                 ),
             )
             self._db.execute(
-                "INSERT INTO events (run, kind, key, model, prompt_tokens, completion_tokens, cost_usd, at) VALUES (?,?,?,?,?,?,?,?)",
-                (run, "paid", key, str(identity.get("model", "")), u.prompt_tokens, u.completion_tokens, u.cost_usd, now),
+                _EVENT_INSERT,
+                (run, "paid", key, str(identity.get("model", "")), u.prompt_tokens, u.completion_tokens, u.cost_usd, now,
+                 u.cached_tokens),
             )
             self._db.execute("COMMIT")
 
@@ -157,8 +172,9 @@ class Ledger:
         """Log a cache hit, or a non-label call such as a generation (PGKD), with its cost."""
         with self._lock:
             self._db.execute(
-                "INSERT INTO events (run, kind, key, model, prompt_tokens, completion_tokens, cost_usd, at) VALUES (?,?,?,?,?,?,?,?)",
-                (run, kind, key, model, usage.prompt_tokens, usage.completion_tokens, usage.cost_usd, time.time()),
+                _EVENT_INSERT,
+                (run, kind, key, model, usage.prompt_tokens, usage.completion_tokens, usage.cost_usd, time.time(),
+                 usage.cached_tokens),
             )
 
     def record_hits(self, run: str, model: str, hits: Sequence[tuple[str, TeacherLabel]]) -> None:
@@ -166,8 +182,9 @@ class Ledger:
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO events (run, kind, key, model, prompt_tokens, completion_tokens, cost_usd, at) VALUES (?,?,?,?,?,?,?,?)",
-                [(run, "hit", k, model, lab.usage.prompt_tokens, lab.usage.completion_tokens, lab.usage.cost_usd, now) for k, lab in hits],
+                _EVENT_INSERT,
+                [(run, "hit", k, model, lab.usage.prompt_tokens, lab.usage.completion_tokens, lab.usage.cost_usd, now,
+                  lab.usage.cached_tokens) for k, lab in hits],
             )
             self._db.execute("COMMIT")
 
@@ -176,15 +193,15 @@ class Ledger:
         where, args = ("WHERE run = ?", (run,)) if run is not None else ("", ())
         with self._lock:
             rows = dict(
-                (k, (n, pt, ct, c))
-                for k, n, pt, ct, c in self._db.execute(
-                    f"SELECT kind, COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0), COALESCE(SUM(cost_usd),0) FROM events {where} GROUP BY kind",
+                (k, (n, pt, ct, c, cc))
+                for k, n, pt, ct, c, cc in self._db.execute(
+                    f"SELECT kind, COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0), COALESCE(SUM(cost_usd),0), COALESCE(SUM(cached_tokens),0) FROM events {where} GROUP BY kind",
                     args,
                 )
             )
-        paid = rows.get("paid", (0, 0, 0, 0.0))
-        gen = rows.get("generate", (0, 0, 0, 0.0))
-        hit = rows.get("hit", (0, 0, 0, 0.0))
+        paid = rows.get("paid", (0, 0, 0, 0.0, 0))
+        gen = rows.get("generate", (0, 0, 0, 0.0, 0))
+        hit = rows.get("hit", (0, 0, 0, 0.0, 0))
         return LedgerStats(
             calls=int(paid[0]),
             cache_hits=int(hit[0]),
@@ -193,6 +210,7 @@ class Ledger:
             dollars=float(paid[3] + gen[3]),
             dollars_saved=float(hit[3]),
             generations=int(gen[0]),
+            cached_tokens=int(paid[4] + gen[4]),
         )
 
     def models(self) -> list[tuple[str, int, float]]:
@@ -210,7 +228,7 @@ class Ledger:
 
 
 def _row_to_label(row: tuple, task: Task) -> TeacherLabel:
-    _, raw, label, probs, conf, parse, pt, ct, lat, cost = row
+    _, raw, label, probs, conf, parse, pt, ct, lat, cost, cached = row
     p = np.asarray(json.loads(probs), dtype=np.float64) if probs else None
     if p is not None and len(p) != task.n_labels:
         p = None
@@ -219,7 +237,7 @@ def _row_to_label(row: tuple, task: Task) -> TeacherLabel:
         probs=p,
         confidence=conf,
         raw=raw or "",
-        usage=Usage(int(pt or 0), int(ct or 0), float(lat or 0.0), float(cost or 0.0)),
+        usage=Usage(int(pt or 0), int(ct or 0), float(lat or 0.0), float(cost or 0.0), int(cached or 0)),
         cached=True,
         parse=parse or "",
     )

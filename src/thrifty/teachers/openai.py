@@ -105,6 +105,13 @@ def first_token_candidates(data: dict[str, Any]) -> tuple[str, list[tuple[str, f
     return None
 
 
+def cached_prompt_tokens(usage: dict[str, Any]) -> int:
+    """Prompt tokens served from the provider's prompt cache (``usage.prompt_tokens_details.cached_tokens``)."""
+    details = usage.get("prompt_tokens_details")
+    n = details.get("cached_tokens") if isinstance(details, dict) else None
+    return max(0, int(n)) if isinstance(n, (int, float)) else 0
+
+
 def _label_keys(labels: Sequence[str]) -> list[str]:
     return [normalise_label(lab).replace(" ", "") for lab in labels]
 
@@ -346,7 +353,8 @@ class OpenAITeacher:
             if attempt == self.max_retries:
                 break
             delay = wait if wait is not None else self._backoff(attempt)
-            log.info("teacher request failed (%s); retry %d/%d in %.2fs", last, attempt + 1, self.max_retries, delay)
+            log.info("teacher request failed (%s); retry %d/%d in %.2fs%s", last, attempt + 1, self.max_retries, delay,
+                     " (the server's Retry-After)" if wait is not None else "")
             await asyncio.sleep(delay)
             attempt += 1
         raise TeacherError(f"{last}; gave up after {self.max_retries} retries")
@@ -360,7 +368,8 @@ class OpenAITeacher:
         u = data.get("usage") or {}
         pt = int(u.get("prompt_tokens") or 0) or sum(estimate_tokens(m["content"]) + 4 for m in self.task.chat_messages(text))
         ct = int(u.get("completion_tokens") or 0) or estimate_tokens(raw)
-        usage = Usage(pt, ct, latency, self.price.cost(pt, ct))
+        cached = cached_prompt_tokens(u)
+        usage = Usage(pt, ct, latency, self.price.cost(pt, ct, cached), cached)
         label, how = parse_label(raw, self.task.labels, floor=self.parse_floor)
         if label is None:
             return TeacherLabel(None, None, None, raw=raw, usage=usage, parse="abstain")
