@@ -175,8 +175,9 @@ def open_run_teacher(run_dir: str | Path, **price_kw: Any) -> tuple[CachedTeache
     if cli["teacher"] == "replay":
         extra = [c for c in LABEL_COLS + CONF_COLS + PROBS_COLS if c in column_names(corpus_path)]
     pool = read_corpus(corpus_path, text_col=cli.get("text_col") or "text", id_col=cli.get("id_col"), extra_cols=extra)
+    kw = {"extra_body": cli["extra_body"]} if cli.get("extra_body") else {}
     teacher = make_teacher(cli["teacher"], task, pool, base_url=cli.get("base_url"),
-                           api_key_env=cli.get("api_key_env") or "OPENAI_API_KEY", **price_kw)
+                           api_key_env=cli.get("api_key_env") or "OPENAI_API_KEY", **price_kw, **kw)
     ledger = Ledger(Path(cli["ledger"]) if cli.get("ledger") else run_dir / "ledger.sqlite")
     run_id = saved.get("meta", {}).get("run_id", "")
     return CachedTeacher(teacher, ledger, run=f"{run_id}:predict" if run_id else "predict"), pool

@@ -97,6 +97,7 @@ class SimServer:
         host: str = "127.0.0.1",
         port: int = 0,
         prompt_cache_min: int | None = None,
+        reasoning: bool = False,
     ):
         if logprobs not in LOGPROB_FORMATS:
             raise ThriftyError(f"Unknown logprobs format {logprobs!r}: use one of {list(LOGPROB_FORMATS)}.")
@@ -112,6 +113,7 @@ class SimServer:
         self.api_key = api_key
         self.seed = seed
         self.prompt_cache_min = prompt_cache_min  # None: no prompt cache; else cache prefixes this long or longer
+        self.reasoning = reasoning  # mimic an OpenAI reasoning model: refuse its unsupported parameters, no logprobs
         self.host = host
         self.port = port
         self._lock = threading.Lock()
@@ -250,11 +252,33 @@ class SimServer:
         probs[JUNK_TOKENS[0]] = probs.get(JUNK_TOKENS[0], 0.0) + junk
         return sorted(probs.items(), key=lambda kv: -kv[1])[:20]
 
+    def refusal(self, body: dict[str, Any]) -> str | None:
+        """The 400 message a reasoning model gives for a parameter it does not support (None if none)."""
+        if not self.reasoning:
+            return None
+        if "max_tokens" in body:
+            return ("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                    "Use 'max_completion_tokens' instead.")
+        if body.get("temperature", 1) != 1:
+            return (f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. "
+                    "Only the default (1) value is supported.")
+        if body.get("logprobs") or "top_logprobs" in body:
+            return "Unsupported parameter: 'logprobs' is not supported with this model."
+        return None
+
     def completion(self, body: dict[str, Any], text: str) -> dict[str, Any]:
         answer = self.answer_for(text)
         messages = body.get("messages") or []
         prompt_tokens = sum(estimate_tokens(str(m.get("content", ""))) + 4 for m in messages) + 3
-        completion_tokens = estimate_tokens(answer) + 1
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_schema":  # strict enum: always a label, with a stated confidence
+            if answer in self.labels:
+                conf = max(p for _, p in self.distribution(text, answer))
+            else:
+                answer, conf = self.labels[int(_u(self.seed, "guess", text) * len(self.labels))], 0.25
+            answer = json.dumps({"label": answer, "confidence": round(conf, 2)})
+        reasoning_tokens = 32 + int(64 * _u(self.seed, "reasoning", text)) if self.reasoning else 0
+        completion_tokens = estimate_tokens(answer) + 1 + reasoning_tokens
         cached = self._cached_prefix_tokens(messages)
         data: dict[str, Any] = {
             "id": "chatcmpl-sim-" + _sha(text)[:12],
@@ -264,9 +288,14 @@ class SimServer:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens,
-                      "prompt_tokens_details": {"cached_tokens": cached}},
+                      "prompt_tokens_details": {"cached_tokens": cached},
+                      "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}},
         }
-        if body.get("logprobs") and self.logprobs != "none":
+        cap = body.get("max_completion_tokens")
+        if cap is not None and completion_tokens > int(cap):  # reasoning used the whole allowance: no answer
+            data["choices"][0].update(message={"role": "assistant", "content": ""}, finish_reason="length")
+            data["usage"]["completion_tokens"] = int(cap)
+        if body.get("logprobs") and self.logprobs != "none" and not self.reasoning:
             k = max(1, min(20, int(body.get("top_logprobs") or 1)))
             cands = self.distribution(text, answer)[:k]
             first = _first_token(answer) if answer in self.labels else JUNK_TOKENS[0]
@@ -380,7 +409,9 @@ class _Handler(BaseHTTPRequestHandler):
             sim.n_requests += 1
             sim.requests_by_text[text] += 1
             asks_logprobs = "logprobs" in body or "top_logprobs" in body
-            fault = "reject_logprobs" if sim.faults.reject_logprobs and asks_logprobs else sim._pick_fault(n, text)
+            refusal = sim.refusal(body)
+            fault = ("refused" if refusal else "reject_logprobs" if sim.faults.reject_logprobs and asks_logprobs
+                     else sim._pick_fault(n, text))
             if fault:
                 sim.faults_injected[fault] += 1
             hold = sim._hold_after is not None and sim._admitted >= sim._hold_after
@@ -392,7 +423,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if sim.latency:
             time.sleep(sim.latency)
-        if fault == "reject_logprobs":
+        if fault == "refused":
+            self._error(400, str(refusal), "invalid_request_error")
+        elif fault == "reject_logprobs":
             self._error(400, "Unrecognized request argument supplied: logprobs", "invalid_request_error")
         elif fault == "drop":
             self._drop()

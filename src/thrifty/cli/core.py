@@ -28,6 +28,20 @@ ApiKeyEnv = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment va
 Prices = typer.Option(None, "--prices", help="YAML price table overriding the built-in one.")
 PriceIn = typer.Option(None, "--price-in", help="$ per 1k prompt tokens (overrides the table).")
 PriceOut = typer.Option(None, "--price-out", help="$ per 1k completion tokens (overrides the table).")
+ExtraBody = typer.Option(None, "--extra-body", help="openai teacher: JSON object merged into every request, e.g. '{\"reasoning_effort\": \"low\"}'.")
+
+
+def parse_extra_body(text: Optional[str]) -> Optional[dict[str, Any]]:
+    """The --extra-body JSON object (None when not given)."""
+    if not text:
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        raise ThriftyError(f"--extra-body is not valid JSON ({e}); give an object, e.g. '{{\"reasoning_effort\": \"low\"}}'.") from None
+    if not isinstance(obj, dict):
+        raise ThriftyError("--extra-body must be a JSON object, e.g. '{\"reasoning_effort\": \"low\"}'.")
+    return obj
 
 
 def _load_task(labels: Optional[str], corpus_path: Optional[Path] = None):
@@ -52,12 +66,16 @@ def _teacher_columns(path: Path) -> list[str]:
 
 def build_teacher(spec: str, task: Any, corpus: Any, base_url: Optional[str], api_key_env: str,
                   prices: Optional[Path], price_in: Optional[float], price_out: Optional[float],
-                  concurrency: Optional[int] = None, max_retries: Optional[int] = None):
+                  concurrency: Optional[int] = None, max_retries: Optional[int] = None,
+                  extra_body: Optional[dict[str, Any]] = None):
     from ..teachers import make_teacher
 
     kw: dict[str, Any] = {}
     if spec.startswith("openai:"):  # HTTP knobs only mean something for a server
-        kw = {k: v for k, v in (("concurrency", concurrency), ("max_retries", max_retries)) if v is not None}
+        kw = {k: v for k, v in (("concurrency", concurrency), ("max_retries", max_retries), ("extra_body", extra_body))
+              if v is not None}
+    elif extra_body is not None:
+        raise ThriftyError("--extra-body applies to the openai teacher only.")
     return make_teacher(spec, task, corpus, base_url=base_url, api_key_env=api_key_env,
                         prices=prices, price_in=price_in, price_out=price_out, **kw)
 
@@ -117,6 +135,7 @@ def distill(
     price_out: Optional[float] = PriceOut,
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="openai teacher: requests in flight (default 8)."),
     max_retries: Optional[int] = typer.Option(None, "--max-retries", help="openai teacher: retries per text on 429/5xx/timeouts."),
+    extra_body: Optional[str] = ExtraBody,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     synthesize: Optional[str] = typer.Option(None, "--synthesize", help="pgkd: after each round the LLM writes new training texts aimed at the student's weak classes."),
     pgkd_generator: Optional[str] = typer.Option(None, "--pgkd-generator", help="openai:MODEL | local[:MODEL] that writes texts (default: the teacher, if openai/local)."),
@@ -138,6 +157,7 @@ def distill(
 
     t0 = time.perf_counter()
     parsed_budget = Budget.parse(budget)  # fail fast, before reading anything
+    body = parse_extra_body(extra_body)
     saved: dict[str, Any] = {}
     if resume is not None:
         cfg_file = resume / "config.json"
@@ -150,6 +170,7 @@ def distill(
         text_col, id_col, gold_col = cli.get("text_col", text_col), cli.get("id_col"), cli.get("gold_col")
         eval_path = Path(cli["eval"]) if cli.get("eval") else eval_path
         ledger = Path(cli["ledger"]) if cli.get("ledger") else ledger
+        body = cli.get("extra_body", body)
         out = resume
     if corpus is None:
         raise ThriftyError("Give a corpus file (or --resume RUN_DIR).")
@@ -158,7 +179,8 @@ def distill(
     pool = read_corpus(corpus, text_col=text_col, id_col=id_col, gold_col=gold_col, extra_cols=extra)
     report = pool.report(task.labels)
     console.print(f"[bold]corpus[/] {corpus}: " + "; ".join(report.lines()))
-    tch = build_teacher(teacher, task, pool, base_url, api_key_env, prices, price_in, price_out, concurrency, max_retries)
+    tch = build_teacher(teacher, task, pool, base_url, api_key_env, prices, price_in, price_out, concurrency, max_retries,
+                        body)
     ev_texts = ev_gold = None
     if eval_path is not None:
         ev = read_corpus(eval_path, text_col=text_col, gold_col=gold_col or "label")
@@ -186,7 +208,8 @@ def distill(
         strategy_params = {"exponent": mraru_exponent} if strategy == "mraru" else {}
         cli_meta = {"corpus": str(corpus.resolve()), "teacher": teacher, "base_url": base_url, "api_key_env": api_key_env,
                     "text_col": text_col, "id_col": id_col, "gold_col": gold_col,
-                    "eval": str(eval_path.resolve()) if eval_path else None, "ledger": str(ledger.resolve()) if ledger else None}
+                    "eval": str(eval_path.resolve()) if eval_path else None, "ledger": str(ledger.resolve()) if ledger else None,
+                    **({"extra_body": body} if body else {})}
         d = Distiller(
             task, tch, student=student, strategy=strategy, strategy_params=strategy_params, budget=parsed_budget,
             batch=batch, seed_size=seed_size, val_size=val_size,

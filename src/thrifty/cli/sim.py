@@ -34,6 +34,7 @@ def serve_sim(
     slow_delay: float = typer.Option(2.0, "--slow-delay", help="Seconds a slow reply takes."),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Require the key held in this environment variable."),
     prompt_cache_min: Optional[int] = typer.Option(None, "--prompt-cache-min", help="Report a repeated prompt prefix of at least this many tokens as cached (OpenAI: 1024); default: no prompt cache."),
+    reasoning: bool = typer.Option(False, "--reasoning", help="Act like an OpenAI reasoning model: 400 on max_tokens, temperature and logprobs; no logprobs; reasoning tokens billed."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise and fault draws."),
     text_col: str = typer.Option("text", "--text-col", help="Column holding the texts."),
     label_col: str = typer.Option("label", "--label-col", help="Column holding the gold labels."),
@@ -53,7 +54,7 @@ def serve_sim(
     )
     sim = SimServer.from_path(data, text_col=text_col, label_col=label_col, noise=noise, abstain=abstain,
                               logprobs=logprobs, latency=latency, faults=faults, api_key=key, seed=seed,
-                              host=host, port=port, prompt_cache_min=prompt_cache_min)
+                              host=host, port=port, prompt_cache_min=prompt_cache_min, reasoning=reasoning)
     try:
         sim.start()
     except OSError as e:

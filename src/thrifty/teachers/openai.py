@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from datetime import datetime, timezone
 from typing import Any, Sequence
@@ -27,7 +28,7 @@ from urllib.parse import urlparse
 import httpx
 import numpy as np
 
-from ..errors import TeacherError
+from ..errors import TeacherError, ThriftyError
 from ..task import Task
 from .base import ResultCallback, TeacherLabel, Usage, estimate_tokens, one_hot
 from .parsing import normalise_label, parse_label
@@ -144,6 +145,45 @@ def label_distribution(
     return p / s if s > 0 else None
 
 
+ANSWER_MODES = ("auto", "logprobs", "json", "text")
+_REASONING = re.compile(r"^(o\d|gpt-5)")
+JSON_INSTRUCTION = (
+    'Answer with a JSON object: {"label": one of the labels, "confidence": your probability, from 0 to 1, '
+    "that this label is the correct one}."
+)
+
+
+def is_reasoning_model(model: str) -> bool:
+    """OpenAI's reasoning families (o1, o3, o4-mini, gpt-5...): they take ``max_completion_tokens``, refuse
+    ``temperature`` other than 1 and ``logprobs``, and bill hidden reasoning tokens as completion tokens."""
+    return bool(_REASONING.match(model.rsplit("/", 1)[-1].lower()))
+
+
+def label_schema(labels: Sequence[str]) -> dict[str, Any]:
+    """``response_format`` for a strict JSON-schema answer: one label from the enum and a stated confidence."""
+    return {"type": "json_schema", "json_schema": {"name": "label", "strict": True, "schema": {
+        "type": "object", "additionalProperties": False, "required": ["label", "confidence"],
+        "properties": {"label": {"type": "string", "enum": list(labels)}, "confidence": {"type": "number"}}}}}
+
+
+def verbalised_distribution(n_labels: int, index: int, confidence: float) -> np.ndarray:
+    """A stated confidence as a distribution: ``confidence`` on the answer, the rest spread evenly."""
+    c = min(1.0, max(0.0, float(confidence)))
+    if n_labels == 1:
+        return np.ones(1)
+    p = np.full(n_labels, (1.0 - c) / (n_labels - 1))
+    p[index] = c
+    return p / p.sum()
+
+
+def has_logprobs(data: dict[str, Any]) -> bool:
+    """Whether a chat completion carries token logprobs at all (in any known format)."""
+    choice = (data.get("choices") or [{}])[0] or {}
+    lp = choice.get("logprobs") if isinstance(choice, dict) else None
+    return bool((isinstance(lp, dict) and lp.get("content")) or data.get("completion_probabilities")
+                or (isinstance(choice, dict) and choice.get("completion_probabilities")))
+
+
 class _Fatal(Exception):
     """A response that no retry can fix for any text (bad key, wrong URL or model)."""
 
@@ -164,8 +204,14 @@ class OpenAITeacher:
     backoff_base, backoff_max : exponential backoff with full jitter: ``U(0, min(max, base * 2**attempt))``.
     max_retry_after : longest ``Retry-After`` honoured (seconds).
     top_logprobs : candidates per token to ask for (0 = do not ask for logprobs).
-    max_tokens : answer length cap (default: enough for the longest label).
-    extra_body : extra request fields (e.g. ``{"n_probs": 20}`` for old llama-servers); part of the identity.
+    max_tokens : answer length cap (default: enough for the longest label; 2048 for reasoning models,
+        whose hidden reasoning counts against it). Sent as ``max_completion_tokens`` to reasoning models.
+    extra_body : extra request fields (e.g. ``{"reasoning_effort": "low"}``, ``{"n_probs": 20}`` for old
+        llama-servers); part of the identity.
+    answer : how confidences are obtained. ``logprobs``: first-token logprobs; ``json``: a strict JSON-schema
+        answer (label enum) with a verbalised confidence; ``text``: the bare label, one-hot; ``auto``
+        (default): ``json`` for reasoning models, else ``logprobs``, switching to ``json`` (with a warning)
+        when the server returns no logprobs.
     """
 
     def __init__(
@@ -188,9 +234,12 @@ class OpenAITeacher:
         extra_body: dict[str, Any] | None = None,
         parse_floor: float = 0.8,
         seed: int | None = None,
+        answer: str = "auto",
     ):
         if concurrency < 1 or max_retries < 0 or timeout <= 0:
-            raise TeacherError("concurrency must be >= 1, max_retries >= 0 and timeout > 0.")
+            raise ThriftyError("concurrency must be >= 1, max_retries >= 0 and timeout > 0.")
+        if answer not in ANSWER_MODES:
+            raise ThriftyError(f"Unknown answer mode {answer!r}: use one of {list(ANSWER_MODES)}.")
         self.task = task
         self.model = model
         self.base_url = base_url.rstrip("/")
@@ -204,11 +253,26 @@ class OpenAITeacher:
         self.max_retry_after = float(max_retry_after)
         self.temperature = float(temperature)
         self.top_logprobs = int(top_logprobs)
-        self.max_tokens = int(max_tokens) if max_tokens else max(16, 2 * max(estimate_tokens(lab) for lab in task.labels) + 8)
+        self.reasoning = is_reasoning_model(model)
+        self.answer = answer
+        if max_tokens:
+            self.max_tokens = int(max_tokens)
+        else:
+            self.max_tokens = 2048 if self.reasoning else max(16, 2 * max(estimate_tokens(lab) for lab in task.labels) + 8)
+        self._max_tokens_given = bool(max_tokens)
+        self._identity_max_tokens = self.max_tokens  # adapting the cap at run time must not change the ledger key
         self.extra_body = dict(extra_body or {})
         self.parse_floor = parse_floor
         self._rng = random.Random(seed)
-        self._logprobs_ok = self.top_logprobs > 0
+        # request shape per model family, corrected once if the server refuses a parameter (HTTP 400)
+        self._token_param = "max_completion_tokens" if self.reasoning else "max_tokens"
+        self._send_temperature = not self.reasoning
+        if answer == "auto":
+            self._mode = "json" if self.reasoning or self.top_logprobs <= 0 else "logprobs"
+        else:
+            self._mode = answer
+        self._mode_known = answer != "auto" or self._mode == "json"  # else: the first answer tells
+        self._announced = False
         key = os.environ.get(api_key_env, "").strip() if api_key_env else ""
         host = urlparse(self.base_url).hostname or ""
         if not key and host.endswith("api.openai.com"):
@@ -227,8 +291,9 @@ class OpenAITeacher:
             "model": self.model,
             "kind": "openai",
             "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
+            "max_tokens": self._identity_max_tokens,
             "top_logprobs": self.top_logprobs,
+            **({"answer": self.answer} if self.answer != "auto" else {}),
             **({"extra": self.extra_body} if self.extra_body else {}),
         }
 
@@ -254,18 +319,58 @@ class OpenAITeacher:
             h["Authorization"] = f"Bearer {self._api_key}"
         return h
 
-    def _body(self, text: str, logprobs: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": self.task.chat_messages(text),
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-        }
-        if logprobs:
+    def _messages(self, text: str) -> list[dict[str, str]]:
+        msgs = self.task.chat_messages(text)
+        if self._mode == "json":
+            msgs[0] = {**msgs[0], "content": f"{msgs[0]['content']}\n\n{JSON_INSTRUCTION}"}
+        return msgs
+
+    def _body(self, text: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": self._messages(text), self._token_param: self.max_tokens}
+        if self._send_temperature:
+            body["temperature"] = self.temperature
+        if self._mode == "logprobs":
             body["logprobs"] = True
             body["top_logprobs"] = self.top_logprobs
+        elif self._mode == "json":
+            body["response_format"] = label_schema(self.task.labels)
         body.update(self.extra_body)
         return body
+
+    def _announce(self) -> None:
+        """Say once how confidences are obtained when it is not from logprobs."""
+        if self._announced or self._mode == "logprobs":
+            return
+        self._announced = True
+        if self._mode == "json":
+            why = "a reasoning model gives no logprobs" if self.reasoning else "the server gives no logprobs"
+            log.warning("%s (%s): asking for a strict JSON-schema label with a verbalised confidence, not logprobs; "
+                        "stated confidences are coarser than logprobs.", self.model, why)
+        else:
+            log.warning("%s: no logprobs and no JSON schema: confidences are one-hot (1.0 for every answer).", self.model)
+
+    def _adapt(self, status: int, msg: str, body: dict[str, Any]) -> bool:
+        """After an HTTP 400/422: drop or rename the parameter the server refused; False if none applies."""
+        if status not in (400, 422):
+            return False
+        m = msg.lower()
+        if "max_tokens" in m and self._token_param == "max_tokens":
+            self._token_param = "max_completion_tokens"  # a reasoning model: its hidden reasoning needs room
+            self.max_tokens = self.max_tokens if self._max_tokens_given else max(self.max_tokens, 2048)
+        elif "temperature" in m and self._send_temperature:
+            self._send_temperature = False
+        elif self._mode == "json" and ("response_format" in m or "json_schema" in m):
+            self._mode, self._mode_known = "text", True
+        elif "logprobs" in body:  # some servers reject logprobs with an unhelpful message: ask without
+            self._mode = "json" if self.answer == "auto" else "text"
+            self._mode_known = True
+        else:
+            return False
+        log.warning("%s refused a request parameter (%s); continuing with %s and %s%s.", self.model, msg[:120],
+                    self._token_param, "temperature" if self._send_temperature else "no temperature",
+                    f", answers as {self._mode}")
+        self._announce()
+        return True
 
     def _backoff(self, attempt: int) -> float:
         return self._rng.uniform(0.0, min(self.backoff_max, self.backoff_base * 2.0**attempt))
@@ -274,12 +379,16 @@ class OpenAITeacher:
         results: list[TeacherLabel | None] = [None] * len(texts)
         failures: dict[int, str] = {}
         fatal: list[str] = []
+        if self._mode_known:
+            self._announce()
         sem = asyncio.Semaphore(self.concurrency)
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         timeout = httpx.Timeout(self.timeout, connect=min(10.0, self.timeout))
         async with httpx.AsyncClient(headers=self._headers(), timeout=timeout, limits=limits) as client:
 
             async def one(i: int) -> None:
+                if fatal:
+                    return
                 async with sem:
                     if fatal:
                         return
@@ -295,7 +404,11 @@ class OpenAITeacher:
                 if on_result is not None:
                     on_result(i, lab)
 
-            await asyncio.gather(*(one(i) for i in range(len(texts))))
+            start = 0
+            if not self._mode_known:  # the first answer shows whether the server gives logprobs
+                await one(0)
+                start = 1
+            await asyncio.gather(*(one(i) for i in range(start, len(texts))))
         done = sum(r is not None for r in results)
         if fatal:
             raise TeacherError(f"{fatal[0]} ({done} of {len(texts)} answers received before this are kept.)")
@@ -308,14 +421,17 @@ class OpenAITeacher:
         return results  # type: ignore[return-value]
 
     async def _ask(self, client: httpx.AsyncClient, text: str) -> TeacherLabel:
-        """One text: POST with retries; returns its label or raises TeacherError / _Fatal."""
+        """One text: POST with retries; returns its label or raises TeacherError / _Fatal.
+
+        A refused parameter (HTTP 400) is fixed once and asked again, not counted as a retry; so is
+        the first answer of an ``auto`` teacher that shows the server gives no logprobs.
+        """
         url = f"{self.base_url}/chat/completions"
         last = "no attempt made"
-        dropped_logprobs = False
-        attempt = 0
+        attempt = fixes = 0
         while attempt <= self.max_retries:
             wait: float | None = None
-            body = self._body(text, self._logprobs_ok and not dropped_logprobs)
+            body = self._body(text)
             t0 = time.perf_counter()
             try:
                 resp = await client.post(url, content=json.dumps(body))
@@ -328,10 +444,14 @@ class OpenAITeacher:
                 status = resp.status_code
                 if status == 200:
                     try:
-                        lab = self._parse(resp.json(), text, latency)
-                        if dropped_logprobs and self._logprobs_ok:
-                            self._logprobs_ok = False  # it worked without: stop asking for logprobs
-                            log.warning("%s rejects logprobs parameters; continuing without them.", url)
+                        data = resp.json()
+                        if not self._mode_known and self._mode == "logprobs" and not has_logprobs(data) \
+                                and isinstance(data, dict) and data.get("choices"):
+                            self._mode, self._mode_known = "json", True
+                            self._announce()
+                            continue  # ask this text again for a JSON answer with a stated confidence
+                        lab = self._parse(data, text, latency)
+                        self._mode_known = True
                         return lab
                     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
                         last = f"malformed response body ({type(e).__name__}: {self._scrub(resp.text[:120])!r})"
@@ -340,9 +460,8 @@ class OpenAITeacher:
                     if status in FATAL_STATUS:
                         hint = {401: f" Check the key in ${self.api_key_env}.", 404: " Check --base-url and the model name."}
                         raise _Fatal(f"{url} answered HTTP {status}: {msg}.{hint.get(status, '')}")
-                    if status in (400, 422) and "logprobs" in body and not dropped_logprobs:
-                        # some servers reject logprobs params: retry once without (not counted as a retry)
-                        dropped_logprobs = True
+                    if fixes < 4 and self._adapt(status, msg, body):
+                        fixes += 1
                         continue
                     if status not in RETRY_STATUS and status < 500:
                         raise TeacherError(f"{url} answered HTTP {status}: {msg}")
@@ -370,6 +489,15 @@ class OpenAITeacher:
         ct = int(u.get("completion_tokens") or 0) or estimate_tokens(raw)
         cached = cached_prompt_tokens(u)
         usage = Usage(pt, ct, latency, self.price.cost(pt, ct, cached), cached)
+        if self._mode == "json":
+            stated = _json_answer(raw, self.task.labels)
+            if stated is not None:
+                label, conf = stated
+                j = self.task.index(label)
+                if conf is None:
+                    return TeacherLabel(label, one_hot(self.task, label), 1.0, raw=raw, usage=usage, parse="json")
+                probs = verbalised_distribution(self.task.n_labels, j, conf)
+                return TeacherLabel(label, probs, float(probs[j]), raw=raw, usage=usage, parse="verbalised")
         label, how = parse_label(raw, self.task.labels, floor=self.parse_floor)
         if label is None:
             return TeacherLabel(None, None, None, raw=raw, usage=usage, parse="abstain")
@@ -382,6 +510,19 @@ class OpenAITeacher:
         else:
             how = "logprobs"
         return TeacherLabel(label, probs, float(probs.max()), raw=raw, usage=usage, parse=how)
+
+
+def _json_answer(raw: str, labels: Sequence[str]) -> tuple[str, float | None] | None:
+    """``(label, stated confidence or None)`` from a JSON-schema answer; None if it is not one."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("label") not in labels:
+        return None
+    conf = data.get("confidence")
+    ok = isinstance(conf, (int, float)) and not isinstance(conf, bool) and math.isfinite(conf)
+    return str(data["label"]), (min(1.0, max(0.0, float(conf))) if ok else None)
 
 
 def _server_message(resp: httpx.Response) -> str:
