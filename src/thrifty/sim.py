@@ -4,7 +4,8 @@ Answers come from gold labels (a CSV with ``text`` and ``label`` columns), flipp
 seeded, per-text deterministic noise rate, or replaced by garbage at an abstention rate.
 It returns plausible first-token logprobs in OpenAI's or llama.cpp's format, realistic
 ``usage``, and can inject the faults real servers produce: 429 with ``Retry-After``, 500s,
-slow replies, malformed JSON bodies and dropped connections. It counts requests and paid
+slow replies, malformed JSON bodies and dropped connections; it can act as a reasoning model
+(``reasoning=True``) and serves the Batch API (:mod:`thrifty.sim_batch`). It counts requests and paid
 answers per text (``stats()``, ``GET /stats``) so tests and benchmarks can check that no
 text is ever paid for twice.
 
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import ThriftyError
+from .sim_batch import SimBatches
 from .teachers.base import estimate_tokens
 
 LOGPROB_FORMATS = ("openai", "llamacpp", "none")
@@ -98,6 +100,9 @@ class SimServer:
         port: int = 0,
         prompt_cache_min: int | None = None,
         reasoning: bool = False,
+        batch_line_failure: float = 0.0,
+        batch_expire_after: int | None = None,
+        batch_polls: int = 2,
     ):
         if logprobs not in LOGPROB_FORMATS:
             raise ThriftyError(f"Unknown logprobs format {logprobs!r}: use one of {list(LOGPROB_FORMATS)}.")
@@ -122,6 +127,8 @@ class SimServer:
         self._hold_after: int | None = None
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.batches = SimBatches(self, line_failure_rate=batch_line_failure, expire_after=batch_expire_after,
+                                  polls_to_complete=batch_polls)
         self.reset()
 
     # ---- construction ---------------------------------------------------------------------
@@ -219,6 +226,7 @@ class SimServer:
                 "unknown_texts": self.unknown_texts,
                 "cached_tokens": self.cached_tokens,
                 "answered_by_text": {_sha(t): n for t, n in self.answered_by_text.items()},
+                **self.batches.stats(),
             }
 
     # ---- answers --------------------------------------------------------------------------
@@ -378,7 +386,46 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def _authorised(self) -> bool:
+        sim = self.sim
+        if sim.api_key is not None and self.headers.get("Authorization") != f"Bearer {sim.api_key}":
+            # like real providers, echo (part of) the key presented: clients must scrub it
+            presented = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            self._error(401, f"Incorrect API key provided: {presented}.", "invalid_request_error")
+            return False
+        return True
+
+    def _batch_api(self, method: str, raw: bytes = b"") -> bool:
+        """Serve /v1/files and /v1/batches; False when the path is not theirs."""
+        path = self.path.split("?")[0].rstrip("/").removeprefix("/v1")
+        parts = path.strip("/").split("/")
+        if parts[0] not in ("files", "batches"):
+            return False
+        if not self._authorised():
+            return True
+        b = self.sim.batches
+        if method == "POST" and parts == ["files"]:
+            self._json(*b.upload(self.headers.get("Content-Type", ""), raw))
+        elif method == "POST" and parts == ["batches"]:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            self._json(*b.create(body)) if isinstance(body, dict) else self._error(400, "Body must be JSON.", "invalid_request_error")
+        elif method == "GET" and parts == ["batches"]:
+            self._json(200, b.list())
+        elif method == "GET" and len(parts) == 2 and parts[0] == "batches":
+            self._json(*b.poll(parts[1]))
+        elif method == "GET" and len(parts) == 3 and parts[0] == "files" and parts[2] == "content":
+            status, content = b.content(parts[1])
+            self._send(status, content, ctype="application/octet-stream" if status == 200 else "application/json")
+        else:
+            self._error(404, f"No route {self.path}", "not_found")
+        return True
+
     def do_GET(self) -> None:
+        if self._batch_api("GET"):
+            return
         if self.path.rstrip("/") in ("/stats", "/v1/stats"):
             self._json(200, self.sim.stats())
         elif self.path.rstrip("/") in ("/v1/models", "/models"):
@@ -390,13 +437,12 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.sim
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if self._batch_api("POST", raw):
+            return
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             self._error(404, f"No route {self.path}", "not_found")
             return
-        if sim.api_key is not None and self.headers.get("Authorization") != f"Bearer {sim.api_key}":
-            # like real providers, echo (part of) the key presented: clients must scrub it
-            presented = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-            self._error(401, f"Incorrect API key provided: {presented}.", "invalid_request_error")
+        if not self._authorised():
             return
         try:
             body = json.loads(raw)

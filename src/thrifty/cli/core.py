@@ -67,15 +67,17 @@ def _teacher_columns(path: Path) -> list[str]:
 def build_teacher(spec: str, task: Any, corpus: Any, base_url: Optional[str], api_key_env: str,
                   prices: Optional[Path], price_in: Optional[float], price_out: Optional[float],
                   concurrency: Optional[int] = None, max_retries: Optional[int] = None,
-                  extra_body: Optional[dict[str, Any]] = None):
+                  extra_body: Optional[dict[str, Any]] = None, batch_api: bool = False, batch_poll: Optional[float] = None):
     from ..teachers import make_teacher
 
     kw: dict[str, Any] = {}
     if spec.startswith("openai:"):  # HTTP knobs only mean something for a server
         kw = {k: v for k, v in (("concurrency", concurrency), ("max_retries", max_retries), ("extra_body", extra_body))
               if v is not None}
-    elif extra_body is not None:
-        raise ThriftyError("--extra-body applies to the openai teacher only.")
+        if batch_api:
+            kw.update(batch_api=True, **({"batch_poll": batch_poll} if batch_poll else {}))
+    elif extra_body is not None or batch_api:
+        raise ThriftyError("--extra-body and --batch-api apply to the openai teacher only.")
     return make_teacher(spec, task, corpus, base_url=base_url, api_key_env=api_key_env,
                         prices=prices, price_in=price_in, price_out=price_out, **kw)
 
@@ -136,6 +138,8 @@ def distill(
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="openai teacher: requests in flight (default 8)."),
     max_retries: Optional[int] = typer.Option(None, "--max-retries", help="openai teacher: retries per text on 429/5xx/timeouts."),
     extra_body: Optional[str] = ExtraBody,
+    batch_api: bool = typer.Option(False, "--batch-api", help="openai teacher: every label through the Batch API (about half price, minutes to hours per round; a killed run resumes its batches)."),
+    batch_poll: float = typer.Option(30.0, "--batch-poll", help="--batch-api: seconds between status polls."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     synthesize: Optional[str] = typer.Option(None, "--synthesize", help="pgkd: after each round the LLM writes new training texts aimed at the student's weak classes."),
     pgkd_generator: Optional[str] = typer.Option(None, "--pgkd-generator", help="openai:MODEL | local[:MODEL] that writes texts (default: the teacher, if openai/local)."),
@@ -171,6 +175,7 @@ def distill(
         eval_path = Path(cli["eval"]) if cli.get("eval") else eval_path
         ledger = Path(cli["ledger"]) if cli.get("ledger") else ledger
         body = cli.get("extra_body", body)
+        batch_api, batch_poll = cli.get("batch_api", batch_api), cli.get("batch_poll", batch_poll)
         out = resume
     if corpus is None:
         raise ThriftyError("Give a corpus file (or --resume RUN_DIR).")
@@ -180,7 +185,7 @@ def distill(
     report = pool.report(task.labels)
     console.print(f"[bold]corpus[/] {corpus}: " + "; ".join(report.lines()))
     tch = build_teacher(teacher, task, pool, base_url, api_key_env, prices, price_in, price_out, concurrency, max_retries,
-                        body)
+                        body, batch_api, batch_poll)
     ev_texts = ev_gold = None
     if eval_path is not None:
         ev = read_corpus(eval_path, text_col=text_col, gold_col=gold_col or "label")
@@ -209,7 +214,7 @@ def distill(
         cli_meta = {"corpus": str(corpus.resolve()), "teacher": teacher, "base_url": base_url, "api_key_env": api_key_env,
                     "text_col": text_col, "id_col": id_col, "gold_col": gold_col,
                     "eval": str(eval_path.resolve()) if eval_path else None, "ledger": str(ledger.resolve()) if ledger else None,
-                    **({"extra_body": body} if body else {})}
+                    **({"extra_body": body} if body else {}), **({"batch_api": True, "batch_poll": batch_poll} if batch_api else {})}
         d = Distiller(
             task, tch, student=student, strategy=strategy, strategy_params=strategy_params, budget=parsed_budget,
             batch=batch, seed_size=seed_size, val_size=val_size,

@@ -57,6 +57,15 @@ CREATE TABLE IF NOT EXISTS events (
     cached_tokens INTEGER DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run);
+CREATE TABLE IF NOT EXISTS batches (
+    file_id TEXT PRIMARY KEY,    -- the uploaded Batch API input file
+    batch_id TEXT,               -- set the moment the batch is created
+    model TEXT NOT NULL,
+    lines TEXT NOT NULL,         -- JSON {custom_id: ledger key}
+    status TEXT NOT NULL,        -- uploaded | submitted | collected
+    created_at REAL,
+    run TEXT
+);
 """
 # columns added after the first release: (table, column, declaration), added to older ledgers on open
 MIGRATIONS = (("labels", "cached_tokens", "INTEGER DEFAULT 0"), ("events", "cached_tokens", "INTEGER DEFAULT 0"))
@@ -222,6 +231,38 @@ class Ledger:
                 )
             ]
 
+    # ---- Batch API jobs: recorded before and after creation, so a killed run polls, never resubmits ----
+    def batch_uploaded(self, file_id: str, model: str, lines: dict[str, str], run: str = "") -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO batches VALUES (?,?,?,?,?,?,?)",
+                             (file_id, None, model, json.dumps(lines), "uploaded", time.time(), run))
+
+    def batch_submitted(self, file_id: str, batch_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE batches SET batch_id = ?, status = 'submitted' WHERE file_id = ?", (batch_id, file_id))
+
+    def batch_collected(self, file_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE batches SET status = 'collected' WHERE file_id = ?", (file_id,))
+
+    def open_batches(self, model: str) -> list[dict[str, Any]]:
+        """Batches of ``model`` not yet collected, oldest first: ``{file_id, batch_id, lines}``."""
+        with self._lock:
+            rows = self._db.execute("SELECT file_id, batch_id, lines FROM batches WHERE model = ? AND status != 'collected' "
+                                    "ORDER BY created_at", (model,)).fetchall()
+        return [{"file_id": f, "batch_id": b, "lines": json.loads(ln)} for f, b, ln in rows]
+
+    def has_keys(self, keys: Sequence[str]) -> set[str]:
+        """The subset of ``keys`` with an answer stored."""
+        out: set[str] = set()
+        uniq = list(dict.fromkeys(keys))
+        with self._lock:
+            for start in range(0, len(uniq), 500):
+                chunk = uniq[start : start + 500]
+                out.update(r[0] for r in self._db.execute(
+                    f"SELECT key FROM labels WHERE key IN ({','.join('?' * len(chunk))})", chunk))
+        return out
+
     def n_labels(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM labels").fetchone()[0])
@@ -302,7 +343,11 @@ class CachedTeacher:
                 if on_result:
                     on_result(i, lab)
 
-        self.teacher.label(miss_texts, on_result=commit)
+        resumable = getattr(self.teacher, "label_resumable", None)  # e.g. the Batch API: jobs live in the ledger
+        if resumable is not None:
+            resumable(miss_texts, miss_keys, self.ledger, self.run, on_result=commit)
+        else:
+            self.teacher.label(miss_texts, on_result=commit)
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:
             raise TeacherError(

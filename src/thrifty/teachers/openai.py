@@ -212,6 +212,10 @@ class OpenAITeacher:
         answer (label enum) with a verbalised confidence; ``text``: the bare label, one-hot; ``auto``
         (default): ``json`` for reasoning models, else ``logprobs``, switching to ``json`` (with a warning)
         when the server returns no logprobs.
+    batch_api : send every text through the Batch API (:mod:`thrifty.teachers.batch`): Batch API prices,
+        hours instead of seconds; jobs are kept in the ledger so a killed run resumes them.
+    batch_poll : seconds between batch status polls.
+    batch_rounds : batches per call: the first, then the failed lines again (on their own) until none fail.
     """
 
     def __init__(
@@ -235,9 +239,14 @@ class OpenAITeacher:
         parse_floor: float = 0.8,
         seed: int | None = None,
         answer: str = "auto",
+        batch_api: bool = False,
+        batch_poll: float = 30.0,
+        batch_rounds: int = 3,
     ):
         if concurrency < 1 or max_retries < 0 or timeout <= 0:
             raise ThriftyError("concurrency must be >= 1, max_retries >= 0 and timeout > 0.")
+        if batch_poll <= 0 or batch_rounds < 1:
+            raise ThriftyError("batch_poll must be > 0 and batch_rounds >= 1.")
         if answer not in ANSWER_MODES:
             raise ThriftyError(f"Unknown answer mode {answer!r}: use one of {list(ANSWER_MODES)}.")
         self.task = task
@@ -273,6 +282,9 @@ class OpenAITeacher:
             self._mode = answer
         self._mode_known = answer != "auto" or self._mode == "json"  # else: the first answer tells
         self._announced = False
+        self.batch_api = bool(batch_api)
+        self.batch_poll = float(batch_poll)
+        self.batch_rounds = int(batch_rounds)
         key = os.environ.get(api_key_env, "").strip() if api_key_env else ""
         host = urlparse(self.base_url).hostname or ""
         if not key and host.endswith("api.openai.com"):
@@ -299,6 +311,41 @@ class OpenAITeacher:
 
     def label(self, texts: Sequence[str], on_result: ResultCallback | None = None) -> list[TeacherLabel]:
         """Label ``texts`` concurrently; ``on_result(i, label)`` fires as each answer arrives."""
+        if self.batch_api:
+            return self.label_resumable(texts, None, None, "", on_result)
+        return self._label_interactive(texts, on_result)
+
+    def label_resumable(self, texts: Sequence[str], keys: Sequence[str] | None, ledger: Any, run: str,
+                        on_result: ResultCallback | None = None) -> list[TeacherLabel]:
+        """Like :meth:`label`; with ``batch_api`` the jobs are recorded in ``ledger`` under ``keys`` (custom_ids),
+        so that a killed run polls them again instead of paying twice."""
+        if not self.batch_api:
+            return self._label_interactive(texts, on_result)
+        from .batch import BatchJobs
+
+        results: list[TeacherLabel | None] = [None] * len(texts)
+
+        def got(i: int, lab: TeacherLabel) -> None:
+            results[i] = lab
+            if on_result is not None:
+                on_result(i, lab)
+
+        jobs = BatchJobs(self, ledger, run)
+        rest = list(range(len(texts)))
+        if texts and not self._mode_known:
+            # one interactive answer shows whether the server gives logprobs; never one a batch already holds
+            held = {k for job in jobs.open_jobs() for k in job["lines"].values()}
+            probe = next((i for i in rest if keys is None or keys[i] not in held), None)
+            if probe is not None:
+                self._label_interactive([texts[probe]], lambda _, lab: got(probe, lab))
+                rest.remove(probe)
+        if rest:
+            self._announce()
+            jobs.label([texts[i] for i in rest], [keys[i] for i in rest] if keys is not None else None,
+                       lambda j, lab: got(rest[j], lab))
+        return results  # type: ignore[return-value]
+
+    def _label_interactive(self, texts: Sequence[str], on_result: ResultCallback | None = None) -> list[TeacherLabel]:
         if not texts:
             return []
         try:
@@ -478,8 +525,8 @@ class OpenAITeacher:
             attempt += 1
         raise TeacherError(f"{last}; gave up after {self.max_retries} retries")
 
-    def _parse(self, data: dict[str, Any], text: str, latency: float) -> TeacherLabel:
-        """Turn a chat completion into a TeacherLabel (raises on a malformed body)."""
+    def _parse(self, data: dict[str, Any], text: str, latency: float, batch: bool = False) -> TeacherLabel:
+        """Turn a chat completion into a TeacherLabel (raises on a malformed body); ``batch``: Batch API prices."""
         if not isinstance(data, dict):
             raise TypeError("body is not a JSON object")
         message = data["choices"][0]["message"]
@@ -488,7 +535,7 @@ class OpenAITeacher:
         pt = int(u.get("prompt_tokens") or 0) or sum(estimate_tokens(m["content"]) + 4 for m in self.task.chat_messages(text))
         ct = int(u.get("completion_tokens") or 0) or estimate_tokens(raw)
         cached = cached_prompt_tokens(u)
-        usage = Usage(pt, ct, latency, self.price.cost(pt, ct, cached), cached)
+        usage = Usage(pt, ct, latency, self.price.cost(pt, ct, cached, batch=batch), cached)
         if self._mode == "json":
             stated = _json_answer(raw, self.task.labels)
             if stated is not None:
