@@ -404,6 +404,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised():
             return True
         b = self.sim.batches
+        with b._lock:
+            b.api_calls += 1
         if method == "POST" and parts == ["files"]:
             self._json(*b.upload(self.headers.get("Content-Type", ""), raw))
         elif method == "POST" and parts == ["batches"]:

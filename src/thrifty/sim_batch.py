@@ -40,6 +40,7 @@ class SimBatches:
         self.batches: dict[str, dict[str, Any]] = {}
         self.submitted_by_text: Counter[str] = Counter()  # lines naming a text, over every batch created
         self.line_attempts: Counter[str] = Counter()  # per custom_id: how often it was submitted
+        self.api_calls = 0  # HTTP calls to /v1/files and /v1/batches
 
     # ---- control (tests) ---------------------------------------------------------------------
     def hold(self, on: bool = True) -> None:
@@ -55,6 +56,7 @@ class SimBatches:
                 "batch_lines_submitted": sum(self.submitted_by_text.values()),
                 "texts_submitted_twice": sum(1 for n in self.submitted_by_text.values() if n > 1),
                 "batch_status": dict(Counter(b["status"] for b in self.batches.values())),
+                "batch_api_calls": self.api_calls,
             }
 
     # ---- files --------------------------------------------------------------------------------
