@@ -192,7 +192,8 @@ class Distiller:
         if len(corpus) == 0:
             raise EmptyPoolError("The corpus is empty.")
         if cfg.budget.dollars is not None:  # a $0 price would never bind: refuse before any request
-            require_known(self.teacher, f"The budget {cfg.budget.describe()}")
+            for payer in (self.teacher, self._generator):
+                require_known(payer, f"The budget {cfg.budget.describe()}")
         self.ledger = self._open_ledger()
         self.cached = CachedTeacher(self.teacher, self.ledger, run=self.run_id)
         self.valid = corpus.valid_mask()

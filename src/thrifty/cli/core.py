@@ -274,6 +274,12 @@ def plan(
     if not price.known:
         warnings.append(f"no price is known for {teacher}: dollar figures below are $0 and distill would refuse "
                         f"a dollar budget; {HOW_TO_PRICE}.")
+    if teacher.startswith("openai:"):
+        from ..teachers.openai import is_reasoning_model
+
+        if is_reasoning_model(teacher.partition(":")[2]):
+            warnings.append(f"{teacher} is a reasoning model: its hidden reasoning is billed as completion tokens "
+                            "(often hundreds per answer), so the completion and dollar figures are lower bounds.")
     n = b.labels
     if n is None:
         per_label = price.cost(per_prompt, per_completion)
@@ -281,6 +287,7 @@ def plan(
             n = int(b.dollars / per_label) if per_label > 0 else 0
         else:
             n = int((b.tokens or 0) / (per_prompt + per_completion))
+    n = min(n, len(pool))  # a run stops when the pool is labelled
     cfg = DistillConfig(budget=Budget(labels=n), val_size=val_size)
     n_val = cfg.resolved_val_size()
     dollars = price.cost(per_prompt * n, per_completion * n)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -38,7 +37,6 @@ class BatchJobs:
         self.t = teacher
         self.ledger = ledger
         self.run = run
-        self._rng = random.Random(0)
         self._mem: dict[str, dict[str, Any]] = {}  # jobs when there is no ledger (not resumable)
 
     # ---- HTTP -------------------------------------------------------------------------------------

@@ -208,7 +208,7 @@ def require_known(teacher: Any, what: str) -> None:
     """Refuse ``what`` (a dollar budget or cap) when the teacher's price is unknown: it would never bind."""
     price = teacher_price(teacher)
     if price is not None and not price.known:
-        model = getattr(getattr(teacher, "teacher", teacher), "model", "this teacher")
+        model = getattr(getattr(teacher, "teacher", teacher), "model", "this model")
         raise ThriftyError(f"{what} needs a price, but none is known for {model!r}: {HOW_TO_PRICE}.")
 
 
