@@ -70,7 +70,7 @@ def test_logprob_formats_give_label_distribution(sim_server, task, rows, fmt):
 
 def test_no_logprobs_gives_one_hot(sim_server, task, rows):
     sim = sim_server(logprobs="none")
-    lab = teacher(task, sim).label([rows[0]["text"]])[0]
+    lab = teacher(task, sim, answer="text").label([rows[0]["text"]])[0]
     assert lab.label == rows[0]["label"] and lab.parse == "exact"
     assert lab.probs.tolist() == [float(x == lab.label) for x in task.labels] and lab.confidence == 1.0
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from .errors import ThriftyError
 from .teachers.ledger import CachedTeacher
+from .teachers.pricing import require_known, teacher_price
 
 ESCALATE_ALL = 2.0  # a threshold above any probability: every document goes to the teacher
 
@@ -79,9 +80,22 @@ class CascadePlan:
     target_agreement: float | None = None
     max_escalation_rate: float | None = None
     target_met: bool = True
+    cost_per_label: float | None = None  # $ per escalated document at the teacher's price (None: price unknown)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def forecast(self, n_rows: int) -> dict[str, Any]:
+        """Expected escalations and dollars on ``n_rows`` documents, with the 95% interval of the escalation
+        rate. An upper bound in dollars: documents whose answer is already in the ledger cost nothing."""
+        lo, hi = self.escalation_ci
+        esc = [self.est_escalation_rate * n_rows, lo * n_rows, hi * n_rows]
+        out: dict[str, Any] = {"rows": n_rows, "escalations": round(esc[0]), "escalations_ci": (round(esc[1]), round(esc[2])),
+                               "cost_per_label": self.cost_per_label, "dollars": None, "dollars_ci": None}
+        if self.cost_per_label is not None:
+            out["dollars"] = esc[0] * self.cost_per_label
+            out["dollars_ci"] = (esc[1] * self.cost_per_label, esc[2] * self.cost_per_label)
+        return out
 
     def lines(self) -> list[str]:
         lo, hi = self.agreement_ci
@@ -94,6 +108,9 @@ class CascadePlan:
         ]
         if not self.target_met:
             out.append(f"the escalation cap keeps the expected agreement below the target {self.target_agreement}")
+        if self.cost_per_label is not None:
+            out.append(f"about ${self.cost_per_label:.6f} per escalated document (validation answers' mean tokens "
+                       "at the teacher's price)")
         return out
 
 
@@ -185,13 +202,22 @@ def plan_from_run(
             f"{len(texts) - len(answers)} of {len(texts)} validation answers are missing from {cached.ledger.path}; "
             "was the ledger moved? Keep the run directory intact."
         )
+    price = teacher_price(cached)
+    cost = None
+    if price is None or price.known:  # what one more answer costs, at today's price
+        u = [answers[i].usage for i in range(len(texts))]
+        cost = (price.cost(float(np.mean([x.prompt_tokens for x in u])), float(np.mean([x.completion_tokens for x in u])),
+                           float(np.mean([x.cached_tokens for x in u])))
+                if price is not None else float(np.mean([x.cost_usd for x in u])))
     keep = [i for i in range(len(texts)) if answers[i].label is not None]  # teacher abstentions say nothing
     if not keep:
         raise ThriftyError("The teacher abstained on every validation row; the cascade threshold cannot be chosen.")
     proba = model.predict_proba([texts[i] for i in keep])
     teacher = np.asarray([model.labels.index(answers[i].label) for i in keep])
-    return choose_threshold(proba.max(axis=1), proba.argmax(axis=1), teacher, target_agreement,
+    plan = choose_threshold(proba.max(axis=1), proba.argmax(axis=1), teacher, target_agreement,
                             max_escalation_rate, conservative)
+    plan.cost_per_label = cost
+    return plan
 
 
 @dataclass
@@ -199,17 +225,37 @@ class EscalationCounts:
     escalated: int = 0
     abstained: int = 0
     capped: int = 0  # below the threshold but left to the student because the cap was reached
+    capped_by_dollars: int = 0  # below the threshold but left to the student by the dollar cap
+    dollars: float = 0.0  # paid for escalations (answers already in the ledger cost nothing)
 
 
 class Cascade:
     """Applies a threshold batch by batch: low-confidence documents get the teacher's label (via the ledger)."""
 
-    def __init__(self, cached: CachedTeacher, labels: Sequence[str], threshold: float, max_escalations: int | None = None):
+    def __init__(self, cached: CachedTeacher, labels: Sequence[str], threshold: float, max_escalations: int | None = None,
+                 max_dollars: float | None = None, cost_per_label: float | None = None):
+        if max_dollars is not None:
+            if max_dollars < 0:
+                raise ThriftyError(f"--max-dollars must be 0 or more; got {max_dollars}.")
+            require_known(cached, f"--max-dollars {max_dollars:g}")
         self.cached = cached
         self.labels = list(labels)
         self.threshold = float(threshold)
         self.max_escalations = max_escalations
+        self.max_dollars = max_dollars
+        self.cost_per_label = cost_per_label  # first guess; replaced by the mean paid cost once answers come in
         self.counts = EscalationCounts()
+        self._paid = 0
+
+    def _dollar_room(self, n: int) -> int:
+        """How many of ``n`` escalations fit under the dollar cap, at the cost per answer seen so far."""
+        if self.max_dollars is None:
+            return n
+        left = self.max_dollars - self.counts.dollars
+        per = self.counts.dollars / self._paid if self._paid else (self.cost_per_label or 0.0)
+        if left <= 0:
+            return 0
+        return n if per <= 0 else min(n, int(left // per))
 
     def apply(self, texts: Sequence[str], pred: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(final label indices, from_teacher mask)``. Every answer is committed to the ledger as it arrives."""
@@ -220,8 +266,14 @@ class Cascade:
             room = max(0, self.max_escalations - self.counts.escalated)
             self.counts.capped += max(0, len(low) - room)
             low = low[:room]
+        fit = self._dollar_room(len(low))
+        self.counts.capped_by_dollars += len(low) - fit
+        low = low[:fit]
         if len(low):
             answers = self.cached.label([texts[i] for i in low])
+            paid = {id(a): a for a in answers if not a.cached}  # a text twice in the batch is paid once
+            self._paid += len(paid)
+            self.counts.dollars += sum(a.usage.cost_usd for a in paid.values())
             self.counts.escalated += len(low)
             for i, a in zip(low, answers):
                 if a.label is None:

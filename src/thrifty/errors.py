@@ -4,7 +4,19 @@ from __future__ import annotations
 
 
 class ThriftyError(Exception):
-    """Base class for every error thrifty raises on purpose."""
+    """Base class for every error thrifty raises on purpose.
+
+    ``exit_code`` is what the CLI exits with: 2 for what the user asked for (options, config, input
+    files: fix and re-run), 1 for a :class:`RunError` (the run itself failed).
+    """
+
+    exit_code = 2
+
+
+class RunError(ThriftyError):
+    """The run started and failed (teacher unreachable, nothing left to label, corrupt model file)."""
+
+    exit_code = 1
 
 
 class ConfigError(ThriftyError):
@@ -26,18 +38,18 @@ class TaskError(ThriftyError):
     """The label set or prompt definition is invalid."""
 
 
-class TeacherError(ThriftyError):
+class TeacherError(RunError):
     """The teacher could not be reached or kept failing after retries.
 
     Labels already paid for are in the ledger; re-running resumes from there.
     """
 
 
-class EmptyPoolError(ThriftyError):
+class EmptyPoolError(RunError):
     """No unlabelled documents are left to select from."""
 
 
-class ModelIntegrityError(ThriftyError):
+class ModelIntegrityError(RunError):
     """A model file does not match its pinned sha256."""
 
 

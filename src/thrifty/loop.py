@@ -29,6 +29,7 @@ from .task import Task
 from .teachers import teacher_recipe
 from .teachers.base import Teacher, TeacherLabel
 from .teachers.ledger import CachedTeacher, Ledger
+from .teachers.pricing import require_known
 
 HistoryCallback = Callable[[dict[str, Any]], None]
 
@@ -166,6 +167,9 @@ class Distiller:
         self.corpus = corpus
         if len(corpus) == 0:
             raise EmptyPoolError("The corpus is empty.")
+        if cfg.budget.dollars is not None:  # a $0 price would never bind: refuse before any request
+            for payer in (self.teacher, self._generator):
+                require_known(payer, f"The budget {cfg.budget.describe()}")
         if self.out is not None:
             self.rundir = RunDir.create(self.out, self._record(corpus))
             self.run_id = self.rundir.run_id  # an existing run keeps its id, so ledger statistics stay per run

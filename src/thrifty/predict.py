@@ -148,6 +148,8 @@ class PredictSummary:
     escalated: int = 0
     abstained: int = 0
     capped: int = 0
+    capped_by_dollars: int = 0  # left to the student by --max-dollars
+    dollars: float = 0.0  # paid for escalations over the whole (resumed) run
     teacher_requests: int = 0  # paid by this call (cache hits excluded)
     cascade: dict[str, Any] | None = None
     engine: str = "local"
@@ -211,8 +213,8 @@ class _Parts:
         self.manifest["parts"][str(i)] = info
         atomic_write(self.dir / MANIFEST, json.dumps(self.manifest, indent=1))
 
-    def totals(self, key: str) -> int:
-        return sum(int(v.get(key, 0)) for v in self.manifest["parts"].values())
+    def totals(self, key: str) -> Any:
+        return sum(v.get(key, 0) for v in self.manifest["parts"].values())
 
     def merge(self, out: Path, n_batches: int) -> None:
         """Concatenate the parts in batch order into ``out`` (streamed), then remove them."""
@@ -312,7 +314,8 @@ def predict_file(
     labels = list(json.loads((model_dir / "model.json").read_text(encoding="utf-8"))["labels"])
     settings = {"text_col": text_col, "id_col": id_col, "batch_size": batch_size, "probs": probs,
                 "threshold": cascade.threshold if cascade else None,
-                "max_escalations": cascade.max_escalations if cascade else None}
+                "max_escalations": cascade.max_escalations if cascade else None,
+                **({"max_dollars": cascade.max_dollars} if cascade and cascade.max_dollars is not None else {})}
     parts = _Parts(out, _fingerprint(corpus, model_dir, settings), restart)
     summary = PredictSummary(out=str(out), workers=workers, resumed_batches=len(parts.manifest["parts"]),
                              cascade=cascade_plan.as_dict() if cascade_plan else None)
@@ -320,6 +323,8 @@ def predict_file(
         cascade.counts.escalated = parts.totals("escalated")
         cascade.counts.abstained = parts.totals("abstained")
         cascade.counts.capped = parts.totals("capped")
+        cascade.counts.capped_by_dollars = parts.totals("capped_by_dollars")
+        cascade.counts.dollars = float(parts.totals("dollars"))
     requests0 = cascade.cached.requests if cascade else 0
     total = count_rows(corpus, text_col) if progress else None
     if workers == 1:
@@ -373,5 +378,6 @@ def predict_file(
     if cascade is not None:
         summary.escalated, summary.abstained, summary.capped = (cascade.counts.escalated, cascade.counts.abstained,
                                                                 cascade.counts.capped)
+        summary.capped_by_dollars, summary.dollars = cascade.counts.capped_by_dollars, cascade.counts.dollars
         summary.teacher_requests = cascade.cached.requests - requests0
     return summary

@@ -5,7 +5,8 @@ seeded, per-text deterministic noise rate, or replaced by garbage at an abstenti
 It returns plausible first-token logprobs in OpenAI's or llama.cpp's format, realistic
 ``usage``, and can inject the faults real servers produce: 429 with ``Retry-After``, 500s,
 slow replies, malformed JSON bodies, dropped connections, a 400 for texts matching a pattern
-(a content filter) and usable answers with broken optional fields (``odd``). It counts requests and paid
+(a content filter) and usable answers with broken optional fields (``odd``); it can act as a reasoning
+model (``reasoning=True``) and serves the Batch API (:mod:`thrifty.sim_batch`). It counts requests and paid
 answers per text (``stats()``, ``GET /stats``) so tests and benchmarks can check that no
 text is ever paid for twice.
 
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import ThriftyError
+from .sim_batch import SimBatches
 from .teachers.base import estimate_tokens
 
 LOGPROB_FORMATS = ("openai", "llamacpp", "none")
@@ -104,6 +106,11 @@ class SimServer:
         seed: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
+        prompt_cache_min: int | None = None,
+        reasoning: bool = False,
+        batch_line_failure: float = 0.0,
+        batch_expire_after: int | None = None,
+        batch_polls: int = 2,
     ):
         if logprobs not in LOGPROB_FORMATS:
             raise ThriftyError(f"Unknown logprobs format {logprobs!r}: use one of {list(LOGPROB_FORMATS)}.")
@@ -118,6 +125,8 @@ class SimServer:
         self.faults = faults or Faults()
         self.api_key = api_key
         self.seed = seed
+        self.prompt_cache_min = prompt_cache_min  # None: no prompt cache; else cache prefixes this long or longer
+        self.reasoning = reasoning  # mimic an OpenAI reasoning model: refuse its unsupported parameters, no logprobs
         self.host = host
         self.port = port
         self._lock = threading.Lock()
@@ -126,6 +135,8 @@ class SimServer:
         self._hold_after: int | None = None
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.batches = SimBatches(self, line_failure_rate=batch_line_failure, expire_after=batch_expire_after,
+                                  polls_to_complete=batch_polls)
         self.reset()
 
     # ---- construction ---------------------------------------------------------------------
@@ -193,6 +204,8 @@ class SimServer:
             self.answered_by_text: Counter[str] = Counter()  # answers delivered (what a provider bills)
             self.faults_injected: Counter[str] = Counter()
             self.unknown_texts = 0
+            self.cached_tokens = 0  # prompt tokens reported as served from the prompt cache
+            self._prefixes: set[str] = set()  # prompt prefixes seen (the simulated prompt cache)
             self._admitted = 0  # requests let through to an answer (for hold_after)
 
     def hold_after(self, n_answers: int | None) -> None:
@@ -219,7 +232,9 @@ class SimServer:
                 "texts_answered_twice": sum(1 for n in self.answered_by_text.values() if n > 1),
                 "faults": dict(self.faults_injected),
                 "unknown_texts": self.unknown_texts,
+                "cached_tokens": self.cached_tokens,
                 "answered_by_text": {_sha(t): n for t, n in self.answered_by_text.items()},
+                **self.batches.stats(),
             }
 
     # ---- answers --------------------------------------------------------------------------
@@ -253,11 +268,34 @@ class SimServer:
         probs[JUNK_TOKENS[0]] = probs.get(JUNK_TOKENS[0], 0.0) + junk
         return sorted(probs.items(), key=lambda kv: -kv[1])[:20]
 
+    def refusal(self, body: dict[str, Any]) -> str | None:
+        """The 400 message a reasoning model gives for a parameter it does not support (None if none)."""
+        if not self.reasoning:
+            return None
+        if "max_tokens" in body:
+            return ("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                    "Use 'max_completion_tokens' instead.")
+        if body.get("temperature", 1) != 1:
+            return (f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. "
+                    "Only the default (1) value is supported.")
+        if body.get("logprobs") or "top_logprobs" in body:
+            return "Unsupported parameter: 'logprobs' is not supported with this model."
+        return None
+
     def completion(self, body: dict[str, Any], text: str) -> dict[str, Any]:
         answer = self.answer_for(text)
         messages = body.get("messages") or []
         prompt_tokens = sum(estimate_tokens(str(m.get("content", ""))) + 4 for m in messages) + 3
-        completion_tokens = estimate_tokens(answer) + 1
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_schema":  # strict enum: always a label, with a stated confidence
+            if answer in self.labels:
+                conf = max(p for _, p in self.distribution(text, answer))
+            else:
+                answer, conf = self.labels[int(_u(self.seed, "guess", text) * len(self.labels))], 0.25
+            answer = json.dumps({"label": answer, "confidence": round(conf, 2)})
+        reasoning_tokens = 32 + int(64 * _u(self.seed, "reasoning", text)) if self.reasoning else 0
+        completion_tokens = estimate_tokens(answer) + 1 + reasoning_tokens
+        cached = self._cached_prefix_tokens(messages)
         data: dict[str, Any] = {
             "id": "chatcmpl-sim-" + _sha(text)[:12],
             "object": "chat.completion",
@@ -265,9 +303,15 @@ class SimServer:
             "model": str(body.get("model", "sim")),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+                      "total_tokens": prompt_tokens + completion_tokens,
+                      "prompt_tokens_details": {"cached_tokens": cached},
+                      "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}},
         }
-        if body.get("logprobs") and self.logprobs != "none":
+        cap = body.get("max_completion_tokens")
+        if cap is not None and completion_tokens > int(cap):  # reasoning used the whole allowance: no answer
+            data["choices"][0].update(message={"role": "assistant", "content": ""}, finish_reason="length")
+            data["usage"]["completion_tokens"] = int(cap)
+        if body.get("logprobs") and self.logprobs != "none" and not self.reasoning:
             k = max(1, min(20, int(body.get("top_logprobs") or 1)))
             cands = self.distribution(text, answer)[:k]
             first = _first_token(answer) if answer in self.labels else JUNK_TOKENS[0]
@@ -304,6 +348,22 @@ class SimServer:
             elif kind == "usage_float":
                 usage["prompt_tokens"] = usage["prompt_tokens"] + 0.5
         return data
+
+    def _cached_prefix_tokens(self, messages: list[Any]) -> int:
+        """Like OpenAI's prompt cache: a prefix (every message but the last) long enough and seen before
+        is reported as cached in ``usage.prompt_tokens_details.cached_tokens``."""
+        if self.prompt_cache_min is None or len(messages) < 2:
+            return 0
+        prefix = messages[:-1]
+        n = sum(estimate_tokens(str(m.get("content", ""))) + 4 for m in prefix) + 3
+        if n < self.prompt_cache_min:
+            return 0
+        key = _sha(json.dumps(prefix, sort_keys=True))
+        with self._lock:
+            hit = key in self._prefixes
+            self._prefixes.add(key)
+            self.cached_tokens += n if hit else 0
+        return n if hit else 0
 
     def _pick_fault(self, n: int, text: str) -> str | None:
         if text in self.faults.poison:
@@ -363,7 +423,48 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def _authorised(self) -> bool:
+        sim = self.sim
+        if sim.api_key is not None and self.headers.get("Authorization") != f"Bearer {sim.api_key}":
+            # like real providers, echo (part of) the key presented: clients must scrub it
+            presented = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            self._error(401, f"Incorrect API key provided: {presented}.", "invalid_request_error")
+            return False
+        return True
+
+    def _batch_api(self, method: str, raw: bytes = b"") -> bool:
+        """Serve /v1/files and /v1/batches; False when the path is not theirs."""
+        path = self.path.split("?")[0].rstrip("/").removeprefix("/v1")
+        parts = path.strip("/").split("/")
+        if parts[0] not in ("files", "batches"):
+            return False
+        if not self._authorised():
+            return True
+        b = self.sim.batches
+        with b._lock:
+            b.api_calls += 1
+        if method == "POST" and parts == ["files"]:
+            self._json(*b.upload(self.headers.get("Content-Type", ""), raw))
+        elif method == "POST" and parts == ["batches"]:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            self._json(*b.create(body)) if isinstance(body, dict) else self._error(400, "Body must be JSON.", "invalid_request_error")
+        elif method == "GET" and parts == ["batches"]:
+            self._json(200, b.list())
+        elif method == "GET" and len(parts) == 2 and parts[0] == "batches":
+            self._json(*b.poll(parts[1]))
+        elif method == "GET" and len(parts) == 3 and parts[0] == "files" and parts[2] == "content":
+            status, content = b.content(parts[1])
+            self._send(status, content, ctype="application/octet-stream" if status == 200 else "application/json")
+        else:
+            self._error(404, f"No route {self.path}", "not_found")
+        return True
+
     def do_GET(self) -> None:
+        if self._batch_api("GET"):
+            return
         if self.path.rstrip("/") in ("/stats", "/v1/stats"):
             self._json(200, self.sim.stats())
         elif self.path.rstrip("/") in ("/v1/models", "/models"):
@@ -375,13 +476,12 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.sim
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if self._batch_api("POST", raw):
+            return
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             self._error(404, f"No route {self.path}", "not_found")
             return
-        if sim.api_key is not None and self.headers.get("Authorization") != f"Bearer {sim.api_key}":
-            # like real providers, echo (part of) the key presented: clients must scrub it
-            presented = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-            self._error(401, f"Incorrect API key provided: {presented}.", "invalid_request_error")
+        if not self._authorised():
             return
         try:
             body = json.loads(raw)
@@ -394,7 +494,9 @@ class _Handler(BaseHTTPRequestHandler):
             sim.n_requests += 1
             sim.requests_by_text[text] += 1
             asks_logprobs = "logprobs" in body or "top_logprobs" in body
-            fault = "reject_logprobs" if sim.faults.reject_logprobs and asks_logprobs else sim._pick_fault(n, text)
+            refusal = sim.refusal(body)
+            fault = ("refused" if refusal else "reject_logprobs" if sim.faults.reject_logprobs and asks_logprobs
+                     else sim._pick_fault(n, text))
             if fault:
                 sim.faults_injected[fault] += 1
             hold = sim._hold_after is not None and sim._admitted >= sim._hold_after
@@ -406,7 +508,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if sim.latency:
             time.sleep(sim.latency)
-        if fault == "reject_logprobs":
+        if fault == "refused":
+            self._error(400, str(refusal), "invalid_request_error")
+        elif fault == "reject_logprobs":
             self._error(400, "Unrecognized request argument supplied: logprobs", "invalid_request_error")
         elif fault == "drop":
             self._drop()

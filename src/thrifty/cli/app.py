@@ -26,7 +26,8 @@ err_console = Console(stderr=True)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn thrifty's own errors into one clear red line and exit code 2 (no traceback)."""
+    """Turn thrifty's own errors into one clear red line (no traceback) and the error's exit code:
+    2 for a usage or config error, 1 for a run failure (see ``ThriftyError.exit_code``)."""
     import functools
 
     from ..errors import ThriftyError
@@ -37,7 +38,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except ThriftyError as e:
             err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
-            sys.exit(2)
+            sys.exit(e.exit_code)
         except KeyboardInterrupt as e:
             # a teacher's Interrupted says what it waited for and what may be billed; a bare Ctrl-C
             # came between requests, when every answer received is already in the ledger

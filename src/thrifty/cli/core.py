@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from ..errors import ThriftyError
-from .app import app, console, friendly, ledger_app
+from .app import app, console, err_console, friendly, ledger_app
+from .scripting import JsonFlag, json_command
 
 # ---- shared options ------------------------------------------------------------------------
 TextCol = typer.Option("text", "--text-col", help="Column holding the texts.")
@@ -27,6 +28,20 @@ ApiKeyEnv = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment va
 Prices = typer.Option(None, "--prices", help="YAML price table overriding the built-in one.")
 PriceIn = typer.Option(None, "--price-in", help="$ per 1k prompt tokens (overrides the table).")
 PriceOut = typer.Option(None, "--price-out", help="$ per 1k completion tokens (overrides the table).")
+ExtraBody = typer.Option(None, "--extra-body", help="openai teacher: JSON object merged into every request, e.g. '{\"reasoning_effort\": \"low\"}'.")
+
+
+def parse_extra_body(text: Optional[str]) -> Optional[dict[str, Any]]:
+    """The --extra-body JSON object (None when not given)."""
+    if not text:
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        raise ThriftyError(f"--extra-body is not valid JSON ({e}); give an object, e.g. '{{\"reasoning_effort\": \"low\"}}'.") from None
+    if not isinstance(obj, dict):
+        raise ThriftyError("--extra-body must be a JSON object, e.g. '{\"reasoning_effort\": \"low\"}'.")
+    return obj
 
 
 def _load_task(labels: Optional[str], corpus_path: Optional[Path] = None):
@@ -51,13 +66,18 @@ def _teacher_columns(path: Path) -> list[str]:
 
 def build_teacher(spec: str, task: Any, corpus: Any, base_url: Optional[str], api_key_env: str,
                   prices: Optional[Path], price_in: Optional[float], price_out: Optional[float],
-                  concurrency: Optional[int] = None, max_retries: Optional[int] = None, timeout: Optional[float] = None):
+                  concurrency: Optional[int] = None, max_retries: Optional[int] = None, timeout: Optional[float] = None,
+                  extra_body: Optional[dict[str, Any]] = None, batch_api: bool = False, batch_poll: Optional[float] = None):
     from ..teachers import make_teacher
 
     kw: dict[str, Any] = {}
     if spec.startswith("openai:"):  # HTTP knobs only mean something for a server
-        kw = {k: v for k, v in (("concurrency", concurrency), ("max_retries", max_retries), ("timeout", timeout))
-              if v is not None}
+        kw = {k: v for k, v in (("concurrency", concurrency), ("max_retries", max_retries), ("timeout", timeout),
+                                ("extra_body", extra_body)) if v is not None}
+        if batch_api:
+            kw.update(batch_api=True, **({"batch_poll": batch_poll} if batch_poll else {}))
+    elif extra_body is not None or batch_api:
+        raise ThriftyError("--extra-body and --batch-api apply to the openai teacher only.")
     return make_teacher(spec, task, corpus, base_url=base_url, api_key_env=api_key_env,
                         prices=prices, price_in=price_in, price_out=price_out, **kw)
 
@@ -138,6 +158,7 @@ def _resumed_config(rd: Any, settings: dict[str, Any], mraru_exponent: Optional[
 
 @app.command()
 @friendly
+@json_command
 def distill(
     corpus: Optional[Path] = typer.Argument(None, help="Pool of texts: .csv, .jsonl or .parquet."),
     labels: Optional[str] = Labels,
@@ -155,7 +176,7 @@ def distill(
     plateau: Optional[int] = typer.Option(None, "--plateau", help="Stop after this many rounds without agreement gain (default 0 = off)."),
     plateau_eps: Optional[float] = typer.Option(None, "--plateau-eps", help="Minimum agreement gain that counts (default 0.002)."),
     target_agreement: Optional[float] = typer.Option(None, "--target-agreement", help="Stop when validation agreement reaches this."),
-    max_rounds: Optional[int] = typer.Option(None, "--max-rounds"),
+    max_rounds: Optional[int] = typer.Option(None, "--max-rounds", help="Stop after this many rounds."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
     eval_path: Optional[Path] = typer.Option(None, "--eval", help="Gold-labelled test file for accuracy (never trained on)."),
     text_col: str = TextCol,
@@ -169,6 +190,9 @@ def distill(
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="openai teacher: requests in flight (default 8)."),
     max_retries: Optional[int] = typer.Option(None, "--max-retries", help="openai teacher: retries per text on 429/5xx/timeouts."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="openai teacher: seconds per request (default 60); also the longest Ctrl-C waits for requests in flight."),
+    extra_body: Optional[str] = ExtraBody,
+    batch_api: bool = typer.Option(False, "--batch-api", help="openai teacher: every label through the Batch API (about half price, minutes to hours per round; a killed run resumes its batches)."),
+    batch_poll: float = typer.Option(30.0, "--batch-poll", help="--batch-api: seconds between status polls."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     synthesize: Optional[str] = typer.Option(None, "--synthesize", help="pgkd[key=value,...]: after each round the LLM writes new training texts aimed at the student's weak classes."),
     pgkd_generator: Optional[str] = typer.Option(None, "--pgkd-generator", help="openai:MODEL | local[:MODEL] that writes texts (default: the teacher, if openai/local)."),
@@ -180,7 +204,8 @@ def distill(
     pgkd_max_cycles: Optional[int] = typer.Option(None, "--pgkd-max-cycles", help="PGKD: at most this many cycles (default 10)."),
     pgkd_dedupe: Optional[float] = typer.Option(None, "--pgkd-dedupe", help="PGKD: near-duplicate cosine threshold on the run's features (default: calibrated on the pool, 0.9-0.99)."),
     pgkd_max_chars: Optional[int] = typer.Option(None, "--pgkd-max-chars", help="PGKD: longest generated text kept (default 300)."),
-) -> None:
+    json_mode: bool = JsonFlag,
+) -> dict[str, Any]:
     """Distil the teacher into a student on CORPUS, spending at most --budget."""
     from ..corpus import read_corpus
     from ..loop import Distiller
@@ -197,6 +222,7 @@ def distill(
                                   n_wrong=pgkd_examples, n_hard=pgkd_hard, report=False if pgkd_no_report else None,
                                   patience=pgkd_patience, max_cycles=pgkd_max_cycles, dedupe_threshold=pgkd_dedupe,
                                   max_chars=pgkd_max_chars).items() if v is not None}
+    body = parse_extra_body(extra_body)
     rd = None
     if resume is None:  # the configuration is validated before anything is read, written or paid for
         config = _config_from_flags(settings, mraru_exponent, pgkd)
@@ -221,10 +247,11 @@ def distill(
     pool.require_texts()
     if rd is None:
         tch = build_teacher(teacher, task, pool, base_url, api_key_env or "OPENAI_API_KEY", prices, price_in, price_out,
-                            concurrency, max_retries, timeout)
+                            concurrency, max_retries, timeout, body, batch_api, batch_poll)
     else:  # the run's own teacher at the run's prices; only the HTTP knobs may change
         tch = rd.build_teacher(pool, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-                               max_retries=max_retries, timeout=timeout)
+                               max_retries=max_retries, timeout=timeout, extra_body=body,
+                               batch_api=batch_api or None, batch_poll=batch_poll if batch_api else None)
     ev_texts = ev_gold = None
     if eval_path is not None:
         ev = read_corpus(eval_path, text_col=text_col, gold_col=gold_col or "label")
@@ -261,22 +288,27 @@ def distill(
            f"`thrifty ledger stats {d.ledger.path}` too)" if d.set_aside else ""),
         soft_wrap=True,
     )
+    return {"run_dir": str(out), "run_id": d.run_id, "model": str(out / "model"), "stop_reason": d.stop_reason_,
+            "seconds": time.perf_counter() - t0, "requests": d.cached.requests, "cache_hits": d.cached.hits,
+            "ledger": st.as_dict(), "last_round": d.history_[-1] if d.history_ else None}
 
 
 @app.command()
 @friendly
+@json_command
 def plan(
     corpus: Path = typer.Argument(..., help="Pool of texts."),
     labels: Optional[str] = Labels,
     teacher: str = TeacherOpt,
-    budget: str = typer.Option("500", "--budget", "-b"),
-    val_size: Optional[int] = typer.Option(None, "--val-size"),
+    budget: str = typer.Option("500", "--budget", "-b", help="'500' labels, '200k tokens' or '$5' (as for distill)."),
+    val_size: Optional[int] = typer.Option(None, "--val-size", help="Validation labels (default: as distill chooses)."),
     text_col: str = TextCol,
     prices: Optional[Path] = Prices,
     price_in: Optional[float] = PriceIn,
     price_out: Optional[float] = PriceOut,
     sample: int = typer.Option(2000, "--sample", help="Texts sampled to estimate prompt length."),
-) -> None:
+    json_mode: bool = JsonFlag,
+) -> dict[str, Any]:
     """Estimate teacher tokens and dollars for a budget before anything is spent."""
     import numpy as np
 
@@ -284,7 +316,7 @@ def plan(
     from ..loop import DistillConfig
     from ..stopping import Budget
     from ..teachers.base import estimate_tokens
-    from ..teachers.pricing import load_price_table, price_for
+    from ..teachers.pricing import HOW_TO_PRICE, price_for_spec
 
     task = _load_task(labels, corpus)
     pool = read_corpus(corpus, text_col=text_col)
@@ -293,14 +325,42 @@ def plan(
     idx = rng.choice(len(pool), size=min(sample, len(pool)), replace=False)
     per_prompt = float(np.mean([estimate_tokens(task.render(pool.texts[i])) for i in idx]))
     per_completion = float(max(estimate_tokens(lab) for lab in task.labels)) + 1
-    model = teacher.partition(":")[2] if teacher.startswith("openai:") else teacher.partition(":")[0]
-    price = price_for(model, load_price_table(prices), price_in, price_out)
+    price = price_for_spec(teacher, prices, price_in, price_out)
+    warnings = []
+    if not price.known:
+        warnings.append(f"no price is known for {teacher}: dollar figures below are $0 and distill would refuse "
+                        f"a dollar budget; {HOW_TO_PRICE}.")
+    if teacher.startswith("openai:"):
+        from ..teachers.openai import is_reasoning_model
+
+        if is_reasoning_model(teacher.partition(":")[2]):
+            warnings.append(f"{teacher} is a reasoning model: its hidden reasoning is billed as completion tokens "
+                            "(often hundreds per answer), so the completion and dollar figures are lower bounds.")
     n = b.labels
     if n is None:
         per_label = price.cost(per_prompt, per_completion)
-        n = int(b.dollars / per_label) if b.dollars and per_label > 0 else int((b.tokens or 0) / (per_prompt + per_completion))
+        if b.dollars is not None:
+            n = int(b.dollars / per_label) if per_label > 0 else 0
+        else:
+            n = int((b.tokens or 0) / (per_prompt + per_completion))
+    n = min(n, len(pool))  # a run stops when the pool is labelled
     cfg = DistillConfig(budget=Budget(labels=n), val_size=val_size)
     n_val = cfg.resolved_val_size()
+    dollars = price.cost(per_prompt * n, per_completion * n)
+    b_in, b_out = price.rates(batch=True)
+    result = {
+        "teacher": teacher, "corpus": str(corpus), "pool_texts": len(pool), "labels": n, "validation_labels": n_val,
+        "prompt_tokens_per_label": round(per_prompt, 1), "completion_tokens_per_label": per_completion,
+        "prompt_tokens": round(per_prompt * n), "completion_tokens": round(per_completion * n),
+        "token_count": "estimated at ~4 characters per token",
+        "price": {"known": price.known, "source": price.source, "prompt_per_1k": price.prompt_per_1k,
+                  "completion_per_1k": price.completion_per_1k, "cached_prompt_per_1k": price.cached_prompt_per_1k,
+                  "batch_prompt_per_1k": b_in, "batch_completion_per_1k": b_out},
+        "dollars": dollars,
+        "dollars_batch_api": price.cost(per_prompt * n, per_completion * n, batch=True),
+        "dollars_whole_pool": price.cost(per_prompt * len(pool), per_completion * len(pool)),
+        "warnings": warnings,
+    }
     t = Table(title=f"plan: {teacher} on {corpus.name}")
     for c in ("", "value"):
         t.add_column(c)
@@ -308,25 +368,30 @@ def plan(
         ("pool texts", f"{len(pool):,}"), ("labels (incl. validation)", f"{n:,}"), ("validation labels", f"{n_val:,}"),
         ("prompt tokens / label (est.)", f"{per_prompt:,.0f}"), ("completion tokens / label", f"{per_completion:,.0f}"),
         ("prompt tokens total", f"{per_prompt * n:,.0f}"), ("completion tokens total", f"{per_completion * n:,.0f}"),
-        ("price $/1k prompt, completion", f"{price.prompt_per_1k}, {price.completion_per_1k}"),
-        ("dollars (est.)", f"${price.cost(per_prompt * n, per_completion * n):,.4f}"),
-        ("labelling the whole pool instead", f"${price.cost(per_prompt * len(pool), per_completion * len(pool)):,.2f}"),
+        ("price", price.describe()),
+        ("dollars (est.)", f"${dollars:,.4f}"),
+        ("dollars with --batch-api (est.)", f"${result['dollars_batch_api']:,.4f}"),
+        ("labelling the whole pool instead", f"${result['dollars_whole_pool']:,.2f}"),
     ]
     for r in rows:
         t.add_row(*r)
     console.print(t)
     console.print("Estimates use ~4 characters per token; cached labels cost nothing.")
+    for w in warnings:
+        err_console.print(f"[bold yellow]warning:[/] {w}", soft_wrap=True)
+    return result
 
 
 @app.command()
 @friendly
+@json_command
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory (or model directory)."),
     data: Path = typer.Argument(..., help="Labelled file to evaluate on."),
     gold_col: str = typer.Option("label", "--gold-col", help="Column with the reference labels (gold or teacher)."),
     text_col: str = TextCol,
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
-) -> None:
+    json_mode: bool = JsonFlag,
+) -> dict[str, Any]:
     """Accuracy and macro-F1 of the student against gold (or teacher) labels in DATA."""
     import numpy as np
     from sklearn.metrics import classification_report, f1_score
@@ -350,16 +415,17 @@ def evaluate(
     console.print(f"[bold]accuracy {acc:.4f}[/]  macro-F1 {f1:.4f}  on {len(keep):,} rows"
                   + (f" ({unknown:,} rows with labels outside the set skipped)" if unknown else "")
                   + f"; {len(keep) / max(secs, 1e-9):,.0f} docs/s")
-    if json_out:
-        json_out.write_text(json.dumps({"accuracy": acc, "macro_f1": f1, "n": len(keep), "skipped": unknown}, indent=2))
+    return {"accuracy": acc, "macro_f1": f1, "n": len(keep), "skipped": unknown, "docs_per_s": len(keep) / max(secs, 1e-9)}
 
 
 @ledger_app.command("stats")
 @friendly
+@json_command
 def ledger_stats(
     path: Path = typer.Argument(..., help="Ledger file, or a run directory holding ledger.sqlite."),
     run_id: Optional[str] = typer.Option(None, "--run", help="Only this run id."),
-) -> None:
+    json_mode: bool = JsonFlag,
+) -> dict[str, Any]:
     """Calls, tokens, dollars, cache hits and dollars saved."""
     from ..teachers.ledger import Ledger
 
@@ -379,7 +445,8 @@ def ledger_stats(
                  ("possibly billed, no answer recorded", f"{s.possibly_billed:,}"),
                  ("texts set aside (refused)", f"{s.rejected:,}"),
                  ("cached answers stored", f"{n:,}"), ("cache hits", f"{s.cache_hits:,}"),
-                 ("prompt tokens", f"{s.prompt_tokens:,}"), ("completion tokens", f"{s.completion_tokens:,}"),
+                 ("prompt tokens", f"{s.prompt_tokens:,}"), ("  of which cached input", f"{s.cached_tokens:,}"),
+                 ("completion tokens", f"{s.completion_tokens:,}"),
                  ("dollars spent", f"${s.dollars:,.4f}"), ("dollars saved by the cache", f"${s.dollars_saved:,.4f}")]:
         t.add_row(k, v)
     console.print(t)
@@ -393,3 +460,6 @@ def ledger_stats(
                       f"{error[:200]}", soft_wrap=True, highlight=False)
     if len(refused) > 20:
         console.print(f"  ... and {len(refused) - 20} more")
+    return {"ledger": str(p), "run": run_id, **s.as_dict(), "cached_answers": n,
+            "set_aside": [{"text_sha256": sha, "model": model, "kind": kind, "error": error} for sha, model, kind, error in refused],
+            "models": [{"model": m, "calls": c, "dollars": d} for m, c, d in models]}

@@ -17,7 +17,7 @@ from .app import app, console, friendly
 @friendly
 def serve_sim(
     data: Path = typer.Argument(..., help="Dataset directory (pool.csv, test.csv, labels.json) or a CSV with text and label columns."),
-    host: str = typer.Option("127.0.0.1", "--host"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", help="0 = any free port."),
     noise: float = typer.Option(0.0, "--noise", help="Rate of wrong answers (deterministic per text)."),
     abstain: float = typer.Option(0.0, "--abstain", help="Rate of garbage answers that match no label."),
@@ -35,9 +35,11 @@ def serve_sim(
     reject_pattern: Optional[str] = typer.Option(None, "--reject-pattern", help="Regex: texts it finds always get a 400 (a content filter)."),
     odd_rate: float = typer.Option(0.0, "--odd-rate", help="Rate of good answers with broken logprobs/usage fields."),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Require the key held in this environment variable."),
-    seed: int = typer.Option(0, "--seed"),
-    text_col: str = typer.Option("text", "--text-col"),
-    label_col: str = typer.Option("label", "--label-col"),
+    prompt_cache_min: Optional[int] = typer.Option(None, "--prompt-cache-min", help="Report a repeated prompt prefix of at least this many tokens as cached (OpenAI: 1024); default: no prompt cache."),
+    reasoning: bool = typer.Option(False, "--reasoning", help="Act like an OpenAI reasoning model: 400 on max_tokens, temperature and logprobs; no logprobs; reasoning tokens billed."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the noise and fault draws."),
+    text_col: str = typer.Option("text", "--text-col", help="Column holding the texts."),
+    label_col: str = typer.Option("label", "--label-col", help="Column holding the gold labels."),
 ) -> None:
     """Serve a simulated teacher (answers from gold labels, with noise and faults) on an OpenAI-compatible API."""
     from ..sim import Fault, Faults, SimServer
@@ -54,7 +56,7 @@ def serve_sim(
     )
     sim = SimServer.from_path(data, text_col=text_col, label_col=label_col, noise=noise, abstain=abstain,
                               logprobs=logprobs, latency=latency, faults=faults, api_key=key, seed=seed,
-                              host=host, port=port)
+                              host=host, port=port, prompt_cache_min=prompt_cache_min, reasoning=reasoning)
     try:
         sim.start()
     except OSError as e:

@@ -50,7 +50,7 @@ def teacher_check(
     prior_n: int = typer.Option(200, "--prior-n", help="Unlabelled texts for the prior."),
     gold_col: str = typer.Option("label", "--gold-col", help="Column with the gold labels."),
     text_col: str = TextCol,
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random sample."),
     ledger: Optional[Path] = typer.Option(None, "--ledger", help="Ledger file (default: THRIFTY_CACHE_DIR/ledger.sqlite); answers are cached."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
     prices: Optional[Path] = Prices,
@@ -92,9 +92,9 @@ def teacher_check(
 def demo(
     teacher: str = typer.Option("local", "--teacher", "-t", help="Teacher spec (default: the local Qwen 1.5B)."),
     budget: int = typer.Option(100, "--budget", "-b", help="Teacher labels, validation included."),
-    batch: int = typer.Option(20, "--batch"),
+    batch: int = typer.Option(20, "--batch", help="Labels per round."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: a new temporary one)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
 ) -> None:
     """Distil the local teacher on the shipped Banking77 subset (6 intents) and report accuracy and time."""
     from ..corpus import read_corpus

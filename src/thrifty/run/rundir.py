@@ -185,7 +185,7 @@ class RunDir:
         recipe.update(changes)
         spec = recipe.pop("spec")
         if not spec.startswith("openai:"):  # HTTP knobs mean something only for a server
-            for knob in ("concurrency", "max_retries", "timeout"):
+            for knob in ("concurrency", "max_retries", "timeout", "extra_body", "batch_api", "batch_poll"):
                 recipe.pop(knob, None)
         return make_teacher(spec, self.task, pool, **recipe)
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..errors import TeacherError, ThriftyError
 from ..teachers.base import Usage, estimate_tokens
-from ..teachers.pricing import Price, load_price_table, price_for
+from ..teachers.pricing import Price, load_price_table, load_user_table, price_for
 
 
 @dataclass
@@ -178,14 +178,15 @@ def make_generator(spec: str, *, base_url: str | None = None, api_key_env: str =
                    prices: str | Path | None = None, **kw: Any) -> Generator:
     """Build a generator from ``openai:MODEL`` or ``local[:MODEL]``."""
     kind, _, arg = spec.partition(":")
-    table = load_price_table(prices)
+    table = load_price_table()
+    user = load_user_table(prices) if prices is not None else None
     if kind == "openai":
         if not arg:
             raise ThriftyError("Give the generator model: --pgkd-generator openai:MODEL.")
         return OpenAIGenerator(arg, base_url=base_url or "https://api.openai.com/v1", api_key_env=api_key_env,
-                               price=price_for(arg, table), **kw)
+                               price=price_for(arg, table, user_table=user, maintained=True), **kw)
     if kind == "local":
-        return LocalGenerator(arg or "default", price=price_for("local", table), **kw)
+        return LocalGenerator(arg or "default", price=price_for("local", table, user_table=user), **kw)
     raise ThriftyError(
         f"Unknown generator {spec!r}: use openai:MODEL or local[:MODEL] (a replay teacher cannot write texts; "
         "give --pgkd-generator)."

@@ -17,7 +17,7 @@ from ..errors import ThriftyError
 from ..task import Task
 from .base import Teacher, TeacherLabel, Usage
 from .ledger import CachedTeacher, Ledger, LedgerStats
-from .pricing import Price, load_price_table, price_for
+from .pricing import Price, load_price_table, price_for, price_for_spec
 
 
 def make_teacher(
@@ -34,35 +34,34 @@ def make_teacher(
 ) -> Teacher:
     """Build a teacher from a spec string (see module docstring)."""
     kind, _, arg = spec.partition(":")
-    table = load_price_table(prices)
+    if kind not in ("openai", "replay", "local"):
+        raise ThriftyError(f"Unknown teacher {spec!r}: use openai:MODEL, replay[:FILE] or local[:MODEL].")
+    if kind == "openai" and not arg:
+        raise ThriftyError("Give the model name: --teacher openai:MODEL (e.g. openai:gpt-4o-mini).")
+    price = price_for_spec(spec, prices, price_in, price_out)
     if kind == "openai":
         check_env_name(api_key_env)
         from .openai import OpenAITeacher
 
-        if not arg:
-            raise ThriftyError("Give the model name: --teacher openai:MODEL (e.g. openai:gpt-4o-mini).")
         if not base_url:
             base_url = "https://api.openai.com/v1"
         return OpenAITeacher(
             task, model=arg, base_url=base_url, api_key_env=api_key_env,
-            price=price_for(arg, table, price_in, price_out), **kw,
+            price=price, **kw,
         )
     if kind == "replay":
         from .replay import ReplayTeacher
 
         if corpus is None:
             raise ThriftyError("The replay teacher needs the corpus it replays labels for.")
-        price = price_for("replay", table, price_in, price_out)
         pk = {"price_in": price.prompt_per_1k, "price_out": price.completion_per_1k}
         if arg:
             return ReplayTeacher.from_file(task, corpus, arg, **pk)
         col = kw.get("column", "teacher_label")
         return ReplayTeacher.from_corpus_column(task, corpus, col, **pk)
-    if kind == "local":
-        from .local import LocalTeacher
+    from .local import LocalTeacher
 
-        return LocalTeacher(task, model=arg or "default", price=price_for("local", table, price_in, price_out), **kw)
-    raise ThriftyError(f"Unknown teacher {spec!r}: use openai:MODEL, replay[:FILE] or local[:MODEL].")
+    return LocalTeacher(task, model=arg or "default", price=price, **kw)
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -92,7 +91,9 @@ def teacher_recipe(teacher: Teacher) -> dict[str, Any] | None:
     if isinstance(teacher, OpenAITeacher):
         return {"spec": f"openai:{teacher.model}", "base_url": teacher.base_url, "api_key_env": teacher.api_key_env,
                 "price_in": teacher.price.prompt_per_1k, "price_out": teacher.price.completion_per_1k,
-                "concurrency": teacher.concurrency, "max_retries": teacher.max_retries}
+                "concurrency": teacher.concurrency, "max_retries": teacher.max_retries, "timeout": teacher.timeout,
+                **({"extra_body": teacher.extra_body} if teacher.extra_body else {}),
+                **({"batch_api": True, "batch_poll": teacher.batch_poll} if teacher.batch_api else {})}
     if isinstance(teacher, ReplayTeacher) and teacher.recorded:
         spec = f"replay:{teacher.recorded['file']}" if "file" in teacher.recorded else "replay"
         extra = {"column": teacher.recorded["column"]} if "column" in teacher.recorded else {}

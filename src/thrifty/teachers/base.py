@@ -19,6 +19,7 @@ class Usage:
     completion_tokens: int = 0
     latency_s: float = 0.0
     cost_usd: float = 0.0
+    cached_tokens: int = 0  # part of prompt_tokens served from the provider's prompt cache (cheaper)
 
     @property
     def total_tokens(self) -> int:

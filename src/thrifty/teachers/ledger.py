@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS labels (
     latency_s REAL,
     cost_usd REAL,
     created_at REAL,
-    run TEXT
+    run TEXT,
+    cached_tokens INTEGER DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -65,7 +66,8 @@ CREATE TABLE IF NOT EXISTS events (
     prompt_tokens INTEGER,
     completion_tokens INTEGER,
     cost_usd REAL,
-    at REAL
+    at REAL,
+    cached_tokens INTEGER DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run);
 CREATE TABLE IF NOT EXISTS claims (
@@ -82,7 +84,20 @@ CREATE TABLE IF NOT EXISTS rejections (
     created_at REAL,
     run TEXT
 );
+CREATE TABLE IF NOT EXISTS batches (
+    file_id TEXT PRIMARY KEY,    -- the uploaded Batch API input file
+    batch_id TEXT,               -- set the moment the batch is created
+    model TEXT NOT NULL,
+    lines TEXT NOT NULL,         -- JSON {custom_id: ledger key}
+    status TEXT NOT NULL,        -- uploaded | submitted | collected
+    created_at REAL,
+    run TEXT
+);
 """
+# columns added after the first release: (table, column, declaration), added to older ledgers on open
+MIGRATIONS = (("labels", "cached_tokens", "INTEGER DEFAULT 0"), ("events", "cached_tokens", "INTEGER DEFAULT 0"))
+_EVENT_INSERT = ("INSERT INTO events (run, kind, key, model, prompt_tokens, completion_tokens, cost_usd, at, cached_tokens) "
+                 "VALUES (?,?,?,?,?,?,?,?,?)")
 
 CLAIM_TTL_S = 30.0  # a claim lapses this long after its owner last extended it
 HOST = socket.gethostname()
@@ -108,6 +123,7 @@ class LedgerStats:
     sent: int = 0  # requests sent (teachers that report them)
     possibly_billed: int = 0  # sent, no answer and no error reply recorded: the provider may have billed them
     rejected: int = 0  # texts set aside because the teacher refused them
+    cached_tokens: int = 0  # prompt tokens billed at the provider's cached-input rate
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -126,6 +142,10 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            for table, col, decl in MIGRATIONS:
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                if col not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {decl}")
         except sqlite3.DatabaseError as e:
             raise TeacherError(f"Cannot open ledger {self.path}: {e}. Is it a thrifty ledger file?") from e
 
@@ -148,7 +168,7 @@ class Ledger:
             for start in range(0, len(uniq), 500):
                 chunk = uniq[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                q = f"SELECT key, raw, label, probs, confidence, parse, prompt_tokens, completion_tokens, latency_s, cost_usd FROM labels WHERE key IN ({marks})"
+                q = f"SELECT key, raw, label, probs, confidence, parse, prompt_tokens, completion_tokens, latency_s, cost_usd, cached_tokens FROM labels WHERE key IN ({marks})"
                 for row in self._db.execute(q, chunk):
                     out[row[0]] = _row_to_label(row, task)
                 q = f"SELECT key, error FROM rejections WHERE kind = 'rejected' AND key IN ({marks})"
@@ -214,7 +234,9 @@ class Ledger:
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute(
-                "INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO labels (key, model, params, prompt_hash, label_set_hash, text_sha256, raw, label, "
+                "probs, confidence, parse, prompt_tokens, completion_tokens, latency_s, cost_usd, created_at, run, "
+                "cached_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     key,
                     str(identity.get("model", "")),
@@ -233,11 +255,13 @@ class Ledger:
                     u.cost_usd,
                     now,
                     run,
+                    u.cached_tokens,
                 ),
             )
             self._db.execute(
-                "INSERT INTO events (run, kind, key, model, prompt_tokens, completion_tokens, cost_usd, at) VALUES (?,?,?,?,?,?,?,?)",
-                (run, "paid", key, str(identity.get("model", "")), u.prompt_tokens, u.completion_tokens, u.cost_usd, now),
+                _EVENT_INSERT,
+                (run, "paid", key, str(identity.get("model", "")), u.prompt_tokens, u.completion_tokens, u.cost_usd, now,
+                 u.cached_tokens),
             )
             self._db.execute("DELETE FROM claims WHERE key = ?", (key,))
             self._db.execute("COMMIT")
@@ -258,8 +282,9 @@ class Ledger:
         """Log a cache hit, or a non-label call such as a generation (PGKD), with its cost."""
         with self._lock:
             self._db.execute(
-                "INSERT INTO events (run, kind, key, model, prompt_tokens, completion_tokens, cost_usd, at) VALUES (?,?,?,?,?,?,?,?)",
-                (run, kind, key, model, usage.prompt_tokens, usage.completion_tokens, usage.cost_usd, time.time()),
+                _EVENT_INSERT,
+                (run, kind, key, model, usage.prompt_tokens, usage.completion_tokens, usage.cost_usd, time.time(),
+                 usage.cached_tokens),
             )
 
     def record_hits(self, run: str, model: str, hits: Sequence[tuple[str, TeacherLabel]]) -> None:
@@ -267,8 +292,9 @@ class Ledger:
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO events (run, kind, key, model, prompt_tokens, completion_tokens, cost_usd, at) VALUES (?,?,?,?,?,?,?,?)",
-                [(run, "hit", k, model, lab.usage.prompt_tokens, lab.usage.completion_tokens, lab.usage.cost_usd, now) for k, lab in hits],
+                _EVENT_INSERT,
+                [(run, "hit", k, model, lab.usage.prompt_tokens, lab.usage.completion_tokens, lab.usage.cost_usd, now,
+                  lab.usage.cached_tokens) for k, lab in hits],
             )
             self._db.execute("COMMIT")
 
@@ -277,9 +303,9 @@ class Ledger:
         where, args = ("WHERE run = ?", (run,)) if run is not None else ("", ())
         with self._lock:
             rows = dict(
-                (k, (n, pt, ct, c))
-                for k, n, pt, ct, c in self._db.execute(
-                    f"SELECT kind, COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0), COALESCE(SUM(cost_usd),0) FROM events {where} GROUP BY kind",
+                (k, (n, pt, ct, c, cc))
+                for k, n, pt, ct, c, cc in self._db.execute(
+                    f"SELECT kind, COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0), COALESCE(SUM(cost_usd),0), COALESCE(SUM(cached_tokens),0) FROM events {where} GROUP BY kind",
                     args,
                 )
             )
@@ -291,9 +317,9 @@ class Ledger:
                 args,
             ).fetchone()[0]
             rejected = self._db.execute(f"SELECT COUNT(*) FROM rejections {where}", args).fetchone()[0]
-        paid = rows.get("paid", (0, 0, 0, 0.0))
-        gen = rows.get("generate", (0, 0, 0, 0.0))
-        hit = rows.get("hit", (0, 0, 0, 0.0))
+        paid = rows.get("paid", (0, 0, 0, 0.0, 0))
+        gen = rows.get("generate", (0, 0, 0, 0.0, 0))
+        hit = rows.get("hit", (0, 0, 0, 0.0, 0))
         return LedgerStats(
             calls=int(paid[0]),
             cache_hits=int(hit[0]),
@@ -305,6 +331,7 @@ class Ledger:
             sent=int(rows.get("sent", (0,))[0]),
             possibly_billed=int(unknown),
             rejected=int(rejected),
+            cached_tokens=int(paid[4] + gen[4]),
         )
 
     def models(self) -> list[tuple[str, int, float]]:
@@ -315,6 +342,38 @@ class Ledger:
                     "SELECT model, COUNT(*), COALESCE(SUM(cost_usd),0) FROM events WHERE kind != 'hit' GROUP BY model ORDER BY 2 DESC"
                 )
             ]
+
+    # ---- Batch API jobs: recorded before and after creation, so a killed run polls, never resubmits ----
+    def batch_uploaded(self, file_id: str, model: str, lines: dict[str, str], run: str = "") -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO batches VALUES (?,?,?,?,?,?,?)",
+                             (file_id, None, model, json.dumps(lines), "uploaded", time.time(), run))
+
+    def batch_submitted(self, file_id: str, batch_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE batches SET batch_id = ?, status = 'submitted' WHERE file_id = ?", (batch_id, file_id))
+
+    def batch_collected(self, file_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE batches SET status = 'collected' WHERE file_id = ?", (file_id,))
+
+    def open_batches(self, model: str) -> list[dict[str, Any]]:
+        """Batches of ``model`` not yet collected, oldest first: ``{file_id, batch_id, lines}``."""
+        with self._lock:
+            rows = self._db.execute("SELECT file_id, batch_id, lines FROM batches WHERE model = ? AND status != 'collected' "
+                                    "ORDER BY created_at", (model,)).fetchall()
+        return [{"file_id": f, "batch_id": b, "lines": json.loads(ln)} for f, b, ln in rows]
+
+    def has_keys(self, keys: Sequence[str]) -> set[str]:
+        """The subset of ``keys`` with an answer stored."""
+        out: set[str] = set()
+        uniq = list(dict.fromkeys(keys))
+        with self._lock:
+            for start in range(0, len(uniq), 500):
+                chunk = uniq[start : start + 500]
+                out.update(r[0] for r in self._db.execute(
+                    f"SELECT key FROM labels WHERE key IN ({','.join('?' * len(chunk))})", chunk))
+        return out
 
     def n_labels(self) -> int:
         with self._lock:
@@ -341,7 +400,7 @@ def rejected_label(error: str, cached: bool = False) -> TeacherLabel:
 
 
 def _row_to_label(row: tuple, task: Task) -> TeacherLabel:
-    _, raw, label, probs, conf, parse, pt, ct, lat, cost = row
+    _, raw, label, probs, conf, parse, pt, ct, lat, cost, cached = row
     p = np.asarray(json.loads(probs), dtype=np.float64) if probs else None
     if p is not None and len(p) != task.n_labels:
         p = None
@@ -350,7 +409,7 @@ def _row_to_label(row: tuple, task: Task) -> TeacherLabel:
         probs=p,
         confidence=conf,
         raw=raw or "",
-        usage=Usage(int(pt or 0), int(ct or 0), float(lat or 0.0), float(cost or 0.0)),
+        usage=Usage(int(pt or 0), int(ct or 0), float(lat or 0.0), float(cost or 0.0), int(cached or 0)),
         cached=True,
         parse=parse or "",
     )
@@ -454,8 +513,12 @@ class CachedTeacher:
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(stop,), name="thrifty-claims", daemon=True)
         beat.start()
+        resumable = getattr(self.teacher, "label_resumable", None)  # the Batch API: its jobs live in the ledger
         try:
-            self.teacher.label(texts, on_result=commit, **kw)
+            if resumable is not None:
+                resumable(texts, keys, self.ledger, self.run, on_result=commit, **kw)
+            else:
+                self.teacher.label(texts, on_result=commit, **kw)
         except TextsRejected as e:
             for j, (kind, error) in e.rejected.items():
                 self.ledger.put_rejection(keys[j], model, texts[j], kind, error, run=self.run)

@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import random
+import re
 import signal
 import time
 from collections import Counter
@@ -38,7 +39,7 @@ from urllib.parse import urlparse
 import httpx
 import numpy as np
 
-from ..errors import Interrupted, TeacherError
+from ..errors import Interrupted, TeacherError, ThriftyError
 from ..task import Task
 from .base import RequestCallback, ResultCallback, TeacherLabel, TextsRejected, Usage, estimate_tokens, one_hot
 from .parsing import normalise_label, parse_label
@@ -119,6 +120,12 @@ def _count(v: Any) -> int | None:
     return int(x) if x is not None and x >= 0 and x == int(x) else None
 
 
+def cached_prompt_tokens(usage: dict[str, Any]) -> int:
+    """Prompt tokens served from the provider's prompt cache (``usage.prompt_tokens_details.cached_tokens``)."""
+    details = usage.get("prompt_tokens_details")
+    return (_count(details.get("cached_tokens")) or 0) if isinstance(details, dict) else 0
+
+
 def first_token_candidates(data: dict[str, Any]) -> tuple[str, list[tuple[str, float]]] | None:
     """The first non-blank answer position's chosen token and top candidates, or None if absent."""
     choice = (data.get("choices") or [{}])[0] or {}
@@ -171,6 +178,45 @@ def label_distribution(
     return p / s if s > 0 else None
 
 
+ANSWER_MODES = ("auto", "logprobs", "json", "text")
+_REASONING = re.compile(r"^(o\d|gpt-5)")
+JSON_INSTRUCTION = (
+    'Answer with a JSON object: {"label": one of the labels, "confidence": your probability, from 0 to 1, '
+    "that this label is the correct one}."
+)
+
+
+def is_reasoning_model(model: str) -> bool:
+    """OpenAI's reasoning families (o1, o3, o4-mini, gpt-5...): they take ``max_completion_tokens``, refuse
+    ``temperature`` other than 1 and ``logprobs``, and bill hidden reasoning tokens as completion tokens."""
+    return bool(_REASONING.match(model.rsplit("/", 1)[-1].lower()))
+
+
+def label_schema(labels: Sequence[str]) -> dict[str, Any]:
+    """``response_format`` for a strict JSON-schema answer: one label from the enum and a stated confidence."""
+    return {"type": "json_schema", "json_schema": {"name": "label", "strict": True, "schema": {
+        "type": "object", "additionalProperties": False, "required": ["label", "confidence"],
+        "properties": {"label": {"type": "string", "enum": list(labels)}, "confidence": {"type": "number"}}}}}
+
+
+def verbalised_distribution(n_labels: int, index: int, confidence: float) -> np.ndarray:
+    """A stated confidence as a distribution: ``confidence`` on the answer, the rest spread evenly."""
+    c = min(1.0, max(0.0, float(confidence)))
+    if n_labels == 1:
+        return np.ones(1)
+    p = np.full(n_labels, (1.0 - c) / (n_labels - 1))
+    p[index] = c
+    return p / p.sum()
+
+
+def has_logprobs(data: dict[str, Any]) -> bool:
+    """Whether a chat completion carries token logprobs at all (in any known format)."""
+    choice = (data.get("choices") or [{}])[0] or {}
+    lp = choice.get("logprobs") if isinstance(choice, dict) else None
+    return bool((isinstance(lp, dict) and lp.get("content")) or data.get("completion_probabilities")
+                or (isinstance(choice, dict) and choice.get("completion_probabilities")))
+
+
 class _Fatal(Exception):
     """A response that no retry can fix for any text (bad key, wrong URL or model, nothing connects)."""
 
@@ -203,8 +249,18 @@ class OpenAITeacher:
     backoff_base, backoff_max : exponential backoff with full jitter: ``U(0, min(max, base * 2**attempt))``.
     max_retry_after : longest ``Retry-After`` honoured (seconds).
     top_logprobs : candidates per token to ask for (0 = do not ask for logprobs).
-    max_tokens : answer length cap (default: enough for the longest label).
-    extra_body : extra request fields (e.g. ``{"n_probs": 20}`` for old llama-servers); part of the identity.
+    max_tokens : answer length cap (default: enough for the longest label; 2048 for reasoning models,
+        whose hidden reasoning counts against it). Sent as ``max_completion_tokens`` to reasoning models.
+    extra_body : extra request fields (e.g. ``{"reasoning_effort": "low"}``, ``{"n_probs": 20}`` for old
+        llama-servers); part of the identity.
+    answer : how confidences are obtained. ``logprobs``: first-token logprobs; ``json``: a strict JSON-schema
+        answer (label enum) with a verbalised confidence; ``text``: the bare label, one-hot; ``auto``
+        (default): ``json`` for reasoning models, else ``logprobs``, switching to ``json`` (with a warning)
+        when the server returns no logprobs.
+    batch_api : send every text through the Batch API (:mod:`thrifty.teachers.batch`): Batch API prices,
+        hours instead of seconds; jobs are kept in the ledger so a killed run resumes them.
+    batch_poll : seconds between batch status polls.
+    batch_rounds : batches per call: the first, then the failed lines again (on their own) until none fail.
     """
 
     def __init__(
@@ -227,9 +283,17 @@ class OpenAITeacher:
         extra_body: dict[str, Any] | None = None,
         parse_floor: float = 0.8,
         seed: int | None = None,
+        answer: str = "auto",
+        batch_api: bool = False,
+        batch_poll: float = 30.0,
+        batch_rounds: int = 3,
     ):
         if concurrency < 1 or max_retries < 0 or timeout <= 0:
-            raise TeacherError("concurrency must be >= 1, max_retries >= 0 and timeout > 0.")
+            raise ThriftyError("concurrency must be >= 1, max_retries >= 0 and timeout > 0.")
+        if batch_poll <= 0 or batch_rounds < 1:
+            raise ThriftyError("batch_poll must be > 0 and batch_rounds >= 1.")
+        if answer not in ANSWER_MODES:
+            raise ThriftyError(f"Unknown answer mode {answer!r}: use one of {list(ANSWER_MODES)}.")
         self.task = task
         self.model = model
         self.base_url = base_url.rstrip("/")
@@ -243,11 +307,29 @@ class OpenAITeacher:
         self.max_retry_after = float(max_retry_after)
         self.temperature = float(temperature)
         self.top_logprobs = int(top_logprobs)
-        self.max_tokens = int(max_tokens) if max_tokens else max(16, 2 * max(estimate_tokens(lab) for lab in task.labels) + 8)
+        self.reasoning = is_reasoning_model(model)
+        self.answer = answer
+        if max_tokens:
+            self.max_tokens = int(max_tokens)
+        else:
+            self.max_tokens = 2048 if self.reasoning else max(16, 2 * max(estimate_tokens(lab) for lab in task.labels) + 8)
+        self._max_tokens_given = bool(max_tokens)
+        self._identity_max_tokens = self.max_tokens  # adapting the cap at run time must not change the ledger key
         self.extra_body = dict(extra_body or {})
         self.parse_floor = parse_floor
         self._rng = random.Random(seed)
-        self._logprobs_ok = self.top_logprobs > 0
+        # request shape per model family, corrected once if the server refuses a parameter (HTTP 400)
+        self._token_param = "max_completion_tokens" if self.reasoning else "max_tokens"
+        self._send_temperature = not self.reasoning
+        if answer == "auto":
+            self._mode = "json" if self.reasoning or self.top_logprobs <= 0 else "logprobs"
+        else:
+            self._mode = answer
+        self._mode_known = answer != "auto" or self._mode == "json"  # else: the first answer tells
+        self._announced = False
+        self.batch_api = bool(batch_api)
+        self.batch_poll = float(batch_poll)
+        self.batch_rounds = int(batch_rounds)
         self._answers = 0  # answers received over this teacher's life: the server works
         self.repaired: Counter[str] = Counter()  # broken optional fields dropped from usable answers
         key = os.environ.get(api_key_env, "").strip() if api_key_env else ""
@@ -268,8 +350,9 @@ class OpenAITeacher:
             "model": self.model,
             "kind": "openai",
             "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
+            "max_tokens": self._identity_max_tokens,
             "top_logprobs": self.top_logprobs,
+            **({"answer": self.answer} if self.answer != "auto" else {}),
             **({"extra": self.extra_body} if self.extra_body else {}),
         }
 
@@ -283,6 +366,44 @@ class OpenAITeacher:
         :class:`TextsRejected` when only texts the server refuses on their own are left,
         :class:`~thrifty.errors.Interrupted` after a Ctrl-C, else TeacherError.
         """
+        if self.batch_api:
+            return self.label_resumable(texts, None, None, "", on_result, on_request)
+        return self._label_interactive(texts, on_result, on_request)
+
+    def label_resumable(self, texts: Sequence[str], keys: Sequence[str] | None, ledger: Any, run: str,
+                        on_result: ResultCallback | None = None,
+                        on_request: RequestCallback | None = None) -> list[TeacherLabel]:
+        """Like :meth:`label`; with ``batch_api`` the jobs are recorded in ``ledger`` under ``keys`` (custom_ids),
+        so that a killed run polls them again instead of paying twice."""
+        if not self.batch_api:
+            return self._label_interactive(texts, on_result, on_request)
+        from .batch import BatchJobs
+
+        results: list[TeacherLabel | None] = [None] * len(texts)
+
+        def got(i: int, lab: TeacherLabel) -> None:
+            results[i] = lab
+            if on_result is not None:
+                on_result(i, lab)
+
+        jobs = BatchJobs(self, ledger, run)
+        rest = list(range(len(texts)))
+        if texts and not self._mode_known:
+            # one interactive answer shows whether the server gives logprobs; never one a batch already holds
+            held = {k for job in jobs.open_jobs() for k in job["lines"].values()}
+            probe = next((i for i in rest if keys is None or keys[i] not in held), None)
+            if probe is not None:
+                self._label_interactive([texts[probe]], lambda _, lab: got(probe, lab),
+                                        None if on_request is None else (lambda _, kind: on_request(probe, kind)))
+                rest.remove(probe)
+        if rest:
+            self._announce()
+            jobs.label([texts[i] for i in rest], [keys[i] for i in rest] if keys is not None else None,
+                       lambda j, lab: got(rest[j], lab))
+        return results  # type: ignore[return-value]
+
+    def _label_interactive(self, texts: Sequence[str], on_result: ResultCallback | None = None,
+                           on_request: RequestCallback | None = None) -> list[TeacherLabel]:
         if not texts:
             return []
         try:
@@ -303,18 +424,96 @@ class OpenAITeacher:
             h["Authorization"] = f"Bearer {self._api_key}"
         return h
 
-    def _body(self, text: str, logprobs: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": self.task.chat_messages(text),
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-        }
-        if logprobs:
+    def _messages(self, text: str) -> list[dict[str, str]]:
+        msgs = self.task.chat_messages(text)
+        if self._mode == "json":
+            msgs[0] = {**msgs[0], "content": f"{msgs[0]['content']}\n\n{JSON_INSTRUCTION}"}
+        return msgs
+
+    def _body(self, text: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": self._messages(text), self._token_param: self.max_tokens}
+        if self._send_temperature:
+            body["temperature"] = self.temperature
+        if self._mode == "logprobs":
             body["logprobs"] = True
             body["top_logprobs"] = self.top_logprobs
+        elif self._mode == "json":
+            body["response_format"] = label_schema(self.task.labels)
         body.update(self.extra_body)
         return body
+
+    def _announce(self) -> None:
+        """Say once how confidences are obtained when it is not from logprobs."""
+        if self._announced or self._mode == "logprobs":
+            return
+        self._announced = True
+        if self._mode == "json":
+            why = "a reasoning model gives no logprobs" if self.reasoning else "the server gives no logprobs"
+            log.warning("%s (%s): asking for a strict JSON-schema label with a verbalised confidence, not logprobs; "
+                        "stated confidences are coarser than logprobs.", self.model, why)
+        else:
+            log.warning("%s: no logprobs and no JSON schema: confidences are one-hot (1.0 for every answer).", self.model)
+
+    def _adapt(self, status: int, msg: str, body: dict[str, Any]) -> bool:
+        """After an HTTP 400/422: drop or rename the parameter the server refused; False if none applies."""
+        if status not in (400, 422):
+            return False
+        m = msg.lower()
+        if "max_tokens" in m and self._token_param == "max_tokens":
+            self._token_param = "max_completion_tokens"  # a reasoning model: its hidden reasoning needs room
+            self.max_tokens = self.max_tokens if self._max_tokens_given else max(self.max_tokens, 2048)
+        elif "temperature" in m and self._send_temperature:
+            self._send_temperature = False
+        elif self._mode == "json" and ("response_format" in m or "json_schema" in m):
+            self._mode, self._mode_known = "text", True
+        elif "logprobs" in body:  # some servers reject logprobs with an unhelpful message: ask without
+            self._mode = "json" if self.answer == "auto" else "text"
+            self._mode_known = True
+        else:
+            return False
+        log.warning("%s refused a request parameter (%s); continuing with %s and %s%s.", self.model, msg[:120],
+                    self._token_param, "temperature" if self._send_temperature else "no temperature",
+                    f", answers as {self._mode}")
+        self._announce()
+        return True
+
+    def _backoff(self, attempt: int) -> float:
+        return self._rng.uniform(0.0, min(self.backoff_max, self.backoff_base * 2.0**attempt))
+
+    def _announce(self) -> None:
+        """Say once how confidences are obtained when it is not from logprobs."""
+        if self._announced or self._mode == "logprobs":
+            return
+        self._announced = True
+        if self._mode == "json":
+            why = "a reasoning model gives no logprobs" if self.reasoning else "the server gives no logprobs"
+            log.warning("%s (%s): asking for a strict JSON-schema label with a verbalised confidence, not logprobs; "
+                        "stated confidences are coarser than logprobs.", self.model, why)
+        else:
+            log.warning("%s: no logprobs and no JSON schema: confidences are one-hot (1.0 for every answer).", self.model)
+
+    def _adapt(self, status: int, msg: str, body: dict[str, Any]) -> bool:
+        """After an HTTP 400/422: drop or rename the parameter the server refused; False if none applies."""
+        if status not in (400, 422):
+            return False
+        m = msg.lower()
+        if "max_tokens" in m and self._token_param == "max_tokens":
+            self._token_param = "max_completion_tokens"  # a reasoning model: its hidden reasoning needs room
+            self.max_tokens = self.max_tokens if self._max_tokens_given else max(self.max_tokens, 2048)
+        elif "temperature" in m and self._send_temperature:
+            self._send_temperature = False
+        elif self._mode == "json" and ("response_format" in m or "json_schema" in m):
+            self._mode, self._mode_known = "text", True
+        elif "logprobs" in body:  # some servers reject logprobs with an unhelpful message: ask without
+            self._mode = "json" if self.answer == "auto" else "text"
+            self._mode_known = True
+        else:
+            return False
+        log.warning("%s refused a request parameter (%s); continuing with %s and %s%s.", self.model, msg[:120],
+                    self._token_param, "temperature" if self._send_temperature else "no temperature",
+                    f", answers as {self._mode}")
+        self._announce()
+        return True
 
     def _backoff(self, attempt: int) -> float:
         return self._rng.uniform(0.0, min(self.backoff_max, self.backoff_base * 2.0**attempt))
@@ -331,6 +530,8 @@ class OpenAITeacher:
         run = _Batch(on_request)
         loop = asyncio.get_running_loop()
         tasks: list[asyncio.Task] = []
+        if self._mode_known:
+            self._announce()
 
         def on_sigint() -> None:
             if stop.is_set():  # second Ctrl-C: abandon the requests in flight
@@ -368,7 +569,11 @@ class OpenAITeacher:
                     if on_result is not None:
                         on_result(i, lab)
 
-                tasks = [asyncio.ensure_future(one(i)) for i in range(len(texts))]
+                start = 0
+                if not self._mode_known:  # the first answer shows whether the server gives logprobs
+                    await one(0)
+                    start = 1
+                tasks = [asyncio.ensure_future(one(i)) for i in range(start, len(texts))]
                 await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             if handles_sigint:
@@ -399,17 +604,20 @@ class OpenAITeacher:
         raise TeacherError(other_msg)
 
     async def _ask(self, client: httpx.AsyncClient, text: str, i: int, run: "_Batch", stop: asyncio.Event) -> TeacherLabel:
-        """One text: POST with retries; returns its label or raises _Failed / _Fatal / _Stopped."""
+        """One text: POST with retries; returns its label or raises _Failed / _Fatal / _Stopped.
+
+        A refused parameter (HTTP 400) is fixed once and asked again, not counted as a retry; so is
+        the first answer of an ``auto`` teacher that shows the server gives no logprobs.
+        """
         url = f"{self.base_url}/chat/completions"
         last = "no attempt made"
         kind = ""  # what the last failure says about this text: 'gave_up' when the server answered an error on it
-        dropped_logprobs = False
-        attempt = 0
+        attempt = fixes = 0
         while attempt <= self.max_retries:
             if stop.is_set():
                 raise _Stopped()
             wait: float | None = None
-            body = self._body(text, self._logprobs_ok and not dropped_logprobs)
+            body = self._body(text)
             t0 = time.perf_counter()
             run.sent(i)
             try:
@@ -430,11 +638,15 @@ class OpenAITeacher:
                 status = resp.status_code
                 if status == 200:
                     try:
-                        lab = self._parse(resp.json(), text, latency)
+                        data = resp.json()
+                        if not self._mode_known and self._mode == "logprobs" and not has_logprobs(data) \
+                                and isinstance(data, dict) and data.get("choices"):
+                            self._mode, self._mode_known = "json", True
+                            self._announce()
+                            continue  # ask this text again for a JSON answer with a stated confidence
+                        lab = self._parse(data, text, latency)
                         self._answers += 1
-                        if dropped_logprobs and self._logprobs_ok:
-                            self._logprobs_ok = False  # it worked without: stop asking for logprobs
-                            log.warning("%s rejects logprobs parameters; continuing without them.", url)
+                        self._mode_known = True
                         return lab
                     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
                         last = f"malformed response body ({type(e).__name__}: {self._scrub(resp.text)[:120]!r})"
@@ -445,9 +657,8 @@ class OpenAITeacher:
                     if status in FATAL_STATUS:
                         hint = {401: f" Check the key in ${self.api_key_env}.", 404: " Check --base-url and the model name."}
                         raise _Fatal(f"{url} answered HTTP {status}: {msg}.{hint.get(status, '')}")
-                    if status in (400, 422) and "logprobs" in body and not dropped_logprobs:
-                        # some servers reject logprobs params: retry once without (not counted as a retry)
-                        dropped_logprobs = True
+                    if fixes < 4 and self._adapt(status, msg, body):
+                        fixes += 1
                         continue
                     if status not in RETRY_STATUS and status < 500:
                         raise _Failed(f"{url} answered HTTP {status}: {msg}", "rejected")
@@ -461,7 +672,8 @@ class OpenAITeacher:
             if attempt == self.max_retries:
                 break
             delay = wait if wait is not None else self._backoff(attempt)
-            log.info("teacher request failed (%s); retry %d/%d in %.2fs", last, attempt + 1, self.max_retries, delay)
+            log.info("teacher request failed (%s); retry %d/%d in %.2fs%s", last, attempt + 1, self.max_retries, delay,
+                     " (the server's Retry-After)" if wait is not None else "")
             try:  # sleep, but wake at once on Ctrl-C
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             except asyncio.TimeoutError:
@@ -469,8 +681,9 @@ class OpenAITeacher:
             attempt += 1
         raise _Failed(f"{last}; gave up after {self.max_retries} retries", kind)
 
-    def _parse(self, data: dict[str, Any], text: str, latency: float) -> TeacherLabel:
-        """Turn a chat completion into a TeacherLabel (raises on a body without a usable answer).
+    def _parse(self, data: dict[str, Any], text: str, latency: float, batch: bool = False) -> TeacherLabel:
+        """Turn a chat completion into a TeacherLabel (raises on a body without a usable answer);
+        ``batch``: priced at Batch API rates.
 
         A broken optional field (usage counts, logprobs) is dropped with a warning; the label stays.
         """
@@ -486,7 +699,17 @@ class OpenAITeacher:
                 self._repaired(f"usage.{name}", f"usage.{name} = {str(v)[:40]!r} is not a token count; using an estimate")
         pt = pt or sum(estimate_tokens(m["content"]) + 4 for m in self.task.chat_messages(text))
         ct = ct or estimate_tokens(raw)
-        usage = Usage(pt, ct, latency, self.price.cost(pt, ct))
+        cached = cached_prompt_tokens(u)
+        usage = Usage(pt, ct, latency, self.price.cost(pt, ct, cached, batch=batch), cached)
+        if self._mode == "json":
+            stated = _json_answer(raw, self.task.labels)
+            if stated is not None:
+                label, conf = stated
+                j = self.task.index(label)
+                if conf is None:
+                    return TeacherLabel(label, one_hot(self.task, label), 1.0, raw=raw, usage=usage, parse="json")
+                probs = verbalised_distribution(self.task.n_labels, j, conf)
+                return TeacherLabel(label, probs, float(probs[j]), raw=raw, usage=usage, parse="verbalised")
         label, how = parse_label(raw, self.task.labels, floor=self.parse_floor)
         if label is None:
             return TeacherLabel(None, None, None, raw=raw, usage=usage, parse="abstain")
@@ -540,3 +763,29 @@ def _server_message(resp: httpx.Response) -> str:
         text = resp.text
     text = " ".join(str(text).split())
     return text or resp.reason_phrase  # the caller scrubs secrets, then shortens
+
+
+def _json_answer(raw: str, labels: Sequence[str]) -> tuple[str, float | None] | None:
+    """``(label, stated confidence or None)`` from a JSON-schema answer; None if it is not one."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("label") not in labels:
+        return None
+    conf = data.get("confidence")
+    ok = isinstance(conf, (int, float)) and not isinstance(conf, bool) and math.isfinite(conf)
+    return str(data["label"]), (min(1.0, max(0.0, float(conf))) if ok else None)
+
+
+def _server_message(resp: httpx.Response) -> str:
+    """The server's error message (OpenAI ``{"error": {"message": ...}}`` or the body text), shortened."""
+    try:
+        data = resp.json()
+        err = data.get("error", data) if isinstance(data, dict) else data
+        msg = err.get("message", err) if isinstance(err, dict) else err
+        text = msg if isinstance(msg, str) else json.dumps(msg)
+    except (ValueError, json.JSONDecodeError):
+        text = resp.text
+    text = " ".join(str(text).split())
+    return text[:300] or resp.reason_phrase

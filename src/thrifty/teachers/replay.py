@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..corpus import Corpus, read_corpus
-from ..errors import TeacherError
+from ..errors import CorpusError, TaskError
 from ..task import Task, text_sha256
 from .base import ResultCallback, TeacherLabel, Usage, estimate_tokens, normalise
 from .parsing import parse_label
@@ -101,7 +101,7 @@ class ReplayTeacher:
         elif key == "row":
             keys = [text_sha256(corpus.texts[int(r)]) if 0 <= int(r) < len(corpus) else None for r in rows["row"]]
         else:
-            raise TeacherError(f"Unknown replay key {key!r}: use text, id or row.")
+            raise CorpusError(f"Unknown replay key {key!r}: use text, id or row.")
         records: dict[str, dict[str, Any]] = {}
         bad: list[str] = []
         for j in range(n):
@@ -129,7 +129,7 @@ class ReplayTeacher:
                 rec["prompt_tokens"] = int(float(rows["prompt_tokens"][j]))
             records[k] = rec
         if bad and len(bad) > 0.5 * n:
-            raise TeacherError(
+            raise TaskError(
                 f"{len(bad)} of {n} recorded labels are not in the label set (e.g. {sorted(set(bad))[:3]}); "
                 f"labels are {list(task.labels)}. Check --labels."
             )
@@ -139,7 +139,7 @@ class ReplayTeacher:
     def from_corpus_column(cls, task: Task, corpus: Corpus, column: str = "teacher_label", **kw: Any) -> "ReplayTeacher":
         """Recorded labels in the corpus itself (``corpus.extra`` must hold the columns)."""
         if column not in corpus.extra:
-            raise TeacherError(f"The corpus has no recorded teacher column {column!r}.")
+            raise CorpusError(f"The corpus has no recorded teacher column {column!r}.")
         rows = {"text": corpus.texts, "teacher_label": corpus.extra[column]}
         for c in CONF_COLS + PROBS_COLS:
             if c in corpus.extra:
@@ -159,7 +159,7 @@ class ReplayTeacher:
         names = column_names(path)
         key = "text" if "text" in names else "id" if "id" in names else "row" if "row" in names else None
         if key is None:
-            raise TeacherError(f"Replay file {path} needs a 'text', 'id' or 'row' column; it has {names}.")
+            raise CorpusError(f"Replay file {path} needs a 'text', 'id' or 'row' column; it has {names}.")
         rows: dict[str, list] = {c: [] for c in names}
         for b in iter_batches(path):
             for c in names:
@@ -181,7 +181,7 @@ def _first(rows: dict[str, list], cols: Sequence[str], required: bool = False) -
         if c in rows:
             return c
     if required:
-        raise TeacherError(f"The recording has none of the columns {list(cols)}; it has {list(rows)}.")
+        raise CorpusError(f"The recording has none of the columns {list(cols)}; it has {list(rows)}.")
     return None
 
 

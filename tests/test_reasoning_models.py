@@ -1,0 +1,109 @@
+"""Current API models: request parameters per model family, and confidences when there are no logprobs.
+
+The simulated server mimics a reasoning model (``reasoning=True``): HTTP 400 for ``max_tokens``,
+``temperature`` other than 1 and ``logprobs``, no logprobs, reasoning tokens billed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from thrifty.cli import app
+from thrifty.task import Task
+from thrifty.teachers.openai import OpenAITeacher, is_reasoning_model
+
+FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "api_key_env": "THRIFTY_TEST_NO_SUCH_KEY"}
+
+
+@pytest.fixture(scope="module")
+def rows(ag_news):
+    with open(ag_news / "pool.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))[:200]
+
+
+@pytest.fixture(scope="module")
+def task(ag_news):
+    return Task.load(ag_news / "labels.json")
+
+
+def test_model_families():
+    for m in ("o1", "o3-mini", "o4-mini", "gpt-5", "gpt-5-mini", "openai/gpt-5-nano"):
+        assert is_reasoning_model(m), m
+    for m in ("gpt-4o-mini", "gpt-4.1", "sim", "qwen2.5-1.5b", "gpt-3.5-turbo"):
+        assert not is_reasoning_model(m), m
+
+
+def _check_verbalised(labs, texts, sim, task):
+    for text, lab in zip(texts, labs):
+        assert lab.label == sim.answer_for(text) and lab.parse == "verbalised"
+        assert lab.probs.argmax() == task.index(lab.label) and lab.probs.sum() == pytest.approx(1.0)
+        assert lab.confidence == pytest.approx(max(p for _, p in sim.distribution(text, sim.answer_for(text))), abs=0.006)
+    assert len({round(lab.confidence, 2) for lab in labs}) > 3  # not one-hot: confidences vary
+
+
+def test_reasoning_model_gets_its_parameters_and_a_json_schema_answer(sim_server, task, rows, caplog):
+    sim = sim_server(reasoning=True)
+    texts = [r["text"] for r in rows[:16]]
+    with caplog.at_level(logging.WARNING, logger="thrifty"):
+        labs = OpenAITeacher(task, "gpt-5-mini", base_url=sim.base_url, **FAST).label(texts)
+    assert sim.stats()["requests"] == 16 and not sim.stats()["faults"]  # right first time: nothing refused
+    _check_verbalised(labs, texts, sim, task)
+    assert all(lab.usage.completion_tokens > 32 for lab in labs)  # reasoning tokens are billed
+    assert "JSON-schema" in caplog.text and "reasoning model" in caplog.text
+
+
+def test_unknown_name_behind_a_reasoning_server_adapts_once(sim_server, task, rows, caplog):
+    sim = sim_server(reasoning=True)
+    texts = [r["text"] for r in rows[:12]]
+    t = OpenAITeacher(task, "my-proxy-model", base_url=sim.base_url, concurrency=4, **FAST)
+    with caplog.at_level(logging.WARNING, logger="thrifty"):
+        labs = t.label(texts)
+    # max_tokens, temperature and logprobs are each refused once, on the first text only
+    assert sim.stats()["requests"] == 12 + 3 and sim.stats()["faults"] == {"refused": 3}
+    _check_verbalised(labs, texts, sim, task)
+    assert "refused a request parameter" in caplog.text
+
+
+def test_server_without_logprobs_switches_to_verbalised_with_a_warning(sim_server, task, rows, caplog):
+    sim = sim_server(logprobs="none")
+    texts = [r["text"] for r in rows[:10]]
+    with caplog.at_level(logging.WARNING, logger="thrifty"):
+        labs = OpenAITeacher(task, "sim", base_url=sim.base_url, concurrency=4, **FAST).label(texts)
+    assert sim.stats()["requests"] == 11  # the first answer showed no logprobs and was asked again, once
+    _check_verbalised(labs, texts, sim, task)
+    assert "server gives no logprobs" in caplog.text
+    # asked for the bare label, it is one-hot (and says so)
+    one = OpenAITeacher(task, "sim", base_url=sim.base_url, answer="text", **FAST).label(texts[:1])[0]
+    assert one.confidence == 1.0 and np.count_nonzero(one.probs) == 1
+
+
+def test_distill_end_to_end_on_a_reasoning_model(sim_server, rows, ag_news, tmp_path):
+    sim = sim_server(reasoning=True)
+    pool = tmp_path / "pool.csv"
+    with open(pool, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["text", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    (tmp_path / "labels.json").write_text((ag_news / "labels.json").read_text())
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["distill", str(pool), "--teacher", "openai:o4-mini", "--base-url", sim.base_url,
+                                 "--api-key-env", "THRIFTY_TEST_NO_SUCH_KEY", "--price-in", "1.1", "--price-out", "4.4",
+                                 "--extra-body", '{"reasoning_effort": "low"}', "--student", "tfidf-lr",
+                                 "--budget", "60", "--batch", "20", "--seed-size", "20", "--val-size", "20",
+                                 "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    st = sim.stats()
+    assert st["requests"] == st["answered"] == 60 and res["ledger"]["calls"] == 60
+    assert res["ledger"]["completion_tokens"] > 60 * 32 and res["ledger"]["dollars"] > 0
+    assert res["last_round"]["val_agreement"] is not None
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["meta"]["cli"]["extra_body"] == {"reasoning_effort": "low"}
+    r = CliRunner().invoke(app, ["distill", str(pool), "--teacher", "openai:o4-mini", "--extra-body", "[1]"])
+    assert r.exit_code == 2 and "JSON object" in r.output
