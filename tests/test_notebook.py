@@ -57,3 +57,21 @@ def test_distiller_without_out_keeps_a_persistent_ledger(ag_news, sim_server):
     again = Distiller(task, make_teacher("openai:sim", task, base_url=sim.base_url), **kw).fit(corpus)
     assert sim.stats()["requests"] == paid and again.cached.requests == 0 and again.cached.hits >= 80
     assert again.history_[-1]["val_agreement"] == first.history_[-1]["val_agreement"]
+
+
+def test_report_of_a_python_run(ag_news, sim_server, tmp_path):
+    """A run made from Python (no corpus file recorded) is reported with corpus=; without it, the
+    page still has the curves, spend and history, and says what is missing."""
+    from thrifty import build_report
+
+    rows = _rows(ag_news, 200)
+    corpus = Corpus.from_texts([r["text"] for r in rows], gold=[r["label"] for r in rows])
+    task = Task.load(str(ag_news / "labels.json"))
+    sim = sim_server(ag_news, noise=0.1)
+    Distiller(task, make_teacher("openai:sim", task, base_url=sim.base_url), student="tfidf-lr", budget=60, batch=20,
+              seed_size=20, val_size=20, out=tmp_path / "run").fit(corpus)
+    full = build_report(tmp_path / "run", corpus=corpus)
+    assert sorted(full.figures) == ["cascade", "confusion", "learning", "reliability", "spend"] and not full.notes
+    bare = build_report(tmp_path / "run", out=tmp_path / "bare.html")
+    assert sorted(bare.figures) == ["learning", "spend"] and "corpus" in bare.notes[0]
+    assert 'data-key="labels_total"><b>60</b>' in (tmp_path / "bare.html").read_text()

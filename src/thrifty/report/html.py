@@ -69,10 +69,11 @@ def _student_view(view: RunView, answers: list[PaidAnswer]) -> tuple[Any, np.nda
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, corpus: Corpus | None = None,
-                 cascade_target: float = 0.95, top_disagreements: int = 25) -> Report:
-    """Write ``RUN/report.html`` (or ``out``) and return what went into it."""
+                 ledger: str | Path | None = None, cascade_target: float = 0.95, top_disagreements: int = 25) -> Report:
+    """Write ``RUN/report.html`` (or ``out``) and return what went into it (see :func:`open_run` for
+    ``corpus`` and ``ledger``)."""
     t0 = time.perf_counter()
-    view = open_run(run_dir, corpus=corpus)
+    view = open_run(run_dir, corpus=corpus, ledger=ledger)
     rep = Report(path=Path(out) if out is not None else view.run_dir / "report.html")
     body = [f"<h1>thrifty run {_e(view.run_id)}</h1>",
             f'<p class="note">{_e(view.run_dir.resolve())} &middot; teacher {_e(view.teacher.get("model"))} &middot; '

@@ -102,8 +102,9 @@ class RunView:
         return self._answers
 
 
-def open_run(run_dir: str | Path, corpus: Corpus | None = None) -> RunView:
-    """Read a run directory. ``corpus`` defaults to the file recorded by ``thrifty distill``."""
+def open_run(run_dir: str | Path, corpus: Corpus | None = None, ledger: str | Path | None = None) -> RunView:
+    """Read a run directory. ``corpus`` defaults to the file recorded by ``thrifty distill``, ``ledger``
+    to the one it recorded, else ``RUN/ledger.sqlite`` (give both for a Python run made with ``ledger=``)."""
     d = Path(run_dir)
     cfg_path = d / "config.json"
     if not cfg_path.exists():
@@ -119,7 +120,7 @@ def open_run(run_dir: str | Path, corpus: Corpus | None = None) -> RunView:
     card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.exists() else {}
     meta = saved.get("meta", {})
     cli = meta.get("cli", {})
-    ledger_path = Path(cli["ledger"]) if cli.get("ledger") else d / "ledger.sqlite"
+    ledger_path = Path(ledger) if ledger is not None else Path(cli["ledger"]) if cli.get("ledger") else d / "ledger.sqlite"
     view = RunView(
         run_dir=d, config=saved.get("config", {}), task=Task.from_dict(saved["task"]),
         teacher=saved.get("teacher", {}), meta=meta, history=list(state.get("history", [])),
