@@ -63,8 +63,8 @@ def main() -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         rep = build_report(d)
         cpu = time.process_time() - c0
-        print(json.dumps({"rounds": len(hist), "figures": len(rep.figures), "bytes": rep.bytes,
-                          "kib": round(rep.bytes / 1024, 1), "build_s": round(rep.seconds, 2), "cpu_s": round(cpu, 2),
+        print(json.dumps({"rounds": len(hist), "figures": len(rep.figures), "bytes": rep.n_bytes,
+                          "kib": round(rep.n_bytes / 1024, 1), "build_s": round(rep.seconds, 2), "cpu_s": round(cpu, 2),
                           "wall_s": round(time.perf_counter() - t0, 2)}))
 
 

@@ -28,7 +28,7 @@ def report(
     rep = build_report(run, out=out, cascade_target=cascade_target)
     for note in rep.notes:
         console.print(f"[yellow]note:[/] {note}")
-    console.print(f"[bold green]report[/] {rep.path} ({rep.bytes / 1024:,.0f} KiB, {len(rep.figures)} figures, "
+    console.print(f"[bold green]report[/] {rep.path} ({rep.n_bytes / 1024:,.0f} KiB, {len(rep.figures)} figures, "
                   f"{rep.seconds:.1f}s)")
     if open_:
         import webbrowser

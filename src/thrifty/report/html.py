@@ -44,7 +44,7 @@ class Report:
     figures: dict[str, bytes] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    bytes: int = 0
+    n_bytes: int = 0
 
 
 def _e(x: Any) -> str:
@@ -157,7 +157,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, corpus: Cor
             + "\n".join(body) + "</body></html>")
     rep.path.parent.mkdir(parents=True, exist_ok=True)
     rep.path.write_text(page, encoding="utf-8")
-    rep.bytes = rep.path.stat().st_size
+    rep.n_bytes = rep.path.stat().st_size
     rep.seconds = time.perf_counter() - t0
     return rep
 

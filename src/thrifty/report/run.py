@@ -18,7 +18,7 @@ import numpy as np
 
 from ..corpus import Corpus, read_corpus
 from ..errors import ThriftyError
-from ..task import Task, text_sha256
+from ..task import Task
 from ..teachers.ledger import Ledger, ledger_key
 
 PURPOSES = ("validation", "seed", "selected", "synthesis", "cascade", "unknown")
@@ -200,15 +200,3 @@ def spend_by_kind(view: RunView) -> dict[str, dict[str, float]]:
             out["synthesis"]["dollars"] += float(cost or 0.0)
     return out
 
-
-def text_of(view: RunView, sha: str) -> str | None:
-    """The text behind a hash: the ledger's texts table, else the run's corpus."""
-    with view.ledger() as led:
-        got = led.query("SELECT text FROM texts WHERE text_sha256 = ?", (sha,))
-    if got:
-        return got[0][0]
-    if view.corpus is not None:
-        for t in view.corpus.texts:
-            if text_sha256(t) == sha:
-                return t
-    return None
