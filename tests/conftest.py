@@ -25,6 +25,12 @@ def dataset_path(name: str) -> Path:
     return p
 
 
+@pytest.fixture(autouse=True)
+def _own_default_ledger(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Distiller without out= keeps a persistent ledger (paths.default_ledger_path): one per test here."""
+    monkeypatch.setenv("THRIFTY_LEDGER", str(tmp_path_factory.mktemp("ledger") / "ledger.sqlite"))
+
+
 @pytest.fixture(scope="session")
 def ag_news() -> Path:
     """The ag_news dataset directory (pool.csv, test.csv, labels.json)."""

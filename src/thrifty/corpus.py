@@ -156,6 +156,44 @@ class Corpus:
     def __len__(self) -> int:
         return len(self.texts)
 
+    # ---- from Python objects (notebooks) ------------------------------------------------
+    @classmethod
+    def from_texts(cls, texts: Sequence[str], ids: Sequence | None = None, gold: Sequence[str | None] | None = None) -> "Corpus":
+        """A pool from a list of texts (ids default to row numbers; ``gold`` optional, for accuracy)."""
+        texts = ["" if t is None else str(t) for t in texts]
+        if not texts:
+            raise CorpusError("No texts given.")
+        id_arr = np.asarray([str(i) for i in (range(len(texts)) if ids is None else ids)], dtype=object)
+        if len(id_arr) != len(texts) or len(set(id_arr.tolist())) != len(id_arr):
+            raise CorpusError(f"Give one unique id per text ({len(texts)} texts, {len(set(id_arr.tolist()))} distinct ids).")
+        if gold is not None and len(gold) != len(texts):
+            raise CorpusError(f"Give one gold label per text ({len(texts)} texts, {len(gold)} labels).")
+        g = None if gold is None else [None if v is None or str(v) in ("", "nan", "None") else str(v) for v in gold]
+        return cls(texts=texts, ids=id_arr, gold=g, source="python")
+
+    @classmethod
+    def from_pandas(cls, df, text: str = "text", id: str | None = None, gold: str | None = None) -> "Corpus":
+        """A pool from a pandas DataFrame's columns."""
+        missing = [c for c in (text, id, gold) if c and c not in df.columns]
+        if missing:
+            raise CorpusError(f"The DataFrame has no column(s) {missing}; it has {list(df.columns)}.")
+        return cls.from_texts(df[text].tolist(), ids=df[id].tolist() if id else None,
+                              gold=df[gold].tolist() if gold else None)
+
+    @classmethod
+    def from_hf(cls, dataset, text: str = "text", id: str | None = None, gold: str | None = None) -> "Corpus":
+        """A pool from a Hugging Face ``datasets.Dataset``; integer class labels become their names."""
+        missing = [c for c in (text, id, gold) if c and c not in dataset.column_names]
+        if missing:
+            raise CorpusError(f"The dataset has no column(s) {missing}; it has {dataset.column_names}.")
+        g = None
+        if gold:
+            g = dataset[gold]
+            names = getattr(dataset.features[gold], "names", None)
+            if names:
+                g = [None if v is None or v < 0 else names[v] for v in g]
+        return cls.from_texts(dataset[text], ids=dataset[id] if id else None, gold=g)
+
     def report(self, labels: Sequence[str] | None = None) -> CorpusReport:
         empty = sum(1 for t in self.texts if not t.strip())
         dups = len(self.texts) - len(set(self.texts))

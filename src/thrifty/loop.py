@@ -67,7 +67,7 @@ class Distiller:
         stopping: Stopping | None = None,
         random_state: int | None = None,
         out: str | Path | None = None,
-        ledger: Ledger | str | Path | None = None,
+        ledger: Ledger | str | Path | None = None,  # default: OUT/ledger.sqlite, else paths.default_ledger_path()
         eval_texts: Sequence[str] | None = None,
         eval_gold: Sequence[str | None] | None = None,
         strategy_params: dict[str, Any] | None = None,
@@ -149,7 +149,9 @@ class Distiller:
             return Ledger(self._ledger_arg)
         if self.out is not None:
             return Ledger(self.out / "ledger.sqlite")
-        return Ledger(":memory:")
+        from .paths import default_ledger_path  # persistent: a re-run notebook cell pays nothing
+
+        return Ledger(default_ledger_path())
 
     def _record(self, corpus: Corpus) -> dict[str, Any]:
         """What config.json says about this run (see thrifty.run.rundir)."""

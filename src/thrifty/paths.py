@@ -12,3 +12,10 @@ def cache_root() -> Path:
         return Path(os.environ["THRIFTY_CACHE_DIR"]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "thrifty"
 
+
+def default_ledger_path() -> Path:
+    """Where a Python ``Distiller`` without ``out=`` or ``ledger=`` keeps its answers, so a re-run
+    notebook cell pays nothing: ``$THRIFTY_LEDGER``, else ``cache_root()/ledger.sqlite``."""
+    if os.environ.get("THRIFTY_LEDGER"):
+        return Path(os.environ["THRIFTY_LEDGER"]).expanduser()
+    return cache_root() / "ledger.sqlite"

@@ -146,6 +146,7 @@ def run_one(
         data.task, setup.teacher, student=student, strategy=name, strategy_params=params,
         budget=Budget(labels=spec.budget), batch=spec.batch, seed_size=spec.seed_size, val_size=spec.val_size,
         random_state=seed, eval_texts=data.test_texts, eval_gold=data.test_gold, on_round=on_round, features=feats,
+        ledger=":memory:",  # simulated teachers: nothing worth keeping
     )
     d.fit(setup.corpus)
     df = pd.DataFrame(d.history_)

@@ -11,6 +11,7 @@ from . import predict as _predict  # noqa: F401,E402
 from . import teacher as _teacher  # noqa: F401,E402
 from . import sim as _sim  # noqa: F401,E402
 from . import scripting as _scripting  # noqa: F401,E402
+from . import report as _report  # noqa: F401,E402
 
 
 def main() -> None:

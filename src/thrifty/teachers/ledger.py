@@ -102,6 +102,25 @@ _EVENT_INSERT = ("INSERT INTO events (run, kind, key, model, prompt_tokens, comp
 CLAIM_TTL_S = 30.0  # a claim lapses this long after its owner last extended it
 HOST = socket.gethostname()
 
+# Provenance (docs/report.md): the texts behind the hashes, and human corrections kept under
+# their own identity beside the teacher's answers (which are never overwritten).
+PROVENANCE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS texts (
+    text_sha256 TEXT PRIMARY KEY,
+    text TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS human_labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    text_sha256 TEXT NOT NULL,
+    label_set_hash TEXT NOT NULL,
+    label TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    note TEXT,
+    created_at REAL
+);
+CREATE INDEX IF NOT EXISTS human_labels_text ON human_labels(text_sha256);
+"""
+
 
 def ledger_key(identity: dict[str, Any], task: Task, text: str) -> str:
     payload = json.dumps(
@@ -146,6 +165,7 @@ class Ledger:
                 have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
                 if col not in have:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {decl}")
+            self._db.executescript(PROVENANCE_SCHEMA)
         except sqlite3.DatabaseError as e:
             raise TeacherError(f"Cannot open ledger {self.path}: {e}. Is it a thrifty ledger file?") from e
 
@@ -258,6 +278,7 @@ class Ledger:
                     u.cached_tokens,
                 ),
             )
+            self._db.execute("INSERT OR IGNORE INTO texts VALUES (?,?)", (text_sha256(text), text))
             self._db.execute(
                 _EVENT_INSERT,
                 (run, "paid", key, str(identity.get("model", "")), u.prompt_tokens, u.completion_tokens, u.cost_usd, now,
@@ -379,6 +400,50 @@ class Ledger:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM labels").fetchone()[0])
 
+    # ---- provenance: texts and human corrections ------------------------------------------
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        """Read-only rows for reports and exports (``SELECT`` only)."""
+        if not sql.lstrip().upper().startswith("SELECT"):
+            raise TeacherError("Ledger.query runs SELECT statements only.")
+        with self._lock:
+            return list(self._db.execute(sql, tuple(args)))
+
+    def add_human_labels(self, rows: Sequence[tuple[str, str]], task: Task, reviewer: str, note: str = "") -> int:
+        """Store human labels as ``(text, label)`` pairs under ``reviewer``; the teacher's answers stay."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR IGNORE INTO texts VALUES (?,?)", [(text_sha256(t), t) for t, _ in rows])
+            self._db.executemany(
+                "INSERT INTO human_labels (text_sha256, label_set_hash, label, reviewer, note, created_at) VALUES (?,?,?,?,?,?)",
+                [(text_sha256(t), task.label_set_hash, lab, reviewer, note, now) for t, lab in rows],
+            )
+            self._db.execute("COMMIT")
+        return len(rows)
+
+    def human_labels(self, shas: Sequence[str], task: Task) -> dict[str, tuple[str, str]]:
+        """The latest human ``(label, reviewer)`` per text hash, for this label set."""
+        out: dict[str, tuple[str, str]] = {}
+        uniq = list(dict.fromkeys(shas))
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM human_labels LIMIT 1").fetchone() is None:
+                return out
+            for start in range(0, len(uniq), 500):
+                chunk = uniq[start : start + 500]
+                q = (f"SELECT text_sha256, label, reviewer FROM human_labels WHERE label_set_hash = ? AND "
+                     f"text_sha256 IN ({','.join('?' * len(chunk))}) ORDER BY id")
+                for sha, lab, who in self._db.execute(q, [task.label_set_hash, *chunk]):
+                    out[sha] = (lab, who)
+        return out
+
+
+def human_label(task: Task, label: str, reviewer: str, teacher: TeacherLabel | None = None) -> TeacherLabel:
+    """A human correction as an answer: one-hot, confidence 1, ``parse="human"``."""
+    p = np.zeros(task.n_labels)
+    p[task.index(label)] = 1.0
+    usage = teacher.usage if teacher is not None else Usage()
+    return TeacherLabel(label, p, 1.0, raw=f"human:{reviewer}", usage=usage, cached=True, parse="human")
+
 
 def _owner_alive(owner: str) -> bool:
     """False only when the owner was a process on this host that no longer exists."""
@@ -449,7 +514,17 @@ class CachedTeacher:
         """Answers already in the ledger for these texts, by position (no cost, no request)."""
         keys = self.keys(texts)
         got = self.ledger.get_many(keys, self.task)
-        return {i: got[k] for i, k in enumerate(keys) if k in got}
+        out = {i: got[k] for i, k in enumerate(keys) if k in got}
+        for i, lab in self._human(texts, out).items():
+            out[i] = lab
+        return out
+
+    def _human(self, texts: Sequence[str], teacher: dict[int, TeacherLabel]) -> dict[int, TeacherLabel]:
+        """Human corrections (``thrifty import-labels``) replace the teacher's answers, by position;
+        the teacher's cost, if it was paid, stays with the answer."""
+        shas = [text_sha256(t) for t in texts]
+        human = self.ledger.human_labels(shas, self.task)
+        return {i: human_label(self.task, *human[s], teacher.get(i)) for i, s in enumerate(shas) if s in human}
 
     def label(self, texts: Sequence[str], on_result: ResultCallback | None = None) -> list[TeacherLabel]:
         """Labels in input order; a refused text gets a ``rejected`` label (error in ``raw``)."""
@@ -476,7 +551,15 @@ class CachedTeacher:
             for k in dict.fromkeys(k for k, _ in hits):
                 deliver(k, got[k])
 
-        from_ledger(list(pos))
+        # human corrections (thrifty import-labels) first: they replace the teacher's answer and are never paid for
+        got = self.ledger.get_many(list(pos), self.task)
+        human = self._human(texts, {i: got[k] for i, k in enumerate(keys) if k in got})
+        if human:
+            corrected = [k for k in pos if pos[k][0] in human]
+            self.ledger.record_hits(self.run, model, [(k, got[k]) for k in corrected if k in got])
+            for k in corrected:
+                deliver(k, human[pos[k][0]])
+        from_ledger([k for k in pos if results[pos[k][0]] is None])
         pending = [k for k in pos if results[pos[k][0]] is None]
         wait = self.poll_s
         while pending:
