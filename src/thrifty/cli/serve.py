@@ -29,6 +29,7 @@ def serve(
     max_dollars: Optional[float] = typer.Option(None, "--max-dollars", help="Cascade: the most this server pays the teacher (ledger hits are free)."),
     conservative: bool = typer.Option(False, "--conservative", help="Cascade: the 95% lower bound must meet the target."),
     teacher_timeout: float = typer.Option(30.0, "--teacher-timeout", help="Cascade: seconds a request waits for the teacher before answering with the student (flagged)."),
+    teacher_retries: Optional[int] = typer.Option(None, "--teacher-retries", help="Cascade, openai teachers: retries per text before the student's answer stands (default: the teacher's)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request line (no bodies, no keys)."),
     prices: Optional[Path] = Prices,
     price_in: Optional[float] = PriceIn,
@@ -47,7 +48,8 @@ def serve(
                            "positive, --max-wait-ms 0 or more.")
     application, plan = build_server_app(
         run, cascade=cascade, target_agreement=target_agreement, max_dollars=max_dollars, conservative=conservative,
-        price_kw={"prices": prices, "price_in": price_in, "price_out": price_out}, batching=batching,
+        teacher_kw={"prices": prices, "price_in": price_in, "price_out": price_out, "max_retries": teacher_retries},
+        batching=batching,
         max_batch=max_batch, max_wait_ms=max_wait_ms, teacher_timeout_s=teacher_timeout,
         limits=ServeLimits(max_body_bytes=max_body_bytes, max_texts=max_texts, max_chars=max_chars),
     )

@@ -142,8 +142,10 @@ def head_graph(student: Any, n_features: int, n_labels: int) -> Any:
     prob = [o.name for o in g.output if o.name != "label" and o.type.tensor_type.elem_type == 1]
     if len(prob) != 1:
         raise ThriftyError(f"Unexpected outputs from skl2onnx: {[o.name for o in g.output]}.")
-    for n in g.node:  # rename the head's outputs so ours can take the public names
-        n.output[:] = [{"label": "head_label", prob[0]: "head_proba"}.get(o, o) for o in n.output]
+    rename = {"label": "head_label", prob[0]: "head_proba"}
+    for n in g.node:  # free the public names for our outputs
+        n.input[:] = [rename.get(x, x) for x in n.input]
+        n.output[:] = [rename.get(x, x) for x in n.output]
     classes = np.asarray(student.classes_, dtype=int)
     spread = np.zeros((len(classes), n_labels), dtype=np.float32)
     spread[np.arange(len(classes)), classes] = 1.0

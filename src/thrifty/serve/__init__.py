@@ -13,9 +13,10 @@ from ..errors import ThriftyError
 
 
 def make_escalator(run: str | Path, model: Any, target_agreement: float | None, max_dollars: float,
-                   conservative: bool = False, **price_kw: Any):
+                   conservative: bool = False, **teacher_kw: Any):
     """The run's teacher behind its ledger, with the threshold chosen on the run's validation slice.
 
+    ``teacher_kw`` (prices, ``max_retries`` for openai teachers) go to :func:`thrifty.teachers.make_teacher`.
     Returns ``(escalator, plan)``.
     """
     from ..cascade import open_run_teacher, plan_from_run
@@ -25,14 +26,20 @@ def make_escalator(run: str | Path, model: Any, target_agreement: float | None, 
         raise ThriftyError("--cascade needs --target-agreement (e.g. 0.95): it sets the confidence threshold.")
     if max_dollars is None or max_dollars < 0:
         raise ThriftyError("--cascade needs --max-dollars X (0 or more): the most this server may pay the teacher.")
-    cached, pool = open_run_teacher(run, **price_kw)
+    if teacher_kw.get("max_retries") is not None and (Path(run) / "config.json").exists():
+        import json
+
+        teacher = json.loads((Path(run) / "config.json").read_text()).get("meta", {}).get("cli", {}).get("teacher", "")
+        if not str(teacher).startswith("openai"):
+            raise ThriftyError(f"--teacher-retries applies to openai teachers; this run's teacher is {teacher!r}.")
+    cached, pool = open_run_teacher(run, **teacher_kw)
     plan = plan_from_run(run, model, cached, pool, target_agreement, None, conservative)
     return Escalator(cached, plan.threshold, max_dollars), plan
 
 
 def build_server_app(run: str | Path, *, cascade: bool = False, target_agreement: float | None = None,
                      max_dollars: float | None = None, conservative: bool = False,
-                     price_kw: dict[str, Any] | None = None, **app_kw: Any):
+                     teacher_kw: dict[str, Any] | None = None, **app_kw: Any):
     """Load the student of ``run`` and build the app (``app_kw`` go to :func:`.app.build_app`).
 
     Returns ``(app, plan)``; ``plan`` is None without a cascade.
@@ -44,7 +51,7 @@ def build_server_app(run: str | Path, *, cascade: bool = False, target_agreement
     escalator = plan = None
     if cascade:
         escalator, plan = make_escalator(run, model, target_agreement, max_dollars, conservative,
-                                         **{k: v for k, v in (price_kw or {}).items() if v is not None})
+                                         **{k: v for k, v in (teacher_kw or {}).items() if v is not None})
     elif target_agreement is not None or max_dollars is not None:
         raise ThriftyError("--target-agreement and --max-dollars need --cascade.")
     return build_app(model, escalator=escalator, **app_kw), plan

@@ -186,7 +186,8 @@ def build_app(
         try:
             req = ClassifyRequest.model_validate_json(body)
         except ValidationError as e:
-            return _error(422 if body.strip() else 400, _one_line(e.errors()))
+            bad_json = any(err.get("type") == "json_invalid" for err in e.errors())
+            return _error(400 if bad_json else 422, _one_line(e.errors()))
         if (req.text is None) == (req.texts is None):
             return _error(422, "Give exactly one of 'text' (a string) or 'texts' (a list of strings).")
         texts = [req.text] if req.text is not None else req.texts
