@@ -390,7 +390,8 @@ class Distiller:
         self._finish()
 
     def _seed(self) -> None:
-        """Draw the validation slice and the random seed set, and label them.
+        """Draw the validation slice and the seed set (random, or the strategy's own choice when it
+        has ``cold_start = True``), and label them.
 
         Both are drawn at full size first (so the RNG stream does not depend on costs); with
         a token or dollar budget one seed label is bought first to learn the cost per label,
@@ -405,7 +406,12 @@ class Distiller:
         mask = np.ones(len(self.corpus), dtype=bool)
         mask[val] = False
         rest = cand[mask[cand]]
-        seed = self.rng.choice(rest, size=min(cfg.seed_size, len(rest)), replace=False)
+        if getattr(self.strategy, "cold_start", False):  # the strategy picks the seed set (e.g. TypiClust coverage)
+            state = self._pool_state(rest)
+            state.predict_proba = None
+            seed = np.asarray(self.strategy.select(state, min(cfg.seed_size, len(rest))), dtype=int)
+        else:
+            seed = self.rng.choice(rest, size=min(cfg.seed_size, len(rest)), replace=False)
         room = cfg.budget.remaining_labels({})
         if room >= 1 and (cfg.budget.tokens is not None or cfg.budget.dollars is not None):
             self._ask(seed[:1], "probe")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ThriftyError
+from .auto import AutoStrategy
 from .base import MEASURES, PoolState, Strategy, entropy, least_confidence, margin
+from .coverage import CoverageStrategy
 from .diversity import DiversityStrategy
 from .llkd import LLKDStrategy
 from .mraru import MRARUStrategy
@@ -24,6 +26,8 @@ STRATEGIES: dict[str, Any] = {
     "mraru": MRARUStrategy,
     "diversity": DiversityStrategy,
     "llkd": LLKDStrategy,
+    "coverage": CoverageStrategy,
+    "auto": AutoStrategy,
 }
 
 
@@ -36,5 +40,5 @@ def make_strategy(name: str, **kw: Any) -> Strategy:
 
 __all__ = [
     "PoolState", "Strategy", "STRATEGIES", "make_strategy", "RandomStrategy", "UncertaintyStrategy",
-    "MRARUStrategy", "DiversityStrategy", "LLKDStrategy", "MEASURES", "entropy", "margin", "least_confidence",
+    "MRARUStrategy", "DiversityStrategy", "CoverageStrategy", "AutoStrategy", "LLKDStrategy", "MEASURES", "entropy", "margin", "least_confidence",
 ]
