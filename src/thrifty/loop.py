@@ -22,7 +22,7 @@ from .corpus import Corpus
 from .errors import EmptyPoolError, TeacherError, ThriftyError
 from .features import make_features
 from .stopping import Budget, Stopping
-from .strategies import PoolState, make_strategy
+from .strategies import DEFAULT_STRATEGY, PoolState, make_strategy
 from .students import DEFAULT_STUDENT, TextModel, default_student, full_proba, make_student, parse_model_name, save_model
 from .task import Task
 from .teachers.base import Teacher, TeacherLabel
@@ -36,7 +36,7 @@ class DistillConfig:
     """Everything that shapes a run (saved as ``config.json``; secrets never included)."""
 
     student: str = DEFAULT_STUDENT
-    strategy: str = "mraru"
+    strategy: str = DEFAULT_STRATEGY
     strategy_params: dict[str, Any] = field(default_factory=dict)
     student_params: dict[str, Any] = field(default_factory=dict)
     batch: int = 50
@@ -94,7 +94,7 @@ class Distiller:
         teacher: Teacher,
         *,
         student: str = "auto",
-        strategy: str = "mraru",
+        strategy: str = DEFAULT_STRATEGY,
         budget: Budget | int | str | None = 500,
         batch: int = 50,
         seed_size: int = 50,

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from ..errors import ThriftyError
+from ..strategies import DEFAULT_STRATEGY
 from .app import app, console, friendly, ledger_app
 
 # ---- shared options ------------------------------------------------------------------------
@@ -93,7 +94,7 @@ def distill(
     api_key_env: str = ApiKeyEnv,
     out: Path = typer.Option(Path("run"), "--out", "-o", help="Run directory (state, ledger, model, history)."),
     budget: str = typer.Option("500", "--budget", "-b", help="'500' labels, '200k tokens' or '$5'. Validation labels count."),
-    strategy: str = typer.Option("mraru", "--strategy", "-s", help="random | least_confidence | margin | entropy | mraru | diversity | llkd"),
+    strategy: str = typer.Option(DEFAULT_STRATEGY, "--strategy", "-s", help="auto | random | least_confidence | margin | entropy | mraru | diversity | llkd | coverage"),
     mraru_exponent: float = typer.Option(2.0, "--mraru-exponent", help="M-RARU: accept if r < u**exponent."),
     student: str = typer.Option("auto", "--student", help="FEATURES-CLASSIFIER (tfidf-lr, minilm-lr, static-svm, text-finetune, ...); auto = minilm-lr with the embed extra, else tfidf-lr."),
     batch: int = typer.Option(50, "--batch", help="Labels per round."),

@@ -31,6 +31,11 @@ STRATEGIES: dict[str, Any] = {
 }
 
 
+# The strategy used when none is named (Distiller, DistillConfig, `thrifty distill`). Issue 17: "auto"
+# (coverage seed, class-balanced margin; docs/strategies.md). To go back to M-RARU, change this one line.
+DEFAULT_STRATEGY = "auto"
+
+
 def make_strategy(name: str, **kw: Any) -> Strategy:
     key = name.replace("-", "_").lower()
     if key not in STRATEGIES:
@@ -39,6 +44,6 @@ def make_strategy(name: str, **kw: Any) -> Strategy:
 
 
 __all__ = [
-    "PoolState", "Strategy", "STRATEGIES", "make_strategy", "RandomStrategy", "UncertaintyStrategy",
+    "PoolState", "Strategy", "STRATEGIES", "DEFAULT_STRATEGY", "make_strategy", "RandomStrategy", "UncertaintyStrategy",
     "MRARUStrategy", "DiversityStrategy", "CoverageStrategy", "AutoStrategy", "LLKDStrategy", "MEASURES", "entropy", "margin", "least_confidence",
 ]
