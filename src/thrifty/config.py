@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping
 
 from .errors import ConfigError, ThriftyError
 from .stopping import Budget, Stopping
+from .strategies import DEFAULT_STRATEGY
 
 _SPEC = re.compile(r"^(?P<name>[^\[\]]+?)(?:\[(?P<params>[^\[\]]*)\])?$")
 
@@ -143,7 +144,7 @@ class DistillConfig:
     every problem."""
 
     student: str = "auto"  # FEATURES[...]-CLASSIFIER[...]; auto = minilm-lr with the embed extra, else tfidf-lr
-    strategy: str = "mraru"
+    strategy: str = DEFAULT_STRATEGY
     strategy_params: dict[str, Any] = field(default_factory=dict)
     student_params: dict[str, Any] = field(default_factory=dict)
     batch: int = 50

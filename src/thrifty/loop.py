@@ -355,7 +355,8 @@ class Distiller:
         self._finish()
 
     def _seed(self) -> None:
-        """Draw the validation slice and the random seed set, and label them.
+        """Draw the validation slice and the seed set (random, or the strategy's own choice when it
+        has ``cold_start = True``), and label them.
 
         Both are drawn at full size first (so the RNG stream does not depend on costs), then
         trimmed to what the budget allows: at once for a label budget, batch by batch for a
@@ -370,7 +371,12 @@ class Distiller:
         mask = np.ones(len(self.corpus), dtype=bool)
         mask[val] = False
         rest = cand[mask[cand]]
-        seed = self.rng.choice(rest, size=min(cfg.seed_size, len(rest)), replace=False)
+        if getattr(self.strategy, "cold_start", False):  # the strategy picks the seed set (e.g. TypiClust coverage)
+            state = self._pool_state(rest)
+            state.predict_proba = None
+            seed = np.asarray(self.strategy.select(state, min(cfg.seed_size, len(rest))), dtype=int)
+        else:
+            seed = self.rng.choice(rest, size=min(cfg.seed_size, len(rest)), replace=False)
         room = cfg.budget.remaining_labels({})
         if room < 1:
             raise ThriftyError(f"The budget ({cfg.budget.describe()}) leaves no labels to train on.")

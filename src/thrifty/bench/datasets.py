@@ -11,6 +11,7 @@ working directory, else ``/work/shared``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ def dataset_names() -> list[str]:
 class BenchData:
     """A pool (with gold), a gold test split that is never trained on, and the label set."""
 
-    name: str
+    name: str  # the shared dataset's name, an explicit name, or the file's full path: never just a stem
     task: Task
     corpus: Corpus
     test_texts: list[str]
@@ -57,6 +58,36 @@ class BenchData:
     rows: np.ndarray  # position of each corpus row in the original pool file
     directory: Path | None = None
     recorded: list[Path] = field(default_factory=list)  # teacher_*.csv recordings beside the pool
+    identity: dict[str, Any] = field(default_factory=dict)  # what cache keys use: name, files and their sha256
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dataset_identity(spec: str | Path, *, test: str | Path | None = None, gold_col: str = "label",
+                     text_col: str = "text", seed: int = 0) -> dict[str, Any]:
+    """What a dataset's cache keys are made of, without loading it: a shared dataset's name, or a
+    file's name (explicit, else its full resolved path) with the sha256 of its pool and test files,
+    so an edited file or another file with the same stem never reuses a cached run."""
+    given, spec = split_name(str(spec))
+    path = Path(spec)
+    if not path.exists():
+        return {"name": given or str(spec)}
+    return {"name": given or str(path.resolve()), "pool_sha256": file_sha256(path), "gold_col": gold_col,
+            "text_col": text_col, "test_sha256": file_sha256(test) if test is not None else None, "split_seed": seed}
+
+
+def split_name(spec: str) -> tuple[str | None, str]:
+    """``'mine=data/pool.csv'`` -> ``('mine', 'data/pool.csv')``; ``'trec6'`` -> ``(None, 'trec6')``."""
+    name, sep, rest = str(spec).partition("=")
+    if sep and name and rest and "/" not in name and not Path(spec).exists():
+        return name.strip(), rest.strip()
+    return None, str(spec)
 
 
 def _subsample(n: int, k: int | None, seed: int) -> np.ndarray:
@@ -83,8 +114,15 @@ def load_dataset(
     max_pool: int | None = None,
     max_test: int | None = None,
     seed: int = 0,
+    name: str | None = None,
 ) -> BenchData:
-    """Load a shared dataset by name, or a user file with a gold column."""
+    """Load a shared dataset by name, or a user file with a gold column (``NAME=FILE`` names it).
+
+    A file's dataset name is ``name`` if given, else its full resolved path: two files with
+    the same stem (``a/pool.csv``, ``b/pool.csv``) are two datasets, in every cache key and
+    every table. ``test`` is the file's gold test split; without it, a seeded 20% hold-out."""
+    given, spec = split_name(str(spec))
+    name = name or given
     path = Path(spec)
     directory: Path | None = None
     if not path.exists():
@@ -94,12 +132,16 @@ def load_dataset(
                 f"Unknown dataset {spec!r}: not a file and not one of {dataset_names()}. "
                 "Give a shared dataset name or a CSV/JSONL/Parquet file with a gold column."
             )
+        if test is not None:
+            raise ThriftyError(f"{spec!r} is a shared dataset with its own test.csv; --test applies to files only.")
         path = directory / "pool.csv"
         test = directory / "test.csv"
         labels = labels or str(directory / "labels.json")
     names = column_names(path)
     if gold_col not in names:
-        raise ThriftyError(f"{path} has no gold column {gold_col!r} (it has {names}); pass --gold-col.")
+        raise ThriftyError(f"{path} has no gold column {gold_col!r} (it has {names}); name it with --gold-col.")
+    if text_col not in names:
+        raise ThriftyError(f"{path} has no text column {text_col!r} (it has {names}); name it with --text-col.")
     extra = [c for c in LABEL_COLS + CONF_COLS + PROBS_COLS if c in names]
     pool = read_corpus(path, text_col=text_col, gold_col=gold_col, extra_cols=extra)
     if labels is None:
@@ -107,6 +149,11 @@ def load_dataset(
         labels = str(beside) if beside.exists() else sorted({g for g in pool.gold or [] if g})
     task = Task.load(labels)
     if test is not None:
+        if not Path(test).exists():
+            raise ThriftyError(f"Test file {test} does not exist.")
+        tnames = column_names(test)
+        if gold_col not in tnames or text_col not in tnames:
+            raise ThriftyError(f"Test file {test} needs the columns {text_col!r} and {gold_col!r} (it has {tnames}).")
         ev = read_corpus(test, text_col=text_col, gold_col=gold_col)
         pool_idx = np.arange(len(pool))
     else:  # seeded 80/20 hold-out of the user's file
@@ -116,8 +163,11 @@ def load_dataset(
         pool_idx = np.sort(perm[cut:])
     pool_idx = pool_idx[_subsample(len(pool_idx), max_pool, seed)]
     t_idx = _subsample(len(ev), max_test, seed)
+    identity = dataset_identity(spec if name is None else f"{name}={spec}", test=None if directory else test,
+                                gold_col=gold_col, text_col=text_col, seed=seed)
+    name = identity["name"]
     return BenchData(
-        name=directory.name if directory else path.stem,
+        name=name,
         task=task,
         corpus=_take(pool, pool_idx),
         test_texts=[ev.texts[i] for i in t_idx],
@@ -125,6 +175,7 @@ def load_dataset(
         rows=pool_idx,
         directory=directory,
         recorded=sorted(directory.glob(RECORDED_GLOB)) if directory else [],
+        identity=identity,
     )
 
 

@@ -26,7 +26,7 @@ from ..loop import Distiller
 from ..stopping import Budget
 from ..strategies import STRATEGIES
 from ..students import full_proba, make_student
-from .datasets import BenchData, TeacherSetup, load_dataset, make_bench_teacher
+from .datasets import BenchData, TeacherSetup, dataset_identity, load_dataset, make_bench_teacher
 from .peers import register_peers
 
 Log = Callable[[str], None]
@@ -57,7 +57,12 @@ def default_strategies() -> list[str]:
 @dataclass
 class GridSpec:
     """What to run. ``val_size=0``: benchmarks measure on the gold test split, so every
-    label paid goes to training and ``labels_total`` is the x-axis for every strategy."""
+    label paid goes to training and ``labels_total`` is the x-axis for every strategy.
+
+    ``budget_per_class``: when set, each dataset's budget is that many labels per class
+    (``budget`` is then ignored), so a 77-class set gets proportionally more than a binary one.
+    ``test``: gold test files of file datasets (``{dataset spec: file}``); ``gold_col`` and
+    ``text_col`` name the columns of file datasets."""
 
     datasets: list[str]
     strategies: list[str] = field(default_factory=default_strategies)
@@ -71,6 +76,22 @@ class GridSpec:
     max_pool: int | None = None
     max_test: int | None = None
     price_model: str = "gpt-4o-mini"
+    budget_per_class: int | None = None
+    test: dict[str, str] = field(default_factory=dict)
+    gold_col: str = "label"
+    text_col: str = "text"
+
+    def budget_for(self, n_classes: int) -> int:
+        """The label budget of a dataset with ``n_classes`` classes."""
+        return int(self.budget_per_class * n_classes) if self.budget_per_class else int(self.budget)
+
+    def identity(self, ds: str) -> dict[str, Any]:
+        """The cache identity of dataset spec ``ds`` (content hashes for files)."""
+        return dataset_identity(ds, test=self.test.get(ds), gold_col=self.gold_col, text_col=self.text_col)
+
+    def load(self, ds: str) -> BenchData:
+        return load_dataset(ds, test=self.test.get(ds), gold_col=self.gold_col, text_col=self.text_col,
+                            max_pool=self.max_pool, max_test=self.max_test)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +119,10 @@ class MemoFeatures:
 
     def save(self, directory: str | Path) -> None:
         self.extractor.save(directory)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name).strip("_")[-80:] or "dataset"
 
 
 def _key(obj: dict[str, Any]) -> str:
@@ -144,7 +169,7 @@ def run_one(
 
     d = Distiller(
         data.task, setup.teacher, student=student, strategy=name, strategy_params=params,
-        budget=Budget(labels=spec.budget), batch=spec.batch, seed_size=spec.seed_size, val_size=spec.val_size,
+        budget=Budget(labels=spec.budget_for(data.task.n_labels)), batch=spec.batch, seed_size=spec.seed_size, val_size=spec.val_size,
         random_state=seed, eval_texts=data.test_texts, eval_gold=data.test_gold, on_round=on_round, features=feats,
         ledger=":memory:",  # simulated teachers: nothing worth keeping
     )
@@ -155,6 +180,7 @@ def run_one(
     df.insert(0, "student", student)
     df.insert(0, "teacher", setup.spec)
     df.insert(0, "dataset", data.name)
+    df["n_classes"] = data.task.n_labels
     return df
 
 
@@ -181,7 +207,9 @@ def _grid(spec: GridSpec, cache: Path, log: Log, fresh: bool, run_missing: bool)
     n_runs = len(spec.datasets) * len(spec.teachers) * len(spec.students) * len(spec.strategies) * spec.seeds
     done = 0
     t_grid = time.perf_counter()
-    base = {k: v for k, v in spec.to_dict().items() if k not in ("datasets", "strategies", "students", "teachers", "seeds")}
+    skip = ("datasets", "strategies", "students", "teachers", "seeds", "test", "gold_col", "text_col")
+    base = {k: v for k, v in spec.to_dict().items() if k not in skip and not (k == "budget_per_class" and v is None)}
+    idents = {ds: spec.identity(ds) for ds in spec.datasets}
     datas: dict[str, BenchData] = {}
     featss: dict[tuple[str, str], MemoFeatures] = {}
     setups: dict[tuple[str, str, str], tuple[TeacherSetup, float | None] | None] = {}
@@ -190,8 +218,8 @@ def _grid(spec: GridSpec, cache: Path, log: Log, fresh: bool, run_missing: bool)
             for student in spec.students:
                 for tspec in spec.teachers:
                     for strategy in spec.strategies:
-                        rkey = _key({"dataset": ds, "teacher": tspec, "student": student, "strategy": strategy, "seed": seed, **base})
-                        rpath = cache / "runs" / str(ds).replace("/", "_") / f"{rkey}.csv"
+                        rkey = _key({"dataset": idents[ds], "teacher": tspec, "student": student, "strategy": strategy, "seed": seed, **base})
+                        rpath = cache / "runs" / _slug(idents[ds]["name"]) / f"{rkey}.csv"
                         done += 1
                         if rpath.exists() and not fresh:
                             yield pd.read_csv(rpath)
@@ -199,7 +227,7 @@ def _grid(spec: GridSpec, cache: Path, log: Log, fresh: bool, run_missing: bool)
                         if not run_missing:
                             continue
                         if ds not in datas:
-                            datas[ds] = load_dataset(ds, max_pool=spec.max_pool, max_test=spec.max_test)
+                            datas[ds] = spec.load(ds)
                         data = datas[ds]
                         if (ds, student) not in featss:
                             name, params, _ = parse_student(student)
@@ -237,7 +265,7 @@ def _setup(data: BenchData, tspec: str, student: str, feats: MemoFeatures, spec:
             log(f"[{data.name}] skipping teacher 'recorded': {e}")
             return None
         raise
-    fpath = cache / "full" / f"{_key({'full': True, 'dataset': data.name, 'teacher': tspec, 'student': student, **base})}.json"
+    fpath = cache / "full" / f"{_key({'full': True, 'dataset': data.identity, 'teacher': tspec, 'student': student, **base})}.json"
     if fpath.exists() and not fresh:
         full = json.loads(fpath.read_text())["accuracy"]
     else:
@@ -251,6 +279,6 @@ def _setup(data: BenchData, tspec: str, student: str, feats: MemoFeatures, spec:
 ROUND_COLUMNS = [
     "dataset", "teacher", "student", "strategy", "seed", "round", "labels", "labels_total", "abstained",
     "prompt_tokens", "completion_tokens", "dollars", "select_s", "scored", "fit_s", "test_accuracy",
-    "pool_gold_accuracy", "pool_agreement", "val_agreement", "full_pool_accuracy",
+    "pool_gold_accuracy", "pool_agreement", "val_agreement", "full_pool_accuracy", "n_classes",
 ]
 

@@ -14,6 +14,8 @@
 - "Labels to match random" is the first label count where a strategy's smoothed curve
   reaches random's final smoothed accuracy, divided by the count where random itself first
   reaches it: an uncensored label ratio even when nobody reaches 98% of the full pool.
+- Medians over datasets count a strategy that never reaches a mark as the worst value
+  (``inf``), never leave it out: :func:`median_worst`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,16 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 KEYS = ["dataset", "teacher", "student", "strategy"]
+
+
+PER_CLASS = (10, 20, 40)  # budget checkpoints in labels per class
+
+
+def median_worst(values: list[float | None]) -> float | None:
+    """Median where ``None`` (never reached) counts as the worst value, ``inf``; None if no values."""
+    if not values:
+        return None
+    return float(np.median([math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values]))
 
 
 def smooth(labels: np.ndarray, acc: np.ndarray) -> np.ndarray:
@@ -84,6 +96,12 @@ def summarise(rounds: pd.DataFrame, fractions: tuple[float, ...] = (0.95, 0.98))
     """One row per configuration: labels to reach each fraction, ratio to random, AULC, cost."""
     cv = curves(rounds)
     sel_s = rounds[rounds["round"] > 0].groupby(KEYS)["select_s"].mean()
+    per_seed = {}
+    for key, g in rounds.groupby(KEYS + ["seed"], sort=True):
+        g = g.sort_values("labels_total")
+        lab_s, acc_s = g["labels_total"].to_numpy(float), g["test_accuracy"].to_numpy(float)
+        per_seed.setdefault(key[:-1], []).append((aulc(lab_s, acc_s), float(acc_s[-1])))
+    n_classes = rounds.groupby(KEYS)["n_classes"].first() if "n_classes" in rounds.columns else None
     rows = []
     for key, c in cv.groupby(KEYS, sort=True):
         c = c.sort_values("labels_total")
@@ -92,11 +110,20 @@ def summarise(rounds: pd.DataFrame, fractions: tuple[float, ...] = (0.95, 0.98))
         sm = smooth(lab, acc)
         full = float(c["full_acc"].iloc[0]) if c["full_acc"].notna().any() else math.nan
         row = dict(zip(KEYS, key))
+        seeds_stats = np.asarray(per_seed[key], dtype=float)
         row.update(
             seeds=int(c["seeds"].max()), budget=float(lab[-1]), full_pool_accuracy=full,
             final_accuracy=float(acc[-1]), aulc=aulc(lab, acc),
+            # spread over seeds (sample std; 0 with one seed)
+            final_accuracy_std=float(seeds_stats[:, 1].std(ddof=1)) if len(seeds_stats) > 1 else 0.0,
+            aulc_std=float(seeds_stats[:, 0].std(ddof=1)) if len(seeds_stats) > 1 else 0.0,
             select_s_per_round=float(sel_s.get(key, math.nan)),
         )
+        k = int(n_classes.get(key, 0)) if n_classes is not None and not pd.isna(n_classes.get(key)) else 0
+        row["n_classes"] = k or None
+        for pc in PER_CLASS:  # mean accuracy at pc labels per class (linear between rounds), if inside the curve
+            inside = k and lab[0] <= pc * k <= lab[-1]
+            row[f"acc_at_{pc}_per_class"] = float(np.interp(pc * k, lab, acc)) if inside else None
         for f in fractions:
             tag = f"{round(f * 100)}"
             reach = labels_to_reach(lab, sm, f * full) if not math.isnan(full) else None

@@ -8,6 +8,13 @@ small-text's selection logic is re-implemented here.
 - ``st_breaking_ties``: ``small_text.BreakingTies`` (smallest top-1 minus top-2 margin).
 - ``st_kmeans``: ``small_text.EmbeddingKMeans`` on the same dense pool embedding that
   :class:`~thrifty.strategies.diversity.DiversityStrategy` uses (TF-IDF SVD, L2-normalised).
+- ``st_class_balancer``: small-text's ClassBalancer rule around ``small_text.BreakingTies``.
+  ClassBalancer arrived in small-text 2.0, which the package index here does not offer
+  (1.4.1 is pinned), so its documented rule is written out here: the candidates are
+  partitioned by the student's predicted class, the batch is split over the classes so
+  that the labelled set moves towards balance (slots go, one by one, to the class with the
+  fewest labels; a class gets no more slots than it has candidates), and
+  ``small_text.BreakingTies`` picks each class's share from its partition.
 
 small-text draws from numpy's global RNG (k-means initialisation); the adapter seeds it
 from the run's generator and restores it afterwards, so runs are reproducible.
@@ -22,9 +29,10 @@ import numpy as np
 
 from ..errors import ThriftyError
 from ..strategies import STRATEGIES, PoolState, RandomStrategy
+from ..strategies.auto import class_quota
 from ..strategies.diversity import pool_embedding
 
-PEERS = {"st_breaking_ties": "BreakingTies", "st_kmeans": "EmbeddingKMeans"}
+PEERS = {"st_breaking_ties": "BreakingTies", "st_kmeans": "EmbeddingKMeans", "st_class_balancer": "ClassBalancer"}
 
 
 class _Student:
@@ -55,12 +63,14 @@ class SmallTextStrategy:
             import small_text
         except ImportError:
             raise ThriftyError("The small-text peer needs the bench extra: pip install 'thrifty[bench]'.") from None
-        if not hasattr(small_text, query_strategy):
+        self.balanced = query_strategy == "ClassBalancer"  # not in small-text 1.4.1: its rule around BreakingTies
+        base = "BreakingTies" if self.balanced else query_strategy
+        if not hasattr(small_text, base):
             raise ThriftyError(f"small-text has no query strategy {query_strategy!r}.")
         self.query_strategy = query_strategy
         self.name = f"small-text:{query_strategy}"
         self.dim = dim
-        self._qs = getattr(small_text, query_strategy)()
+        self._qs = getattr(small_text, base)()
         self._emb: tuple[int, np.ndarray] | None = None
 
     def _embedding(self, X: Any) -> np.ndarray:
@@ -81,8 +91,29 @@ class SmallTextStrategy:
         if self.query_strategy == "EmbeddingKMeans":
             kw["embeddings"] = self._embedding(state.X)[np.concatenate([unl, lab])]
         with _seeded_global_rng(state.rng):
+            if self.balanced:
+                return self._class_balanced(state, unl, lab, y, n)
             sel = self._qs.query(_Student(state), np.arange(state.X.shape[0]), unl, lab, y, n=n, **kw)
         return np.asarray(sel, dtype=int)
+
+    def _class_balanced(self, state: PoolState, unl: np.ndarray, lab: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+        """ClassBalancer: partition by predicted class, split ``n`` towards a balanced labelled set,
+        small-text's BreakingTies within each partition."""
+        k = state.n_labels
+        pred = state.proba(unl).argmax(1)
+        counts = np.bincount(y[y >= 0], minlength=k)[:k]
+        quota = class_quota(counts, np.bincount(pred, minlength=k)[:k], n)
+        out: list[np.ndarray] = []
+        for c in np.flatnonzero(quota):
+            part = unl[pred == c]
+            if quota[c] >= len(part):
+                out.append(part)
+                continue
+            reduced = np.concatenate([part, lab])  # as ClassBalancer does: the partition and the labelled rows
+            sel = self._qs.query(_Student(state), reduced, np.arange(len(part)), np.arange(len(part), len(reduced)), y,
+                                 n=int(quota[c]))
+            out.append(reduced[np.asarray(sel, dtype=int)])
+        return np.concatenate(out) if out else np.zeros(0, dtype=int)
 
 
 def register_peers() -> list[str]:

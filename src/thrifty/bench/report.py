@@ -12,9 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .metrics import KEYS, summarise
+from .metrics import KEYS, PER_CLASS, median_worst, summarise
 
 PEER = "st_breaking_ties"
+
+
+def is_peer(strategy: str) -> bool:
+    return strategy.startswith("st_")
 
 
 def _num(x: Any) -> float | None:
@@ -68,14 +72,15 @@ def headline(summary: pd.DataFrame) -> tuple[list[str], dict[str, Any]]:
         cells = [ds, teacher, student, f"{_fmt(g['full_pool_accuracy'].iloc[0])}"]
         for s in strategies:
             cells.append(_ratio_str(by.loc[s], "98") if s in by.index else "")
-            if s in by.index and _num(by.loc[s, "ratio_98"]) is not None:
-                per_strategy[s].append(float(by.loc[s, "ratio_98"]))
+            if s in by.index and "random" in by.index and _num(by.loc["random", "labels_to_98"]) is not None:
+                per_strategy[s].append(_num(by.loc[s, "ratio_98"]))  # None (never reached) counts as worst
         best = _best(g)
         verdict = ""
         if best is not None:
             cells.append(f"{best['strategy']} ({_labels_str(best, '98')})")
-            if _num(best["ratio_98"]) is not None:
-                reductions.append(1 - float(best["ratio_98"]))
+            if "random" in by.index and _num(by.loc["random", "labels_to_98"]) is not None:
+                r98 = _num(best["ratio_98"])
+                reductions.append(-math.inf if r98 is None else 1 - r98)
             if PEER in by.index:
                 bl, pl = _num(best["labels_to_98"]), _num(by.loc[PEER, "labels_to_98"])
                 if bl is not None and (pl is None or bl < pl):
@@ -98,18 +103,77 @@ def headline(summary: pd.DataFrame) -> tuple[list[str], dict[str, Any]]:
         cells = [ds, teacher, student, _fmt(by.loc["random", "final_accuracy"]) if "random" in by.index else ""]
         for s in strategies:
             v = _num(by.loc[s, "ratio_match_random"]) if s in by.index else None
-            cells.append("" if s not in by.index else ("n/a" if v is None else f"{v:.2f}"))
-            if v is not None:
-                per_match[s].append(v)
+            cells.append("" if s not in by.index else ("never" if v is None else f"{v:.2f}"))
+            if s in by.index and "random" in by.index:
+                per_match[s].append(v)  # never = worst
         match_rows.append(cells)
     stats = {
         "match_table": _md_table(["dataset", "teacher", "student", "random's final acc"] + strategies, match_rows),
-        "median_match": {s: (float(np.median(v)) if v else None, len(v)) for s, v in per_match.items()},
+        "median_match": {s: (median_worst(v), sum(x is not None for x in v), len(v)) for s, v in per_match.items()},
         "median_reduction_best": float(np.median(reductions)) if reductions else None,
         "n_reduction": len(reductions),
-        "median_ratio": {s: (float(np.median(v)) if v else None, len(v)) for s, v in per_strategy.items()},
+        "median_ratio": {s: (median_worst(v), sum(x is not None for x in v), len(v)) for s, v in per_strategy.items()},
     }
     return _md_table(header, rows), stats
+
+
+def _median_str(v: float | None) -> str:
+    return "" if v is None else ("never" if math.isinf(v) else f"{v:.2f}")
+
+
+def _pct(v: float) -> str:
+    return "never reached" if math.isinf(v) else f"{v * 100:.0f}%"
+
+
+def _noise(a: pd.Series, b: pd.Series) -> float:
+    """Two standard errors of the difference of two seed-averaged AULCs."""
+    var = sum((_num(r.get("aulc_std")) or 0.0) ** 2 / max(1, int(r["seeds"])) for r in (a, b))
+    return 2.0 * math.sqrt(var)
+
+
+def overall(summary: pd.DataFrame) -> list[str]:
+    """Per student and strategy, over dataset/teacher pairs: worst-counted medians of the label ratios,
+    the AULC against random and against small-text's best strategy (within seed noise), selection cost."""
+    rows = []
+    order = lambda s: (s != "random", is_peer(s), s)  # noqa: E731
+    for student, gs in summary.groupby("student", sort=True):
+        acc: dict[str, dict[str, list]] = {}
+        for _, g in gs.groupby(["dataset", "teacher"], sort=True):
+            by = g.set_index("strategy")
+            rnd = by.loc["random"] if "random" in by.index else None
+            peers = [by.loc[p] for p in by.index if is_peer(p)]
+            best_peer = max(peers, key=lambda r: r["aulc"]) if peers else None
+            for s, r in by.iterrows():
+                a = acc.setdefault(s, {k: [] for k in ("match", "r98", "r95", "reach98", "daulc", "ge_rnd", "ge_peer", "sel")})
+                a["reach98"].append(_num(r["labels_to_98"]) is not None)
+                a["sel"].append(_num(r["select_s_per_round"]))
+                if rnd is not None:
+                    a["match"].append(_num(r["ratio_match_random"]))
+                    for tag in ("98", "95"):
+                        if _num(rnd[f"labels_to_{tag}"]) is not None:
+                            a[f"r{tag}"].append(_num(r[f"ratio_{tag}"]))
+                    a["daulc"].append(float(r["aulc"]) - float(rnd["aulc"]))
+                    a["ge_rnd"].append(float(r["aulc"]) >= float(rnd["aulc"]) - _noise(r, rnd))
+                if best_peer is not None:
+                    a["ge_peer"].append(float(r["aulc"]) >= float(best_peer["aulc"]) - _noise(r, best_peer))
+        for s in sorted(acc, key=order):
+            a = acc[s]
+            sel = [x for x in a["sel"] if x is not None]
+            rows.append([
+                student, s, _median_str(median_worst(a["match"])) if a["match"] else "",
+                (_median_str(median_worst(a["r98"])) + f" ({len(a['r98'])})") if a["r98"] else "",
+                (_median_str(median_worst(a["r95"])) + f" ({len(a['r95'])})") if a["r95"] else "",
+                f"{sum(a['reach98'])}/{len(a['reach98'])}",
+                f"{np.median(a['daulc']):+.3f}" if a["daulc"] else "",
+                f"{sum(a['ge_rnd'])}/{len(a['ge_rnd'])}" if a["ge_rnd"] else "",
+                f"{sum(a['ge_peer'])}/{len(a['ge_peer'])}" if a["ge_peer"] else "",
+                f"{np.mean(sel):.3f}" if sel else "",
+            ])
+    return _md_table(
+        ["student", "strategy", "match-random", "98% ratio (pairs)", "95% ratio (pairs)", "reached 98%",
+         "AULC - random", "AULC >= random", ">= best peer", "select s/round"],
+        rows,
+    )
 
 
 def write_report(
@@ -162,6 +226,22 @@ def write_report(
         "- Strategies starting `st_` are small-text's own query strategies run through small-text "
         "(`thrifty.bench.peers`), on the same features, student, seeds and batches.",
         "",
+        "- **medians over datasets count \"never reached\" as the worst value** (shown as `never` when it is the "
+        "median): a strategy that misses a mark is never dropped from a median.",
+        "",
+        "## Overall",
+        "",
+        "One row per student and strategy, over every dataset/teacher pair. *match-random*: median labels to reach "
+        "random's final accuracy / random's (never = worst). *98% / 95%*: median labels to reach 98% / 95% of the "
+        "full-pool student / random's, over the pairs where random reaches it (never = worst). *AULC - random*: median "
+        "difference of mean accuracy over the budget; *AULC >= random*: pairs where the strategy's AULC is at least "
+        "random's minus twice the standard error of the difference (seeds); *>= best peer*: pairs where its AULC is at "
+        "least the best small-text strategy's minus the same noise.",
+        "",
+    ]
+    L += overall(summary)
+    L += [
+        "",
         "## Headline: labels to reach 98% of the full-pool student, as a ratio to random",
         "",
     ]
@@ -170,28 +250,29 @@ def write_report(
     L += [""]
     if stats["median_reduction_best"] is not None:
         L.append(
-            f"Median reduction vs random of the best thrifty strategy per dataset (chosen after the fact, so optimistic): "
-            f"**{stats['median_reduction_best'] * 100:.0f}%** over {stats['n_reduction']} dataset/teacher pairs where a ratio exists."
+            f"Median reduction vs random of the best thrifty strategy per dataset (chosen after the fact, so optimistic; "
+            f"never reached = worst): **{_pct(stats['median_reduction_best'])}** over {stats['n_reduction']} "
+            "dataset/teacher pairs where random reaches 98%."
         )
-    L += ["", "Median ratio per strategy, over the pairs where it has one (fewer pairs = it reached 98% less often):", ""]
+    L += ["", "Median ratio per strategy over the pairs where random reaches 98% (never reached = worst):", ""]
     L += _md_table(
-        ["strategy", "median ratio to random", "pairs with a ratio"],
-        [[s, _fmt(v, 2), str(n)] for s, (v, n) in stats["median_ratio"].items()],
+        ["strategy", "median ratio to random", "pairs reached", "pairs"],
+        [[s, _median_str(v), str(k), str(n)] for s, (v, k, n) in stats["median_ratio"].items()],
     )
     L += [
         "",
         "## Labels to match random's accuracy at the full budget, as a ratio to random",
         "",
         "First label count where a strategy's smoothed curve reaches random's final smoothed accuracy, divided by the "
-        "count where random first reaches it (lower is better; `n/a` = never within the budget). Unlike the 98% "
+        "count where random first reaches it (lower is better; `never` = not within the budget). Unlike the 98% "
         "target this is never censored for random, so it gives a ratio on every dataset.",
         "",
     ]
     L += stats["match_table"]
-    L += ["", "Median over dataset/teacher pairs:", ""]
+    L += ["", "Median over dataset/teacher pairs (never = worst):", ""]
     L += _md_table(
-        ["strategy", "median ratio to random", "pairs with a ratio"],
-        [[s, _fmt(v, 2), str(n)] for s, (v, n) in stats["median_match"].items()],
+        ["strategy", "median ratio to random", "pairs reached", "pairs"],
+        [[s, _median_str(v), str(k), str(n)] for s, (v, k, n) in stats["median_match"].items()],
     )
     L += ["", "## Per dataset", ""]
     for (ds, teacher, student), g in summary.groupby(["dataset", "teacher", "student"], sort=True):
@@ -199,16 +280,19 @@ def write_report(
         L.append(f"Full-pool accuracy {_fmt(g['full_pool_accuracy'].iloc[0])}; seeds {int(g['seeds'].max())}; budget {int(g['budget'].max())} labels.")
         L.append("")
         rows = []
+        pcs = [pc for pc in PER_CLASS if f"acc_at_{pc}_per_class" in g and g[f"acc_at_{pc}_per_class"].notna().any()]
         for _, r in g.sort_values("aulc", ascending=False).iterrows():
             rows.append([
                 r["strategy"], _labels_str(r, "95"), _ratio_str(r, "95"), _labels_str(r, "98"), _ratio_str(r, "98"),
-                _fmt(r["ratio_match_random"], 2),
-                _fmt(r["aulc"]), _fmt(r["final_accuracy"]), _fmt(r["select_s_per_round"], 4),
+                "never" if _num(r["ratio_match_random"]) is None else _fmt(r["ratio_match_random"], 2),
+                f"{_fmt(r['aulc'])} ± {_fmt(r.get('aulc_std'))}",
+                *(_fmt(r[f"acc_at_{pc}_per_class"]) for pc in pcs),
+                f"{_fmt(r['final_accuracy'])} ± {_fmt(r.get('final_accuracy_std'))}", _fmt(r["select_s_per_round"], 4),
                 "" if _num(r["dollars_at_98"]) is None else f"${r['dollars_at_98']:.4f}",
             ])
         L += _md_table(
-            ["strategy", "labels to 95%", "ratio", "labels to 98%", "ratio", "match-random ratio", "AULC",
-             f"acc at {int(g['budget'].max())}",
+            ["strategy", "labels to 95%", "ratio", "labels to 98%", "ratio", "match-random ratio", "AULC ± sd",
+             *(f"acc at {pc}/class" for pc in pcs), f"acc at {int(g['budget'].max())} ± sd",
              "select s/round", "$ at 98%"],
             rows,
         )

@@ -29,6 +29,22 @@ def _split(text: Optional[str]) -> Optional[list[str]]:
     return [s for s in out if s]
 
 
+def _test_files(datasets: list[str], tests: Optional[list[str]]) -> dict[str, str]:
+    """``--test`` files paired, in order, with the datasets that are files."""
+    from ..bench.datasets import split_name
+    from ..errors import ThriftyError
+
+    if not tests:
+        return {}
+    files = [d for d in datasets if Path(split_name(d)[1]).is_file()]
+    if len(files) != len(tests):
+        raise ThriftyError(
+            f"--test gives {len(tests)} file(s) for {len(files)} file dataset(s) {files}: give one test file per "
+            "file dataset, in --datasets order (shared datasets use their own test.csv)."
+        )
+    return dict(zip(files, tests))
+
+
 @app.command()
 @friendly
 def bench(
@@ -38,6 +54,10 @@ def bench(
     teachers: Optional[str] = typer.Option(None, "--teachers", "-t", help="oracle, noisy:<rate>, recorded, or a live teacher spec (openai:MODEL, local...)."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per configuration."),
     budget: Optional[int] = typer.Option(None, "--budget", "-b", help="Teacher labels per run."),
+    budget_per_class: Optional[int] = typer.Option(None, "--budget-per-class", help="Teacher labels per run per class of the dataset (replaces --budget), e.g. 40."),
+    test: Optional[str] = typer.Option(None, "--test", help="Gold test file of each file dataset, in --datasets order, comma-separated (default: a seeded 20% hold-out of the file)."),
+    gold_col: str = typer.Option("label", "--gold-col", help="Gold label column of file datasets (and their --test files)."),
+    text_col: str = typer.Option("text", "--text-col", help="Text column of file datasets."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Labels per round."),
     seed_size: Optional[int] = typer.Option(None, "--seed-size", help="Random labels before the first round."),
     max_pool: Optional[int] = typer.Option(None, "--max-pool", help="Subsample each pool to this many rows."),
@@ -70,9 +90,12 @@ def bench(
         names = dataset_names()
     for field, value in (("datasets", names), ("strategies", _split(strategies)), ("students", _split(students)),
                          ("teachers", _split(teachers)), ("seeds", seeds), ("budget", budget), ("batch", batch),
-                         ("seed_size", seed_size), ("max_pool", max_pool), ("max_test", max_test)):
+                         ("seed_size", seed_size), ("max_pool", max_pool), ("max_test", max_test),
+                         ("budget_per_class", budget_per_class)):
         if value is not None:
             setattr(spec, field, value)
+    spec.gold_col, spec.text_col = gold_col, text_col
+    spec.test = _test_files(spec.datasets, _split(test))
     command = "thrifty bench " + ("--smoke" if smoke else "") + (" --report-only" if report_only else "")
     summary = run_benchmark(spec, out_dir=out, md=md, cache_dir=cache, report_only=report_only, fresh=fresh,
                             command=command.strip(), log=log)

@@ -167,7 +167,7 @@ def distill(
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable holding the API key (default: OPENAI_API_KEY)."),
     out: Path = typer.Option(Path("run"), "--out", "-o", help="Run directory (state, ledger, model, history); new or empty, or a run to continue."),
     budget: Optional[str] = typer.Option(None, "--budget", "-b", help="'500' labels (default), '200k tokens' or '$5'. Validation labels count. With --resume: a new budget for the run."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="NAME[key=value,...] (default mraru): random | least_confidence | margin | entropy | mraru[exponent=2] | diversity[dim=64] | llkd[momentum=0.8,soft=false,...] (docs/configuration.md)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="NAME[key=value,...] (default auto): auto | random | least_confidence | margin | entropy | mraru[exponent=2] | diversity[dim=64] | llkd[momentum=0.8,soft=false,...] | coverage (docs/configuration.md)."),
     mraru_exponent: Optional[float] = typer.Option(None, "--mraru-exponent", help="Alias of --strategy mraru[exponent=X] (M-RARU: accept if r < u**exponent; default 2)."),
     student: Optional[str] = typer.Option(None, "--student", help="FEATURES[key=value,...]-CLASSIFIER[key=value,...] (tfidf-lr, tfidf[char=false]-lr[C=1], minilm-lr, static-svm, text-finetune, ...); auto = minilm-lr with the embed extra, else tfidf-lr."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Labels per round (default 50)."),

@@ -6,7 +6,9 @@ from functools import partial
 from typing import Any
 
 from ..errors import ThriftyError
+from .auto import AutoStrategy
 from .base import MEASURES, PoolState, Strategy, entropy, least_confidence, margin
+from .coverage import CoverageStrategy
 from .diversity import DiversityStrategy
 from .llkd import LLKDStrategy
 from .mraru import MRARUStrategy
@@ -21,7 +23,14 @@ STRATEGIES: dict[str, Any] = {
     "mraru": MRARUStrategy,
     "diversity": DiversityStrategy,
     "llkd": LLKDStrategy,
+    "coverage": CoverageStrategy,
+    "auto": AutoStrategy,
 }
+
+
+# The strategy used when none is named (Distiller, DistillConfig, `thrifty distill`). Issue 17: "auto"
+# (coverage seed, class-balanced margin; docs/strategies.md). To go back to M-RARU, change this one line.
+DEFAULT_STRATEGY = "auto"
 
 
 def make_strategy(name: str, **kw: Any) -> Strategy:
@@ -32,6 +41,6 @@ def make_strategy(name: str, **kw: Any) -> Strategy:
 
 
 __all__ = [
-    "PoolState", "Strategy", "STRATEGIES", "make_strategy", "RandomStrategy", "UncertaintyStrategy",
-    "MRARUStrategy", "DiversityStrategy", "LLKDStrategy", "MEASURES", "entropy", "margin", "least_confidence",
+    "PoolState", "Strategy", "STRATEGIES", "DEFAULT_STRATEGY", "make_strategy", "RandomStrategy", "UncertaintyStrategy",
+    "MRARUStrategy", "DiversityStrategy", "CoverageStrategy", "AutoStrategy", "LLKDStrategy", "MEASURES", "entropy", "margin", "least_confidence",
 ]
