@@ -10,6 +10,7 @@ from . import bench as _bench  # noqa: F401,E402
 from . import predict as _predict  # noqa: F401,E402
 from . import teacher as _teacher  # noqa: F401,E402
 from . import sim as _sim  # noqa: F401,E402
+from . import label as _label  # noqa: F401,E402
 
 
 def main() -> None:
