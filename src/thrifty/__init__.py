@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 from .corpus import Corpus, read_corpus
 from .errors import ThriftyError
+from .labelling import label
 from .loop import DistillConfig, Distiller
 from .stopping import Budget, Stopping
 from .task import Example, Task
@@ -13,5 +14,5 @@ from .teachers import Ledger, make_teacher
 
 __all__ = [
     "__version__", "Corpus", "read_corpus", "ThriftyError", "Distiller", "DistillConfig", "Budget",
-    "Stopping", "Task", "Example", "Ledger", "make_teacher",
+    "Stopping", "Task", "Example", "Ledger", "make_teacher", "label",
 ]

@@ -5,10 +5,10 @@
    thresholds or to decide when to stop. ``dry_run`` stops after it and prints a plan.
 2. **Validation.** A second uniform sample (disjoint) is labelled; the student never trains
    on it. The cascade threshold is chosen on it by Learn-then-Test
-   (:mod:`thrifty.label.thresholds`), so the agreement target holds with probability
+   (:mod:`thrifty.labelling.thresholds`), so the agreement target holds with probability
    ``1 - delta``.
-3. **Training.** A :class:`~thrifty.label.learner.Learner` buys labels batch by batch. After
-   each round the total cost is projected (:mod:`thrifty.label.projection`); buying stops
+3. **Training.** A :class:`~thrifty.labelling.learner.Learner` buys labels batch by batch. After
+   each round the total cost is projected (:mod:`thrifty.labelling.projection`); buying stops
    when ``patience`` batches in a row did not lower it, at ``max_train_labels``, or when
    ``max_dollars`` would be passed.
 4. **Cascade.** Every document the teacher has not answered yet gets the student's label,
@@ -132,6 +132,7 @@ class LabelJob:
         self.meta = dict(meta or {})
         self.cached = {ph: CachedTeacher(teacher, self.ledger, run=f"label:{ph}") for ph in PHASES}
         self.answers: dict[str, dict[int, TeacherLabel]] = {ph: {} for ph in PHASES}
+        self.teacher_time = [0.0, 0]  # seconds spent waiting on the teacher, answers paid in that time
 
     # ---- bookkeeping -----------------------------------------------------------------------
     def _check_work(self, corpus: Corpus, resume: bool) -> None:
@@ -156,7 +157,10 @@ class LabelJob:
                                             encoding="utf-8")
 
     def _ask(self, phase: str, idx: np.ndarray, texts: list[str]) -> list[TeacherLabel]:
+        t0, paid = time.perf_counter(), self.cached[phase].requests
         labs = self.cached[phase].label([texts[i] for i in idx])
+        self.teacher_time[0] += time.perf_counter() - t0
+        self.teacher_time[1] += self.cached[phase].requests - paid
         for i, lab in zip(idx, labs):
             self.answers[phase][int(i)] = lab
         return labs
@@ -264,7 +268,8 @@ class LabelJob:
             rest = np.flatnonzero(~(known | trained))
             choice, rate = escalation_for_target(rnd.proba, cal_idx, cal_y, rest, cfg.target_agreement, cfg.delta)
             p = project(n, n_audit, n_val, rnd.n_train, rate, per_call)
-            p6 = project(max(n, SCALE_1E6), n_audit, n_val, rnd.n_train, rate, per_call)
+            # a new corpus looks like the validation rows (uniform), not like what selection left over
+            p6 = project(max(n, SCALE_1E6), n_audit, n_val, rnd.n_train, choice.escalation_rate, per_call)
             calls.append(p.calls)
             row = {"round": rnd.round, "train_labels": rnd.n_train, "val_agreement": round(float(
                 np.mean(rnd.proba[cal_idx].argmax(1) == cal_y)), 4) if len(cal_y) else None,
@@ -299,8 +304,9 @@ class LabelJob:
         trained[self.learner.train_idx] = True
         known_all = known | trained
         rest = np.flatnonzero(~known_all)
-        choice, rate = escalation_for_target(rnd.proba, cal_idx, cal_y, rest, cfg.target_agreement, cfg.delta)
         conf = rnd.proba.max(axis=1)
+        choice, rate = escalation_for_target(rnd.proba, cal_idx, cal_y, rest, cfg.target_agreement, cfg.delta)
+        rate6 = float(np.mean(conf[audit_idx] < choice.threshold))  # uniform, never trained on: new documents
         pred = rnd.proba.argmax(axis=1)
         esc_idx = rest[conf[rest] < choice.threshold]
         if not self._afford(len(esc_idx)):
@@ -349,7 +355,7 @@ class LabelJob:
         paid_now = {ph: self.cached[ph].requests for ph in PHASES}
         spent = self.spent()
         final_p = project(n, n_audit, n_val, counts["training"], rate, per_call)
-        final_p6 = project(max(n, SCALE_1E6), n_audit, n_val, counts["training"], rate, per_call)
+        final_p6 = project(max(n, SCALE_1E6), n_audit, n_val, counts["training"], rate6, per_call)
         wall = time.perf_counter() - t_start
         summary: dict[str, Any] = {
             "n_docs": n, "target_agreement": cfg.target_agreement, "delta": cfg.delta, "student": student,
@@ -363,7 +369,7 @@ class LabelJob:
                         "per_call": per_call},
             "estimated_agreement": {"cascade_on_audit": est, "corpus": corpus_est},
             "threshold": choice.as_dict(),
-            "escalation_rate": rate,
+            "escalation_rate": rate, "escalation_rate_new_docs": rate6,
             "projection": {"corpus": final_p.as_dict(), "at_1e6": final_p6.as_dict()},
             "stop_reason": stop_reason,
             "tiers": {"student": {"docs": tier.count("student"), "seconds": round(features_s, 3),
@@ -373,6 +379,8 @@ class LabelJob:
                                   "seconds": round(teacher_s, 3),
                                   "docs_per_s": round(len(esc_idx) / teacher_s, 1) if teacher_s > 0 and len(esc_idx) else None}},
             "wall_s": round(wall, 3),
+            "teacher_s_per_call": round(self.teacher_time[0] / self.teacher_time[1], 4) if self.teacher_time[1] else None,
+            "teacher_everything_s_est": round(n * self.teacher_time[0] / self.teacher_time[1], 1) if self.teacher_time[1] else None,
             "history": history,
         }
         if self.work is not None:
