@@ -154,7 +154,7 @@ def main() -> None:
     ap.add_argument("--targets", type=float, nargs="+", default=TARGETS)
     ap.add_argument("--features", default="minilm")
     ap.add_argument("--max-train", type=int, default=1000)
-    ap.add_argument("--variants", nargs="+", default=["mraru", "random", "soft", "self_train", "today"])
+    ap.add_argument("--variants", nargs="+", default=["mraru", "random", "soft", "self_train", "today", "scale"])
     ap.add_argument("--extra-seeds", type=int, nargs="+", default=[0], help="Seeds for the soft / self-train variants.")
     ap.add_argument("--extra-datasets", nargs="+", default=["gwsd_gpt4o", "ag_news", "trec6"],
                     help="Datasets for the soft / self-train variants (self-training refits on the pool: slow).")
@@ -200,6 +200,18 @@ def main() -> None:
                     "soft": ("mraru", True, None), "self_train": ("mraru", False, 0.9)}
         for seed in a.seeds:
             for vname in a.variants:
+                if vname == "scale":
+                    # the settings a 10^6-document job gets by default (audit 400, validation 1,000), run to the
+                    # label cap: what the escalation rate of a large job would be. Only where the corpus has room.
+                    n_val = min(1000, n - 400 - a.max_train - 300)
+                    if n_val < 500:
+                        continue
+                    big = LabelConfig(audit_size=400, val_size=n_val)
+                    v = run_variant(task, setup.teacher, corpus.texts, X, T, G, seed, big, "mraru", False, None, a.max_train)
+                    for t in a.targets:
+                        res["runs"][f"scale|{t}|{seed}"] = evaluate_variant(v, T, G, t, cfg.delta, cfg.patience, use_cap=True)
+                    print(f"{name} seed {seed} scale (val {n_val}): {v['learn_s']:.1f}s", flush=True)
+                    continue
                 if vname == "today" or (vname in EXTRA and (seed not in a.extra_seeds or name not in a.extra_datasets)):
                     continue
                 if vname == "soft" and not has_dist:
