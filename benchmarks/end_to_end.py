@@ -209,7 +209,7 @@ def main() -> None:
                     big = LabelConfig(audit_size=400, val_size=n_val)
                     v = run_variant(task, setup.teacher, corpus.texts, X, T, G, seed, big, "mraru", False, None, a.max_train)
                     for t in a.targets:
-                        res["runs"][f"scale|{t}|{seed}"] = evaluate_variant(v, T, G, t, cfg.delta, cfg.patience, use_cap=True)
+                        res["runs"][f"scale@cap|{t}|{seed}"] = evaluate_variant(v, T, G, t, cfg.delta, cfg.patience, use_cap=True)
                     print(f"{name} seed {seed} scale (val {n_val}): {v['learn_s']:.1f}s", flush=True)
                     continue
                 if vname == "today" or (vname in EXTRA and (seed not in a.extra_seeds or name not in a.extra_datasets)):
@@ -222,8 +222,10 @@ def main() -> None:
                     key = f"{vname}|{t}|{seed}"
                     res["runs"][key] = evaluate_variant(v, T, G, t, cfg.delta, cfg.patience, use_cap=False)
                     res["runs"][key]["learn_s"] = v["learn_s"]
+                    # the same rounds under other stopping rules: the label cap, and a patience of 4 batches
+                    res["runs"][f"{vname}@cap|{t}|{seed}"] = evaluate_variant(v, T, G, t, cfg.delta, cfg.patience, use_cap=True)
+                    res["runs"][f"{vname}@p4|{t}|{seed}"] = evaluate_variant(v, T, G, t, cfg.delta, 4, use_cap=False)
                     if vname == "mraru":
-                        res["runs"][f"cap|{t}|{seed}"] = evaluate_variant(v, T, G, t, cfg.delta, cfg.patience, use_cap=True)
                         if "today" in a.variants:
                             res["runs"][f"today|{t}|{seed}"] = baseline_today(v, T, G, t)
                 print(f"{name} seed {seed} {vname}: {v['learn_s']:.1f}s, {len(v['rounds'])} rounds", flush=True)

@@ -232,3 +232,32 @@ def test_demo_label_runs_the_job_on_the_shipped_corpus(sim_server, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == n and {r["tier"] for r in rows} <= {"student", "teacher"}
     assert sim.stats()["texts_answered_twice"] == 0
+
+
+def test_python_api_with_a_recorded_teacher_writes_jsonl_and_a_history(tmp_path):
+    """`thrifty.label(...)` on 900 rows of sst2_llama3 (a recorded Llama-3 in the corpus's columns)."""
+    import thrifty
+    from conftest import dataset_path
+
+    src = dataset_path("sst2_llama3")
+    with open(src / "pool.csv", newline="", encoding="utf-8") as f:
+        rows = [r for _, r in zip(range(900), csv.DictReader(f))]
+    keep = ["text", "teacher_label"] + (["teacher_confidence"] if "teacher_confidence" in rows[0] else [])
+    with open(tmp_path / "c.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=keep, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    res = thrifty.label(tmp_path / "c.csv", str(src / "labels.json"), "replay", out=tmp_path / "l.jsonl",
+                        target_agreement=0.9, student="tfidf-svm", audit_size=60, val_size=150, seed_size=40,
+                        batch=40, max_train_labels=200)
+    s = res.summary
+    assert len(res.labels) == 900 and s["n_docs"] == 900
+    assert s["teacher_calls"]["total"] == sum(s["teacher_calls"][k] for k in ("audit", "validation", "training", "escalations"))
+    assert s["history"] and all("projected_calls" in h and "projected_pct_at_1e6" in h for h in s["history"])
+    assert s["history"][-1]["stop_reason"] == s["stop_reason"]
+    lines = (tmp_path / "l.jsonl").read_text().splitlines()
+    assert len(lines) == 900 and set(json.loads(lines[0])) == {"id", "label", "confidence", "tier"}
+    # realised agreement with the recording over every document it answered
+    teacher = {r["text"]: r["teacher_label"] for r in rows}
+    ok = [(lab, teacher[r["text"]]) for lab, r in zip(res.labels, rows) if teacher[r["text"]]]
+    assert np.mean([a == b for a, b in ok]) >= 0.9
