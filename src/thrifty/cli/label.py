@@ -81,7 +81,7 @@ def _print_plan(s: dict[str, Any]) -> None:
         f = (lambda v: f"${v:,.2f}") if money else (lambda v: f"{v:,.0f}")
         return f"{f(d[k])} ({f(d[k + '_ci95'][0])}-{f(d[k + '_ci95'][1])})"
 
-    t.add_row("audit + validation labels", f"{p['audit'] + p['validation']:,}", f"{p['audit'] + p['validation']:,}")
+    t.add_row("audit + validation labels", f"{p['audit'] + p['validation']:,}", f"{sum(p['samples_at_1e6']):,}")
     t.add_row("training labels (at most)", f"{p['training_at_most']:,}", f"{p['training_at_most']:,}")
     t.add_row("escalations (95% CI)", rng(c, "escalations"), rng(m, "escalations"))
     t.add_row("teacher calls (95% CI)", rng(c, "calls"), rng(m, "calls"))

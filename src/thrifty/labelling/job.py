@@ -269,7 +269,7 @@ class LabelJob:
             choice, rate = escalation_for_target(rnd.proba, cal_idx, cal_y, rest, cfg.target_agreement, cfg.delta)
             p = project(n, n_audit, n_val, rnd.n_train, rate, per_call)
             # a new corpus looks like the validation rows (uniform), not like what selection left over
-            p6 = project(max(n, SCALE_1E6), n_audit, n_val, rnd.n_train, choice.escalation_rate, per_call)
+            p6 = project(max(n, SCALE_1E6), *cfg.sizes(max(n, SCALE_1E6)), rnd.n_train, choice.escalation_rate, per_call)
             calls.append(p.calls)
             row = {"round": rnd.round, "train_labels": rnd.n_train, "val_agreement": round(float(
                 np.mean(rnd.proba[cal_idx].argmax(1) == cal_y)), 4) if len(cal_y) else None,
@@ -355,7 +355,7 @@ class LabelJob:
         paid_now = {ph: self.cached[ph].requests for ph in PHASES}
         spent = self.spent()
         final_p = project(n, n_audit, n_val, counts["training"], rate, per_call)
-        final_p6 = project(max(n, SCALE_1E6), n_audit, n_val, counts["training"], rate6, per_call)
+        final_p6 = project(max(n, SCALE_1E6), *cfg.sizes(max(n, SCALE_1E6)), counts["training"], rate6, per_call)
         wall = time.perf_counter() - t_start
         summary: dict[str, Any] = {
             "n_docs": n, "target_agreement": cfg.target_agreement, "delta": cfg.delta, "student": student,
@@ -418,11 +418,13 @@ class LabelJob:
         lo, hi = wilson_interval(k_esc, len(idx))
         train = self.config.max_train_labels
         out: dict[str, Any] = {"audit": n_audit, "validation": n_val, "training_at_most": train,
+                               "samples_at_1e6": list(self.config.sizes(max(n, SCALE_1E6))),
                                "pilot_train_labels": int(round(0.8 * len(idx))),
                                "escalation_rate": choice.escalation_rate, "escalation_rate_ci95": [lo, hi],
                                "per_call_dollars": per_call}
         for key, size in (("corpus", n), ("at_1e6", max(n, SCALE_1E6))):
-            ps: list[Projection] = [project(size, n_audit, n_val, train, r, per_call) for r in (choice.escalation_rate, lo, hi)]
+            sa, sv = (n_audit, n_val) if key == "corpus" else self.config.sizes(size)  # the default samples there
+            ps: list[Projection] = [project(size, sa, sv, train, r, per_call) for r in (choice.escalation_rate, lo, hi)]
             out[key] = {"n_docs": size, "escalations": ps[0].escalations, "escalations_ci95": [ps[1].escalations, ps[2].escalations],
                         "calls": ps[0].calls, "calls_ci95": [ps[1].calls, ps[2].calls], "dollars": ps[0].dollars,
                         "dollars_ci95": [ps[1].dollars, ps[2].dollars], "teacher_everything_dollars": ps[0].teacher_everything_dollars}
