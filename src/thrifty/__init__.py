@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 from .corpus import Corpus, read_corpus
 from .errors import ThriftyError
+from .labelling import label
 from .loop import DistillConfig, Distiller
 from .report import build_report
 from .stopping import Budget, Stopping
@@ -14,5 +15,5 @@ from .teachers import Ledger, make_teacher
 
 __all__ = [
     "__version__", "Corpus", "read_corpus", "ThriftyError", "Distiller", "DistillConfig", "Budget",
-    "Stopping", "Task", "Example", "Ledger", "make_teacher", "build_report",
+    "Stopping", "Task", "Example", "Ledger", "make_teacher", "build_report", "label",
 ]

@@ -45,6 +45,10 @@ class TeacherError(RunError):
     """
 
 
+class BudgetExhausted(RunError):
+    """The budget or dollar cap does not allow what the run needs (``thrifty label --max-dollars``)."""
+
+
 class EmptyPoolError(RunError):
     """No unlabelled documents are left to select from."""
 

@@ -14,6 +14,7 @@ from . import scripting as _scripting  # noqa: F401,E402
 from . import report as _report  # noqa: F401,E402
 from . import export as _export  # noqa: F401,E402
 from . import serve as _serve  # noqa: F401,E402
+from . import label as _label  # noqa: F401,E402
 
 
 def main() -> None:

@@ -1,0 +1,63 @@
+"""Label a whole corpus at a target agreement with the teacher, for a fraction of its cost.
+
+``thrifty label`` / :func:`label`: audit -> validation -> training (stopped by the cost
+projection) -> cascade (Learn-then-Test threshold) -> labels on every document + summary.
+See ``docs/label.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..corpus import Corpus
+from ..task import Task
+from .job import LabelBudgetError, LabelConfig, LabelJob, LabelResult, write_labels
+from .projection import Projection, project, stop_buying, stopping_round
+from .thresholds import ThresholdChoice, ltt_threshold
+
+
+def label(
+    corpus: Corpus | str | Path,
+    labels: Task | str,
+    teacher: Any,
+    *,
+    out: str | Path | None = None,
+    work: str | Path | None = None,
+    dry_run: bool = False,
+    resume: bool = False,
+    text_col: str = "text",
+    id_col: str | None = None,
+    **config: Any,
+) -> LabelResult:
+    """Label every document of ``corpus`` (a file or a :class:`Corpus`) with the cheapest mix of
+    student and teacher that meets ``target_agreement`` (a :class:`LabelConfig` field, like the
+    other keyword arguments). ``teacher`` is a teacher object or a spec (``openai:MODEL``,
+    ``replay[:FILE]``, ``local[:MODEL]``). With ``out`` the labels are written there and the
+    ledger, model and summary go to ``work`` (default ``OUT.thrifty/``)."""
+    from ..corpus import read_corpus
+    from ..teachers import make_teacher
+    from ..teachers.replay import CONF_COLS, LABEL_COLS, PROBS_COLS
+
+    task = labels if isinstance(labels, Task) else Task.load(labels)
+    if not isinstance(corpus, Corpus):
+        from ..corpus import column_names
+
+        names = column_names(corpus)
+        extra = [c for c in LABEL_COLS + CONF_COLS + PROBS_COLS if c in names] if teacher == "replay" else []
+        corpus = read_corpus(corpus, text_col=text_col, id_col=id_col, extra_cols=extra)
+    if isinstance(teacher, str):
+        teacher = make_teacher(teacher, task, corpus)
+    if work is None and out is not None:
+        work = Path(str(out) + ".thrifty")
+    job = LabelJob(task, teacher, LabelConfig(**config), work=work)
+    result = job.run(corpus, dry_run=dry_run, resume=resume)
+    if out is not None and not dry_run:
+        write_labels(result, corpus, out)
+    return result
+
+
+__all__ = [
+    "label", "LabelJob", "LabelConfig", "LabelResult", "LabelBudgetError", "write_labels", "Projection", "project",
+    "stop_buying", "stopping_round", "ThresholdChoice", "ltt_threshold",
+]

@@ -1,0 +1,457 @@
+"""``thrifty label``: the whole job in one call. Audit, distil, cascade, report.
+
+1. **Audit.** A uniform random sample of the corpus is labelled by the teacher. It is used
+   only to estimate the final agreement (with a Wilson interval), never to train, to choose
+   thresholds or to decide when to stop. ``dry_run`` stops after it and prints a plan.
+2. **Validation.** A second uniform sample (disjoint) is labelled; the student never trains
+   on it. The cascade threshold is chosen on it by Learn-then-Test
+   (:mod:`thrifty.labelling.thresholds`), so the agreement target holds with probability
+   ``1 - delta``.
+3. **Training.** A :class:`~thrifty.labelling.learner.Learner` buys labels batch by batch. After
+   each round the total cost is projected (:mod:`thrifty.labelling.projection`); buying stops
+   when ``patience`` batches in a row did not lower it, at ``max_train_labels``, or when
+   ``max_dollars`` would be passed.
+4. **Cascade.** Every document the teacher has not answered yet gets the student's label,
+   or the teacher's when the student's confidence is below the threshold.
+
+Every teacher call goes through the ledger (one per phase run id, ``label:audit`` etc.),
+and every step is a deterministic function of the seed and the answers, so a killed run
+repeated with ``resume=True`` makes the same choices and pays nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..cascade import wilson_interval
+from ..corpus import Corpus
+from ..errors import BudgetExhausted, TeacherError, ThriftyError
+from ..task import Task
+from ..teachers.base import Teacher, TeacherLabel
+from ..teachers.ledger import CachedTeacher, Ledger
+from .learner import Learner
+from .projection import SCALE_1E6, Projection, project, stop_buying
+from .thresholds import ThresholdChoice, ltt_threshold
+
+PHASES = ("audit", "validation", "training", "escalations")
+Say = Callable[[str], None]
+
+
+@dataclass
+class LabelConfig:
+    """What shapes a label job (saved in the work directory; a resumed job must match)."""
+
+    target_agreement: float = 0.95
+    delta: float = 0.1
+    student: str = "auto"
+    strategy: str = "mraru"
+    batch: int = 50
+    seed_size: int = 50
+    audit_size: int | None = None  # None: 5% of the corpus, 100..400
+    val_size: int | None = None  # None: 5% of the corpus, 200..1000
+    max_train_labels: int = 1000
+    patience: int = 2
+    max_dollars: float | None = None
+    soft: bool = False
+    self_train: float | None = None
+    seed: int = 0
+
+    def sizes(self, n_docs: int) -> tuple[int, int]:
+        """(audit, validation) sizes for a corpus of ``n_docs`` documents."""
+        audit = self.audit_size if self.audit_size is not None else int(np.clip(round(0.05 * n_docs), 100, 400))
+        val = self.val_size if self.val_size is not None else int(np.clip(round(0.05 * n_docs), 200, 1000))
+        return int(audit), int(val)
+
+
+class LabelBudgetError(BudgetExhausted):
+    """--max-dollars would be passed: the job stops before paying and says what it would cost."""
+
+
+@dataclass
+class LabelResult:
+    """Final labels of every document and the summary of how they were obtained."""
+
+    labels: list[str | None]
+    confidence: np.ndarray
+    tier: list[str]
+    summary: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def draw_samples(valid: np.ndarray, rng: np.random.Generator, audit: int, val: int) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint uniform random audit and validation samples of the valid document positions."""
+    perm = rng.permutation(valid)
+    return np.sort(perm[:audit]), np.sort(perm[audit : audit + val])
+
+
+def escalation_for_target(
+    proba: np.ndarray, cal_idx: np.ndarray, cal_teacher: np.ndarray, rest_idx: np.ndarray,
+    target: float, delta: float,
+) -> tuple[ThresholdChoice, float]:
+    """The Learn-then-Test threshold on the calibration rows and the share of ``rest_idx`` it escalates."""
+    p = proba[cal_idx]
+    choice = ltt_threshold(p.max(axis=1), p.argmax(axis=1), cal_teacher, target, delta)
+    rate = float(np.mean(proba[rest_idx].max(axis=1) < choice.threshold)) if len(rest_idx) else 0.0
+    return choice, rate
+
+
+def audit_estimate(cascade_labels: np.ndarray, teacher_labels: np.ndarray) -> dict[str, Any]:
+    """Agreement of the cascade with the teacher on the audit rows, with a Wilson 95% interval."""
+    n = len(teacher_labels)
+    k = int(np.sum(np.asarray(cascade_labels) == np.asarray(teacher_labels)))
+    lo, hi = wilson_interval(k, n)
+    return {"n": n, "agree": k, "agreement": k / n if n else None, "ci95": [lo, hi]}
+
+
+class LabelJob:
+    """Label every document of ``corpus`` at ``config.target_agreement`` with the teacher, cheaply.
+
+    >>> job = LabelJob(task, teacher, LabelConfig(target_agreement=0.95), work="out.thrifty")  # doctest: +SKIP
+    >>> result = job.run(corpus)                                                              # doctest: +SKIP
+    """
+
+    def __init__(
+        self, task: Task, teacher: Teacher, config: LabelConfig | None = None, *, work: str | Path | None = None,
+        ledger: Ledger | str | Path | None = None, say: Say | None = None, meta: dict[str, Any] | None = None,
+    ):
+        self.task, self.teacher = task, teacher
+        self.config = config or LabelConfig()
+        self.work = Path(work) if work is not None else None
+        if isinstance(ledger, Ledger):
+            self.ledger = ledger
+        else:
+            path = ledger if ledger is not None else (self.work / "ledger.sqlite" if self.work else ":memory:")
+            self.ledger = Ledger(path)
+        self.say: Say = say or (lambda s: None)
+        self.meta = dict(meta or {})
+        self.cached = {ph: CachedTeacher(teacher, self.ledger, run=f"label:{ph}") for ph in PHASES}
+        self.answers: dict[str, dict[int, TeacherLabel]] = {ph: {} for ph in PHASES}
+        self.teacher_time = [0.0, 0]  # seconds spent waiting on the teacher, answers paid in that time
+
+    # ---- bookkeeping -----------------------------------------------------------------------
+    def _check_work(self, corpus: Corpus, resume: bool) -> None:
+        if self.work is None:
+            return
+        saved_path = self.work / "job.json"
+        mine = json.loads(json.dumps({"config": asdict(self.config), "task": self.task.to_dict(),
+                                      "teacher": self.teacher.identity(), "corpus_sha256": corpus.fingerprint()},
+                                     default=str))
+        if saved_path.exists():
+            saved = json.loads(saved_path.read_text(encoding="utf-8"))
+            if not resume:
+                raise ThriftyError(f"{self.work} holds a label job already. Continue it with --resume (nothing is "
+                                   "paid twice), or choose another --out.")
+            diff = [k for k in mine if saved.get(k) != mine[k]]
+            if diff:
+                raise ThriftyError(f"{self.work} holds a different label job (its {', '.join(diff)} differ); "
+                                   "resume with the same corpus and options, or choose another --out.")
+            return
+        self.work.mkdir(parents=True, exist_ok=True)
+        (self.work / "job.json").write_text(json.dumps({**mine, "meta": self.meta}, indent=2, default=str),
+                                            encoding="utf-8")
+
+    def _ask(self, phase: str, idx: np.ndarray, texts: list[str]) -> list[TeacherLabel]:
+        t0, paid = time.perf_counter(), self.cached[phase].requests
+        labs = self.cached[phase].label([texts[i] for i in idx])
+        self.teacher_time[0] += time.perf_counter() - t0
+        self.teacher_time[1] += self.cached[phase].requests - paid
+        for i, lab in zip(idx, labs):
+            self.answers[phase][int(i)] = lab
+        return labs
+
+    def spent(self) -> float:
+        """Accounted dollars of every answer this job used (an answer paid by an earlier attempt counts once)."""
+        seen: dict[int, float] = {}
+        for ph in PHASES:
+            for i, a in self.answers[ph].items():
+                seen[i] = a.usage.cost_usd
+        tr = self.learner.answers if hasattr(self, "learner") else {}
+        for i, a in tr.items():
+            seen[i] = a.usage.cost_usd
+        return float(sum(seen.values()))
+
+    def _per_call(self) -> float:
+        labs = list(self.answers["audit"].values())
+        return float(np.mean([a.usage.cost_usd for a in labs])) if labs else 0.0
+
+    def _afford(self, n_calls: float) -> bool:
+        """Whether ``n_calls`` more calls fit in --max-dollars (10% margin: texts vary in length)."""
+        m = self.config.max_dollars
+        return m is None or self.spent() + 1.1 * n_calls * self._per_call() <= m + 1e-12
+
+    # ---- the job -----------------------------------------------------------------------------
+    def run(self, corpus: Corpus, *, dry_run: bool = False, resume: bool = False) -> LabelResult:
+        from ..features import make_features
+        from ..students import default_student, parse_model_name
+
+        cfg = self.config
+        t_start = time.perf_counter()
+        n = len(corpus)
+        valid = np.flatnonzero(corpus.valid_mask())
+        n_audit, n_val = cfg.sizes(n)
+        if n_audit < 1:
+            raise ThriftyError("The audit needs at least one document (--audit-size >= 1).")
+        if n_audit + n_val + cfg.seed_size > len(valid):
+            raise ThriftyError(
+                f"The audit ({n_audit}) + validation ({n_val}) + seed ({cfg.seed_size}) samples need "
+                f"{n_audit + n_val + cfg.seed_size} distinct non-empty documents; the corpus has {len(valid)}. "
+                "Use a smaller --audit-size/--val-size, or label a corpus this small with the teacher directly.")
+        if not 0.0 < cfg.target_agreement <= 1.0:
+            raise ThriftyError(f"--target-agreement must be in (0, 1]; got {cfg.target_agreement}.")
+        self._check_work(corpus, resume)
+        texts = corpus.texts
+        rng = np.random.default_rng(cfg.seed)
+        audit_idx, val_idx = draw_samples(valid, rng, n_audit, n_val)
+
+        # 1. audit (probe one answer first when a dollar cap binds: it gives the price per call)
+        if cfg.max_dollars is not None:
+            self._ask("audit", audit_idx[:1], texts)
+            if not self._afford(n_audit - 1):
+                raise LabelBudgetError(
+                    f"--max-dollars ${cfg.max_dollars:g} does not cover the audit of {n_audit} documents "
+                    f"(~${n_audit * self._per_call():.4f}); spent ${self.spent():.4f}.")
+        self.say(f"audit: asking the teacher about {n_audit} random documents (used only to estimate agreement)")
+        audit_labs = self._ask("audit", audit_idx, texts)
+        abstained = sum(a.label is None for a in audit_labs)
+        if abstained > 0.5 * n_audit:
+            raise TeacherError(
+                f"The teacher abstained on {abstained} of {n_audit} audit documents (answers outside the label set "
+                f"or none); spent ${self.spent():.4f}, saved in {self.ledger.path}. Check --labels and the prompt "
+                "(`thrifty teacher-check`), then run again with --resume.")
+        per_call = self._per_call()
+        teacher_all = n * per_call
+
+        student = default_student() if cfg.student in (None, "auto") else cfg.student
+        feats_name, clf = parse_model_name(student)
+        t0 = time.perf_counter()
+        features = make_features(feats_name)
+        features.fit(texts)
+        X = features.transform(texts)
+        features_s = time.perf_counter() - t0
+
+        if dry_run:
+            plan = self._pilot_plan(X, audit_idx, clf, n, n_audit, n_val, per_call)
+            return LabelResult([], np.zeros(0), [], {"dry_run": True, "plan": plan, "student": student,
+                                                     "dollars_spent": self.spent(), "n_docs": n})
+
+        # 2. validation
+        if not self._afford(n_val):
+            raise LabelBudgetError(self._budget_message(f"the validation sample ({n_val} documents)", n_val))
+        self.say(f"validation: asking the teacher about {n_val} random documents (for the cascade threshold)")
+        val_labs = self._ask("validation", val_idx, texts)
+        vkeep = np.asarray([a.label is not None for a in val_labs])
+        cal_idx = val_idx[vkeep]
+        cal_y = np.asarray([self.task.index(a.label) for a in val_labs if a.label is not None], dtype=int)
+
+        # 3. training rounds, stopped by the cost projection
+        known = np.zeros(n, dtype=bool)
+        known[audit_idx] = known[val_idx] = True
+        cand = np.setdiff1d(valid, np.concatenate([audit_idx, val_idx]))
+        self.learner = Learner(self.task, X, texts, self.cached["training"], cand, rng, classifier=clf,
+                               strategy=cfg.strategy, batch=cfg.batch, seed_size=cfg.seed_size, soft=cfg.soft,
+                               self_train=cfg.self_train)
+        history: list[dict[str, Any]] = []
+        calls: list[float] = []
+        stop_reason = ""
+        rnd = None
+        if not self._afford(cfg.seed_size):
+            raise LabelBudgetError(self._budget_message(f"the seed set ({cfg.seed_size} labels)", cfg.seed_size))
+        for rnd in self.learner.rounds():
+            trained = np.zeros(n, dtype=bool)
+            trained[self.learner.train_idx] = True
+            rest = np.flatnonzero(~(known | trained))
+            choice, rate = escalation_for_target(rnd.proba, cal_idx, cal_y, rest, cfg.target_agreement, cfg.delta)
+            p = project(n, n_audit, n_val, rnd.n_train, rate, per_call)
+            # a new corpus looks like the validation rows (uniform), not like what selection left over
+            p6 = project(max(n, SCALE_1E6), *cfg.sizes(max(n, SCALE_1E6)), rnd.n_train, choice.escalation_rate, per_call)
+            calls.append(p.calls)
+            row = {"round": rnd.round, "train_labels": rnd.n_train, "val_agreement": round(float(
+                np.mean(rnd.proba[cal_idx].argmax(1) == cal_y)), 4) if len(cal_y) else None,
+                "threshold": round(choice.threshold, 4), "escalation_rate": round(rate, 4),
+                "projected_calls": round(p.calls, 1), "projected_dollars": round(p.dollars, 4),
+                "projected_pct_of_teacher_everything": round(100 * p.fraction_of_teacher_everything, 2),
+                "projected_pct_at_1e6": round(100 * p6.fraction_of_teacher_everything, 2),
+                "pseudo_labels": rnd.pseudo_labels, "fit_s": round(rnd.fit_s, 3),
+                "dollars_spent": round(self.spent(), 6)}
+            history.append(row)
+            self.say(f"round {rnd.round:>2}  train labels {rnd.n_train:>5}  escalate {100 * rate:5.1f}%  "
+                     f"projected {p.calls:,.0f} calls ({100 * p.fraction_of_teacher_everything:.1f}% of asking "
+                     f"the teacher about everything; {100 * p6.fraction_of_teacher_everything:.1f}% at 10^6 docs)")
+            if stop_buying(calls, cfg.patience):
+                stop_reason = f"the last {cfg.patience} batches did not lower the projected cost"
+            elif rnd.n_train + cfg.batch > cfg.max_train_labels:
+                stop_reason = f"--max-train-labels {cfg.max_train_labels} reached"
+            elif not self._afford(cfg.batch + rate * len(rest)):
+                stop_reason = "another batch plus the escalations would pass --max-dollars"
+            elif len(rest) == 0:
+                stop_reason = "every document is labelled"
+            if stop_reason:
+                break
+        else:
+            stop_reason = "pool exhausted"
+        assert rnd is not None
+        history[-1]["stop_reason"] = stop_reason
+        self.say(f"stopped buying training labels: {stop_reason}")
+
+        # 4. threshold (validation only) and the cascade over the corpus
+        trained = np.zeros(n, dtype=bool)
+        trained[self.learner.train_idx] = True
+        known_all = known | trained
+        rest = np.flatnonzero(~known_all)
+        conf = rnd.proba.max(axis=1)
+        choice, rate = escalation_for_target(rnd.proba, cal_idx, cal_y, rest, cfg.target_agreement, cfg.delta)
+        rate6 = float(np.mean(conf[audit_idx] < choice.threshold))  # uniform, never trained on: new documents
+        pred = rnd.proba.argmax(axis=1)
+        esc_idx = rest[conf[rest] < choice.threshold]
+        if not self._afford(len(esc_idx)):
+            p = project(n, n_audit, n_val, len(self.learner.train_idx), rate, per_call)
+            raise LabelBudgetError(
+                f"Reaching agreement {cfg.target_agreement} needs {len(esc_idx):,} escalations: about "
+                f"${p.dollars:,.4f} in all against --max-dollars ${cfg.max_dollars:g} (teacher-everything "
+                f"${teacher_all:,.4f}). Spent so far ${self.spent():.4f}, kept in {self.ledger.path}: raise "
+                "--max-dollars or lower --target-agreement and run again with --resume; nothing is paid twice.")
+        self.say(f"cascade: threshold {choice.threshold:.4f}; {len(esc_idx):,} of {len(rest):,} unlabelled "
+                 "documents go to the teacher")
+        t0 = time.perf_counter()
+        esc_labs = self._ask("escalations", esc_idx, texts) if len(esc_idx) else []
+        teacher_s = time.perf_counter() - t0
+
+        labels: list[str | None] = [self.task.labels[k] for k in pred]
+        confidence = conf.astype(float).copy()
+        tier = ["student"] * n
+        all_known: dict[int, TeacherLabel] = {}
+        for ph in ("audit", "validation"):
+            all_known.update(self.answers[ph])
+        all_known.update(self.learner.answers)
+        all_known.update(dict(zip((int(i) for i in esc_idx), esc_labs)))
+        for i, a in all_known.items():
+            if a.label is not None:
+                labels[i], confidence[i], tier[i] = a.label, float(a.confidence if a.confidence is not None else 1.0), "teacher"
+        # duplicates and empty texts follow the first copy's teacher answer (the ledger dedupes them)
+        first: dict[str, int] = {}
+        for i, t in enumerate(texts):
+            j = first.setdefault(t, i)
+            if j != i and tier[j] == "teacher" and t.strip():
+                labels[i], confidence[i], tier[i] = labels[j], confidence[j], "teacher"
+
+        # 5. the honest estimate: the cascade as it would treat the audit documents (never seen)
+        akeep = [i for i in audit_idx if self.answers["audit"][int(i)].label is not None]
+        a_teacher = np.asarray([self.task.index(self.answers["audit"][int(i)].label) for i in akeep], dtype=int)
+        a_cascade = np.where(conf[akeep] < choice.threshold, a_teacher, pred[akeep]) if akeep else np.zeros(0, int)
+        est = audit_estimate(a_cascade, a_teacher)
+        k_known = int(known_all.sum())
+        lo, hi = est["ci95"]
+        corpus_est = {"agreement": None if est["agreement"] is None else (k_known + (n - k_known) * est["agreement"]) / n,
+                      "ci95": [(k_known + (n - k_known) * lo) / n, (k_known + (n - k_known) * hi) / n]}
+
+        counts = {"audit": len(audit_idx), "validation": len(val_idx), "training": len(self.learner.train_idx),
+                  "escalations": int(len(esc_idx))}
+        paid_now = {ph: self.cached[ph].requests for ph in PHASES}
+        spent = self.spent()
+        final_p = project(n, n_audit, n_val, counts["training"], rate, per_call)
+        final_p6 = project(max(n, SCALE_1E6), *cfg.sizes(max(n, SCALE_1E6)), counts["training"], rate6, per_call)
+        wall = time.perf_counter() - t_start
+        summary: dict[str, Any] = {
+            "n_docs": n, "target_agreement": cfg.target_agreement, "delta": cfg.delta, "student": student,
+            "teacher": self.teacher.identity(),
+            "teacher_calls": {**counts, "total": sum(counts.values()),
+                              "pct_of_corpus": round(100 * sum(counts.values()) / n, 2)},
+            "paid_this_invocation": paid_now,
+            "abstentions": sum(a.label is None for a in all_known.values()),
+            "dollars": {"spent": round(spent, 6), "teacher_everything": round(teacher_all, 6),
+                        "pct_of_teacher_everything": round(100 * spent / teacher_all, 2) if teacher_all else None,
+                        "per_call": per_call},
+            "estimated_agreement": {"cascade_on_audit": est, "corpus": corpus_est},
+            "threshold": choice.as_dict(),
+            "escalation_rate": rate, "escalation_rate_new_docs": rate6,
+            "projection": {"corpus": final_p.as_dict(), "at_1e6": final_p6.as_dict()},
+            "stop_reason": stop_reason,
+            "tiers": {"student": {"docs": tier.count("student"), "seconds": round(features_s, 3),
+                                  "docs_per_s": round(n / features_s, 1) if features_s > 0 else None,
+                                  "note": "features + prediction over every document"},
+                      "teacher": {"docs": tier.count("teacher"), "escalated": int(len(esc_idx)),
+                                  "seconds": round(teacher_s, 3),
+                                  "docs_per_s": round(len(esc_idx) / teacher_s, 1) if teacher_s > 0 and len(esc_idx) else None}},
+            "wall_s": round(wall, 3),
+            "teacher_s_per_call": round(self.teacher_time[0] / self.teacher_time[1], 4) if self.teacher_time[1] else None,
+            "teacher_everything_s_est": round(n * self.teacher_time[0] / self.teacher_time[1], 1) if self.teacher_time[1] else None,
+            "history": history,
+        }
+        if self.work is not None:
+            from ..students import TextModel, save_model
+
+            save_model(TextModel(features, rnd.student, self.task.labels, name=student), self.work / "model")
+            (self.work / "summary.json").write_text(json.dumps(summary, indent=2, default=_json), encoding="utf-8")
+        return LabelResult(labels, confidence, tier, summary, history)
+
+    def _budget_message(self, what: str, n_calls: int) -> str:
+        return (f"--max-dollars ${self.config.max_dollars:g} does not cover {what}: about "
+                f"${n_calls * self._per_call():.4f} more; spent ${self.spent():.4f} (kept in {self.ledger.path}).")
+
+    def _pilot_plan(self, X: Any, audit_idx: np.ndarray, clf: str, n: int, n_audit: int, n_val: int,
+                    per_call: float) -> dict[str, Any]:
+        """Dry run: a student cross-fitted on the audit (5 folds) says roughly what the cascade will need.
+
+        The pilot sees only ~80% of the audit as training labels, so its escalation rate is an
+        upper estimate for a student trained on more; the interval is Wilson's over the audit rows.
+        """
+        from sklearn.model_selection import KFold
+
+        from ..students import full_proba, make_student
+
+        labs = [self.answers["audit"][int(i)] for i in audit_idx]
+        keep = np.asarray([a.label is not None for a in labs])
+        idx = audit_idx[keep]
+        y = np.asarray([self.task.index(a.label) for a in labs if a.label is not None], dtype=int)
+        oof = np.zeros((len(idx), self.task.n_labels))
+        for tr, te in KFold(n_splits=min(5, len(idx)), shuffle=True, random_state=self.config.seed).split(idx):
+            s = make_student(clf).fit(X[idx[tr]], y[tr])
+            oof[te] = full_proba(s, X[idx[te]], self.task.n_labels)
+        choice = ltt_threshold(oof.max(1), oof.argmax(1), y, self.config.target_agreement, self.config.delta)
+        k_esc = int(round(choice.escalation_rate * len(idx)))
+        lo, hi = wilson_interval(k_esc, len(idx))
+        train = self.config.max_train_labels
+        out: dict[str, Any] = {"audit": n_audit, "validation": n_val, "training_at_most": train,
+                               "samples_at_1e6": list(self.config.sizes(max(n, SCALE_1E6))),
+                               "pilot_train_labels": int(round(0.8 * len(idx))),
+                               "escalation_rate": choice.escalation_rate, "escalation_rate_ci95": [lo, hi],
+                               "per_call_dollars": per_call}
+        for key, size in (("corpus", n), ("at_1e6", max(n, SCALE_1E6))):
+            sa, sv = (n_audit, n_val) if key == "corpus" else self.config.sizes(size)  # the default samples there
+            ps: list[Projection] = [project(size, sa, sv, train, r, per_call) for r in (choice.escalation_rate, lo, hi)]
+            out[key] = {"n_docs": size, "escalations": ps[0].escalations, "escalations_ci95": [ps[1].escalations, ps[2].escalations],
+                        "calls": ps[0].calls, "calls_ci95": [ps[1].calls, ps[2].calls], "dollars": ps[0].dollars,
+                        "dollars_ci95": [ps[1].dollars, ps[2].dollars], "teacher_everything_dollars": ps[0].teacher_everything_dollars}
+        return out
+
+
+def _json(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def write_labels(result: LabelResult, corpus: Corpus, path: str | Path) -> Path:
+    """Write id, label, confidence, tier for every document (Parquet, CSV or JSONL by extension), atomically."""
+    import pyarrow as pa
+
+    from ..corpus import detect_format, write_table
+
+    path = Path(path)
+    detect_format(path)  # a clear error for an unknown extension, before anything is written
+    table = pa.table({"id": [str(i) for i in corpus.ids], "label": result.labels,
+                      "confidence": np.round(result.confidence, 6), "tier": result.tier})
+    tmp = path.with_name(path.name + ".tmp" + path.suffix)
+    write_table(table, tmp)
+    tmp.replace(path)
+    return path
