@@ -106,3 +106,23 @@ class CrashingTeacher:
             if on_result:
                 on_result(i, out[-1])
         return out
+
+
+# ---- the reliability suite (tests/reliability/): a small ag_news pool and a trial harness -------------------
+RELIABILITY_POOL_ROWS = 300
+
+
+@pytest.fixture(scope="session")
+def small_pool(ag_news: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first rows of the ag_news pool (text, label) with its labels.json."""
+    from thrifty.bench.reliability import make_pool
+
+    return make_pool(ag_news, tmp_path_factory.mktemp("reliability_pool"), RELIABILITY_POOL_ROWS)
+
+
+@pytest.fixture
+def harness(small_pool: Path, tmp_path: Path) -> Any:
+    """Real ``thrifty distill`` / ``predict`` subprocesses against the simulated teacher over HTTP."""
+    from thrifty.bench.reliability import Harness
+
+    return Harness(small_pool, tmp_path, budget=45, batch=15)
