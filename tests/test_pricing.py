@@ -90,6 +90,7 @@ def test_plan_warns_about_an_unknown_price(pool_csv):
     out = json.loads(r.stdout)
     assert out["price"]["known"] and out["labels"] == 300 and not out["warnings"]  # $5 buys more than the pool
     assert out["dollars_batch_api"] < out["dollars"] <= 5.0
+    assert out["prompt_example"][0]["role"] == "system" and "one request's messages" in r.stderr
 
 
 # ---- cached input tokens --------------------------------------------------------------------------
