@@ -37,6 +37,27 @@ def ag_news() -> Path:
     return dataset_path("ag_news")
 
 
+@pytest.fixture(scope="session")
+def ag_news_csv(ag_news: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int], Path]:
+    """Factory: ``ag_news_csv(start, stop)`` writes ag_news pool rows [start, stop) as a text,label CSV
+    with labels.json beside it (so the CLI finds the label set) and returns the CSV's path."""
+    import csv
+
+    with open(ag_news / "pool.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+
+    def make(start: int, stop: int) -> Path:
+        d = tmp_path_factory.mktemp(f"ag_news_{start}_{stop}")
+        with open(d / "pool.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=["text", "label"])
+            w.writeheader()
+            w.writerows({"text": r["text"], "label": r["label"]} for r in rows[start:stop])
+        (d / "labels.json").write_text((ag_news / "labels.json").read_text())
+        return d / "pool.csv"
+
+    return make
+
+
 @pytest.fixture
 def sim_server() -> Iterator[Callable[..., Any]]:
     """Factory: ``sim_server(dataset="ag_news", **SimServer options)`` starts a simulated teacher on

@@ -77,13 +77,8 @@ def test_expired_batches_are_finished_in_later_rounds(sim_server, task, rows):
         batch_teacher(task, sim2).label(texts[1:])  # 1 probe + 3 rounds x 10 lines: the rest is reported, not lost
 
 
-def test_killed_mid_poll_resumes_by_polling(sim_server, rows, ag_news, tmp_path):
-    pool = tmp_path / "pool.csv"
-    with open(pool, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["text", "label"])
-        w.writeheader()
-        w.writerows(rows)
-    (tmp_path / "labels.json").write_text((ag_news / "labels.json").read_text())
+def test_killed_mid_poll_resumes_by_polling(sim_server, ag_news_csv, tmp_path):
+    pool = ag_news_csv(0, 240)
     sim = sim_server()
     sim.batches.hold()  # batches stay in_progress: the client keeps polling
     out = tmp_path / "run"

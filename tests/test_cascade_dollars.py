@@ -5,7 +5,6 @@ The run's teacher is the simulated OpenAI server over real HTTP, so every escala
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
@@ -18,38 +17,30 @@ PRICE = ["--price-in", "1.0", "--price-out", "2.0"]
 
 
 @pytest.fixture(scope="module")
-def run_dir(ag_news, tmp_path_factory):
+def run_dir(ag_news, ag_news_csv):
     """A distilled run on 300 ag_news rows with the sim as teacher; the sim keeps serving for predict."""
     from thrifty.sim import SimServer
 
-    d = tmp_path_factory.mktemp("cascade_dollars")
-    with open(ag_news / "pool.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    for name, part in (("pool.csv", rows[:300]), ("more.csv", rows[300:900])):
-        with open(d / name, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=["text", "label"])
-            w.writeheader()
-            w.writerows(part)
-    (d / "labels.json").write_text((ag_news / "labels.json").read_text())
+    pool, more = ag_news_csv(0, 300), ag_news_csv(300, 900)
     sim = SimServer.from_path(ag_news, noise=0.1).start()
-    r = runner.invoke(app, ["distill", str(d / "pool.csv"), "--teacher", "openai:sim", "--base-url", sim.base_url,
+    r = runner.invoke(app, ["distill", str(pool), "--teacher", "openai:sim", "--base-url", sim.base_url,
                             "--api-key-env", "THRIFTY_TEST_NO_SUCH_KEY", *PRICE, "--student", "tfidf-lr",
                             "--budget", "80", "--batch", "20", "--seed-size", "20", "--val-size", "40",
-                            "--out", str(d / "run"), "-q"])
+                            "--out", str(pool.parent / "run"), "-q"])
     assert r.exit_code == 0, r.output
-    yield d, sim
+    yield pool.parent, more, sim
     sim.stop()
 
 
-def _predict(d, *extra):
-    return runner.invoke(app, ["predict", str(d / "run"), str(d / "more.csv"), "--cascade", "--target-agreement", "0.98",
+def _predict(d, more, *extra):
+    return runner.invoke(app, ["predict", str(d / "run"), str(more), "--cascade", "--target-agreement", "0.98",
                                *PRICE, "--workers", "1", "--batch-size", "50", "-q", "--json", *extra])
 
 
 def test_dry_run_then_max_dollars_then_full(run_dir, tmp_path):
-    d, sim = run_dir
+    d, more, sim = run_dir
     before = sim.stats()["requests"]
-    r = _predict(d, "--out", str(tmp_path / "dry.csv"), "--dry-run")
+    r = _predict(d, more, "--out", str(tmp_path / "dry.csv"), "--dry-run")
     assert r.exit_code == 0, r.output
     dry = json.loads(r.stdout)
     f = dry["forecast"]
@@ -62,7 +53,7 @@ def test_dry_run_then_max_dollars_then_full(run_dir, tmp_path):
 
     # a cap well below the forecast: stops within one batch of it and says so
     cap = round(f["dollars"] / 3, 4)
-    r = _predict(d, "--out", str(tmp_path / "capped.csv"), "--max-dollars", str(cap))
+    r = _predict(d, more, "--out", str(tmp_path / "capped.csv"), "--max-dollars", str(cap))
     assert r.exit_code == 0, r.output
     capped = json.loads(r.stdout)
     one_batch = 50 * f["cost_per_label"] * 1.5
@@ -72,7 +63,7 @@ def test_dry_run_then_max_dollars_then_full(run_dir, tmp_path):
     assert paid == capped["teacher_requests"] > 0
 
     # without a cap it pays for the rest; the capped run's answers come from the ledger for free
-    r = _predict(d, "--out", str(tmp_path / "full.csv"))
+    r = _predict(d, more, "--out", str(tmp_path / "full.csv"))
     full = json.loads(r.stdout)
     assert r.exit_code == 0 and full["capped_by_dollars"] == 0
     assert lo <= full["escalated"] <= hi  # the forecast's interval held
@@ -81,9 +72,9 @@ def test_dry_run_then_max_dollars_then_full(run_dir, tmp_path):
 
 
 def test_max_dollars_needs_a_price(run_dir, tmp_path):
-    d, sim = run_dir
+    d, more, sim = run_dir
     before = sim.stats()["requests"]
-    r = runner.invoke(app, ["predict", str(d / "run"), str(d / "more.csv"), "--cascade", "--target-agreement", "0.98",
+    r = runner.invoke(app, ["predict", str(d / "run"), str(more), "--cascade", "--target-agreement", "0.98",
                             "--max-dollars", "1", "--out", str(tmp_path / "x.csv"), "-q"])
     assert r.exit_code == 2 and "--max-dollars" in r.output and "--price-in" in r.output
     assert sim.stats()["requests"] == before

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -23,16 +22,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def pool_csv(ag_news, tmp_path_factory):
-    d = tmp_path_factory.mktemp("scripting")
-    with open(ag_news / "pool.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))[:200]
-    with open(d / "pool.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["text", "label"])
-        w.writeheader()
-        w.writerows(rows)
-    (d / "labels.json").write_text((ag_news / "labels.json").read_text())
-    return d / "pool.csv"
+def pool_csv(ag_news_csv):
+    return ag_news_csv(0, 200)
 
 
 def _sim_args(sim):

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -24,17 +22,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def pool_csv(ag_news, tmp_path_factory):
-    """300 ag_news pool rows and the label file next to them."""
-    d = tmp_path_factory.mktemp("prices")
-    with open(ag_news / "pool.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))[:300]
-    with open(d / "pool.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["text", "label"])
-        w.writeheader()
-        w.writerows(rows)
-    (d / "labels.json").write_text((ag_news / "labels.json").read_text())
-    return d / "pool.csv"
+def pool_csv(ag_news_csv):
+    return ag_news_csv(0, 300)
 
 
 # ---- the table ---------------------------------------------------------------------------------
@@ -92,17 +81,16 @@ def test_dollar_budget_with_unknown_price_is_refused_before_any_request(sim_serv
 
 
 def test_plan_warns_about_an_unknown_price(pool_csv):
-    proc = subprocess.run([sys.executable, "-m", "thrifty", "plan", str(pool_csv), "-t", "openai:my-model",
-                           "--budget", "$5", "--json"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)  # exactly one JSON object on stdout
+    r = runner.invoke(app, ["plan", str(pool_csv), "-t", "openai:my-model", "--budget", "$5", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)  # exactly one JSON object on stdout
     assert out["price"]["known"] is False and out["warnings"] and "--price-in" in out["warnings"][0]
-    assert "warning" in proc.stderr and "plan: openai:my-model" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "thrifty", "plan", str(pool_csv), "-t", "openai:gpt-4o-mini",
-                           "--budget", "$5", "--json"], capture_output=True, text=True, timeout=120)
-    out = json.loads(proc.stdout)
+    assert "warning" in r.stderr and "plan: openai:my-model" in r.stderr
+    r = runner.invoke(app, ["plan", str(pool_csv), "-t", "openai:gpt-4o-mini", "--budget", "$5", "--json"])
+    out = json.loads(r.stdout)
     assert out["price"]["known"] and out["labels"] == 300 and not out["warnings"]  # $5 buys more than the pool
     assert out["dollars_batch_api"] < out["dollars"] <= 5.0
+    assert out["prompt_example"][0]["role"] == "system" and "one request's messages" in r.stderr
 
 
 # ---- cached input tokens --------------------------------------------------------------------------

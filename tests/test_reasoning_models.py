@@ -83,14 +83,9 @@ def test_server_without_logprobs_switches_to_verbalised_with_a_warning(sim_serve
     assert one.confidence == 1.0 and np.count_nonzero(one.probs) == 1
 
 
-def test_distill_end_to_end_on_a_reasoning_model(sim_server, rows, ag_news, tmp_path):
+def test_distill_end_to_end_on_a_reasoning_model(sim_server, ag_news_csv, tmp_path):
     sim = sim_server(reasoning=True)
-    pool = tmp_path / "pool.csv"
-    with open(pool, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["text", "label"])
-        w.writeheader()
-        w.writerows(rows)
-    (tmp_path / "labels.json").write_text((ag_news / "labels.json").read_text())
+    pool = ag_news_csv(0, 200)
     out = tmp_path / "run"
     r = CliRunner().invoke(app, ["distill", str(pool), "--teacher", "openai:o4-mini", "--base-url", sim.base_url,
                                  "--api-key-env", "THRIFTY_TEST_NO_SUCH_KEY", "--price-in", "1.1", "--price-out", "4.4",

@@ -359,6 +359,7 @@ def plan(
         "dollars": dollars,
         "dollars_batch_api": price.cost(per_prompt * n, per_completion * n, batch=True),
         "dollars_whole_pool": price.cost(per_prompt * len(pool), per_completion * len(pool)),
+        "prompt_example": task.chat_messages(pool.texts[int(idx[0])]),
         "warnings": warnings,
     }
     t = Table(title=f"plan: {teacher} on {corpus.name}")
@@ -376,6 +377,9 @@ def plan(
     for r in rows:
         t.add_row(*r)
     console.print(t)
+    console.print("[bold]one request's messages[/] (the first sampled text):", highlight=False)
+    for m in result["prompt_example"]:
+        console.print(f"  [{m['role']}] {m['content']}", markup=False, highlight=False)
     console.print("Estimates use ~4 characters per token; cached labels cost nothing.")
     for w in warnings:
         err_console.print(f"[bold yellow]warning:[/] {w}", soft_wrap=True)
