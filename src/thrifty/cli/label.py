@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
-from ..errors import ThriftyError
 from .app import app, console, friendly
 from .core import ApiKeyEnv, BaseUrl, IdCol, Labels, PriceIn, PriceOut, Prices, TeacherOpt, TextCol, _load_task, _teacher_columns, build_teacher
 

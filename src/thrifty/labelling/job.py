@@ -40,6 +40,11 @@ from .projection import SCALE_1E6, Projection, project, stop_buying
 from .thresholds import ThresholdChoice, ltt_threshold
 
 PHASES = ("audit", "validation", "training", "escalations")
+
+
+def _native(o: Any) -> Any:
+    """numpy scalars and arrays as plain JSON values."""
+    return o.tolist() if hasattr(o, "tolist") else str(o)
 Say = Callable[[str], None]
 
 
@@ -387,7 +392,7 @@ class LabelJob:
             from ..students import TextModel, save_model
 
             save_model(TextModel(features, rnd.student, self.task.labels, name=student), self.work / "model")
-            (self.work / "summary.json").write_text(json.dumps(summary, indent=2, default=_json), encoding="utf-8")
+            (self.work / "summary.json").write_text(json.dumps(summary, indent=2, default=_native), encoding="utf-8")
         return LabelResult(labels, confidence, tier, summary, history)
 
     def _budget_message(self, what: str, n_calls: int) -> str:
@@ -429,16 +434,6 @@ class LabelJob:
                         "calls": ps[0].calls, "calls_ci95": [ps[1].calls, ps[2].calls], "dollars": ps[0].dollars,
                         "dollars_ci95": [ps[1].dollars, ps[2].dollars], "teacher_everything_dollars": ps[0].teacher_everything_dollars}
         return out
-
-
-def _json(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def write_labels(result: LabelResult, corpus: Corpus, path: str | Path) -> Path:
