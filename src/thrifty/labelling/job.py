@@ -144,7 +144,9 @@ class LabelJob:
         if self.work is None:
             return
         saved_path = self.work / "job.json"
-        mine = json.loads(json.dumps({"config": asdict(self.config), "task": self.task.to_dict(),
+        # --max-dollars may change between attempts (raising it is how a capped job continues)
+        cfg = {k: v for k, v in asdict(self.config).items() if k != "max_dollars"}
+        mine = json.loads(json.dumps({"config": cfg, "task": self.task.to_dict(),
                                       "teacher": self.teacher.identity(), "corpus_sha256": corpus.fingerprint()},
                                      default=str))
         if saved_path.exists():
