@@ -141,6 +141,8 @@ def test_label_kill_then_resume_pays_each_text_once_and_labels_every_document(si
     st = sim.stats()
     assert st["texts_answered_twice"] == 0, "a text was paid for twice"
     summary = json.loads((Path(str(out) + ".thrifty") / "summary.json").read_text())
+    with open(Path(str(out) + ".thrifty") / "history.csv", newline="", encoding="utf-8") as f:
+        assert [int(r["train_labels"]) for r in csv.DictReader(f)] == [h["train_labels"] for h in summary["history"]]
     calls = summary["teacher_calls"]
     assert (calls["audit"], calls["validation"]) == (AUDIT, VAL)
     assert SEED + BATCH <= calls["training"] <= MAX_TRAIN

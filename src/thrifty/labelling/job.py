@@ -395,6 +395,7 @@ class LabelJob:
 
             save_model(TextModel(features, rnd.student, self.task.labels, name=student), self.work / "model")
             (self.work / "summary.json").write_text(json.dumps(summary, indent=2, default=_native), encoding="utf-8")
+            _write_csv(self.work / "history.csv", history)
         return LabelResult(labels, confidence, tier, summary, history)
 
     def _budget_message(self, what: str, n_calls: int) -> str:
@@ -436,6 +437,16 @@ class LabelJob:
                         "calls": ps[0].calls, "calls_ci95": [ps[1].calls, ps[2].calls], "dollars": ps[0].dollars,
                         "dollars_ci95": [ps[1].dollars, ps[2].dollars], "teacher_everything_dollars": ps[0].teacher_everything_dollars}
         return out
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
 
 
 def write_labels(result: LabelResult, corpus: Corpus, path: str | Path) -> Path:
