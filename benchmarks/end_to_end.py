@@ -4,7 +4,7 @@ For each dataset (the recorded teacher behind the ledger, priced at a nominal gp
 rate so dollars mean something; few-shot rows and unrecorded rows taken out), each seed and
 each target agreement, the label job's own pieces are run as the job runs them: uniform audit
 and validation samples (`draw_samples`), a `Learner` buying training labels batch by batch,
-the cost projection after each round and the patience-2 stopping rule (`stopping_round`),
+the cost projection after each round and the stopping rule (`stopping_round`, patience 2 and 4),
 the Learn-then-Test threshold on validation, the cascade over every document and the audit
 estimate. The learner does not depend on the target, so it runs once per seed to the label
 cap and the stopping rule is replayed for each target on the same rounds: identical to
@@ -220,7 +220,7 @@ def main() -> None:
                 v = run_variant(task, setup.teacher, corpus.texts, X, T, G, seed, cfg, strategy, soft, st, a.max_train)
                 for t in a.targets:
                     key = f"{vname}|{t}|{seed}"
-                    res["runs"][key] = evaluate_variant(v, T, G, t, cfg.delta, cfg.patience, use_cap=False)
+                    res["runs"][key] = evaluate_variant(v, T, G, t, cfg.delta, 2, use_cap=False)
                     res["runs"][key]["learn_s"] = v["learn_s"]
                     # the same rounds under other stopping rules: the label cap, and a patience of 4 batches
                     res["runs"][f"{vname}@cap|{t}|{seed}"] = evaluate_variant(v, T, G, t, cfg.delta, cfg.patience, use_cap=True)

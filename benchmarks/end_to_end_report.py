@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-ORDER = ["mraru", "cap", "scale", "random", "soft", "self_train", "today"]
-NAMES = {"mraru": "label (M-RARU, stop by projection)", "cap": "label, 1,000 training labels",
-         "scale": "label, 10^6 settings (val 1,000, 1,000 train)", "random": "label, random selection",
-         "soft": "label + soft targets", "self_train": "label + self-training", "today": "today: distill 500 + cascade"}
+LEARNERS = {"mraru": "label (M-RARU)", "random": "label, random selection", "soft": "label + soft targets",
+            "self_train": "label + self-training", "scale": "label, 10^6 settings (val 1,000)"}
+STOPS = {"": "stop: projection, patience 2", "@p4": "stop: projection, patience 4", "@cap": "1,000 training labels"}
+ORDER = [v + s for v in LEARNERS for s in STOPS] + ["today"]
+NAMES = {v + s: f"{LEARNERS[v]}; {STOPS[s]}" for v in LEARNERS for s in STOPS}
+NAMES["today"] = "today: distill --budget 500 + predict --cascade"
 
 
 def new_docs(vs: list[dict]) -> str:

@@ -141,6 +141,8 @@ def test_label_kill_then_resume_pays_each_text_once_and_labels_every_document(si
     st = sim.stats()
     assert st["texts_answered_twice"] == 0, "a text was paid for twice"
     summary = json.loads((Path(str(out) + ".thrifty") / "summary.json").read_text())
+    with open(Path(str(out) + ".thrifty") / "history.csv", newline="", encoding="utf-8") as f:
+        assert [int(r["train_labels"]) for r in csv.DictReader(f)] == [h["train_labels"] for h in summary["history"]]
     calls = summary["teacher_calls"]
     assert (calls["audit"], calls["validation"]) == (AUDIT, VAL)
     assert SEED + BATCH <= calls["training"] <= MAX_TRAIN
@@ -203,6 +205,10 @@ def test_max_dollars_binds_and_says_what_the_target_would_cost(sim_server, pool,
     err = invoke(label_cmd(pool, sim, tmp_path / "l2.csv", "--max-dollars", f"{cap:.6f}"), code=2)
     assert "Reaching agreement 0.9 needs" in err and "teacher-everything" in err, err
     assert sim.stats()["requests"] - before <= AUDIT + VAL + SEED + BATCH  # stopped before the escalations
+    # as the message says: a larger cap and --resume finish the job, paying nothing twice
+    twice = sim.stats()["texts_answered_twice"]  # the other jobs above had their own ledgers
+    invoke(label_cmd(pool, sim, tmp_path / "l2.csv", "--max-dollars", "1000", "--resume"))
+    assert (tmp_path / "l2.csv").exists() and sim.stats()["texts_answered_twice"] == twice
 
 
 def test_bad_input_gets_one_clear_line_and_pays_nothing(sim_server, pool, tmp_path):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
-from ..errors import ThriftyError
 from .app import app, console, friendly
 from .core import ApiKeyEnv, BaseUrl, IdCol, Labels, PriceIn, PriceOut, Prices, TeacherOpt, TextCol, _load_task, _teacher_columns, build_teacher
 
@@ -32,7 +30,7 @@ def label_cmd(
     audit_size: Optional[int] = typer.Option(None, "--audit-size", help="Audit sample (default 5% of the corpus, 100..400)."),
     val_size: Optional[int] = typer.Option(None, "--val-size", help="Validation sample for the threshold (default 5%, 200..1000)."),
     max_train_labels: int = typer.Option(1000, "--max-train-labels", help="Never buy more training labels than this."),
-    patience: int = typer.Option(2, "--patience", help="Stop buying after this many batches that did not lower the projected cost."),
+    patience: int = typer.Option(4, "--patience", help="Stop buying after this many batches that did not lower the projected cost."),
     delta: float = typer.Option(0.1, "--delta", help="The target may be missed with probability at most delta."),
     soft: bool = typer.Option(False, "--soft/--hard", help="Train on the teacher's distributions where it gives them."),
     self_train: Optional[float] = typer.Option(None, "--self-train", help="Also train on unlabelled documents the student labels with at least this confidence."),

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cascade import ESCALATE_ALL, agreement_curve
+from ..cascade import agreement_curve
 from ..errors import ThriftyError
 
 
@@ -79,7 +79,7 @@ def ltt_threshold(
         j = i
     lower = _cp_lower(int(agree[j]), n, delta)
     return ThresholdChoice(
-        threshold=float(thr[j]) if j < len(thr) - 1 else ESCALATE_ALL,
+        threshold=float(thr[j]),  # the last candidate is ESCALATE_ALL
         target_agreement=float(target_agreement), delta=float(delta), n_cal=n, errors=int(errors[j]),
         escalation_rate=float(esc[j] / n), agreement=float(agree[j] / n), agreement_lower=lower,
         p_value=float(pvals[j]),
