@@ -207,3 +207,23 @@ def test_human_label_is_not_paid_for(ag_news, sim):
         c = CachedTeacher(teacher, led)
         out = c.label(["a text only a human saw", "Stocks fell on Wall Street today."])
         assert out[0].label == "Sports" and out[0].parse == "human" and c.requests == 1
+
+
+def test_suspicion_weighs_student_and_teacher_confidence():
+    """Same student disagreement: the unsure teacher's label is the more suspect one; recorded one-hot
+    rows fall back to the stated confidence; 'self' ignores the teacher."""
+    import numpy as np
+
+    from thrifty.audit import suspicion, teacher_distribution
+
+    student = np.array([[0.1, 0.9], [0.1, 0.9], [0.8, 0.2], [0.5, 0.5]])
+    y = np.array([0, 0, 0, 0])
+    conf = np.array([0.99, 0.55, 0.55, 0.55])
+    onehot = np.array([[1.0, 0.0]] * 4)  # what a label+confidence recording stores as probs
+    q = teacher_distribution(y, 2, conf, onehot)
+    assert np.allclose(q[:, 0], [0.99, 0.55, 0.55, 0.55])
+    both = suspicion(student, y, q, "both")
+    assert list(np.argsort(-both)) == [1, 3, 2, 0]  # a 0.99-sure teacher outweighs a 0.9-sure student
+    assert both[0] < 0.1 < both[1]  # a sure teacher needs a surer student
+    selfs = suspicion(student, y, method="self")
+    assert selfs[0] == selfs[1] and selfs[1] > selfs[3] > selfs[2]
