@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from thrifty.audit import out_of_fold_proba, suspicion, teacher_distribution
+from thrifty.report.audit import out_of_fold_proba, suspicion, teacher_distribution
 from thrifty.features import make_features
 from thrifty.students import full_proba, make_student
 

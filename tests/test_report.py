@@ -214,7 +214,7 @@ def test_suspicion_weighs_student_and_teacher_confidence():
     rows fall back to the stated confidence; 'self' ignores the teacher."""
     import numpy as np
 
-    from thrifty.audit import suspicion, teacher_distribution
+    from thrifty.report.audit import suspicion, teacher_distribution
 
     student = np.array([[0.1, 0.9], [0.1, 0.9], [0.8, 0.2], [0.5, 0.5]])
     y = np.array([0, 0, 0, 0])
