@@ -312,33 +312,47 @@ class CachedTeacher:
         """Answers already in the ledger for these texts, by position (no cost, no request)."""
         keys = self.keys(texts)
         got = self.ledger.get_many(keys, self.task)
-        out = {i: got[k] for i, k in enumerate(keys) if k in got}
-        for i, lab in self._human(texts, out).items():
-            out[i] = lab
-        return out
+        return {**{i: got[k] for i, k in enumerate(keys) if k in got}, **self._human(texts)}
 
-    def _human(self, texts: Sequence[str], teacher: dict[int, TeacherLabel]) -> dict[int, TeacherLabel]:
-        """Human corrections (``thrifty import-labels``) replace the teacher's answers, by position;
+    def _human(self, texts: Sequence[str]) -> dict[int, TeacherLabel]:
+        """Human corrections (``thrifty import-labels``) that replace the teacher's answers, by position;
         the teacher's cost, if it was paid, stays with the answer."""
         shas = [text_sha256(t) for t in texts]
         human = self.ledger.human_labels(shas, self.task)
-        return {i: human_label(self.task, *human[s], teacher.get(i)) for i, s in enumerate(shas) if s in human}
+        if not human:
+            return {}
+        pos = [i for i, s in enumerate(shas) if s in human]
+        keys = self.keys([texts[i] for i in pos])
+        paid = self.ledger.get_many(keys, self.task)
+        return {i: human_label(self.task, *human[shas[i]], paid.get(k)) for i, k in zip(pos, keys)}
+
+    def _label_with_human(self, texts: Sequence[str], human: dict[int, TeacherLabel],
+                          on_result: ResultCallback | None) -> list[TeacherLabel]:
+        """Deliver the human labels; ask (cache, then teacher) only for the other texts."""
+        rest = [i for i in range(len(texts)) if i not in human]
+        for i, lab in human.items():
+            if on_result:
+                on_result(i, lab)
+        cb = (lambda j, lab: on_result(rest[j], lab)) if on_result else None
+        got = dict(zip(rest, self.label([texts[i] for i in rest], on_result=cb))) if rest else {}
+        return [human[i] if i in human else got[i] for i in range(len(texts))]
 
     def label(self, texts: Sequence[str], on_result: ResultCallback | None = None) -> list[TeacherLabel]:
+        human = self._human(texts)
+        if human:  # a reviewer's labels are used instead of the teacher's, and never paid for
+            return self._label_with_human(texts, human, on_result)
         ident = self.teacher.identity()
         model = str(ident.get("model", ""))
         keys = [ledger_key(ident, self.task, t) for t in texts]
         cached = self.ledger.get_many(keys, self.task)
         results: list[TeacherLabel | None] = [None] * len(texts)
         hits = []
-        human = self._human(texts, {i: cached[k] for i, k in enumerate(keys) if k in cached})
         for i, k in enumerate(keys):
-            if k in cached or i in human:
-                results[i] = human.get(i, cached.get(k))
-                if k in cached:
-                    hits.append((k, cached[k]))
+            if k in cached:
+                results[i] = cached[k]
+                hits.append((k, cached[k]))
                 if on_result:
-                    on_result(i, results[i])
+                    on_result(i, cached[k])
         if hits:
             self.ledger.record_hits(self.run, model, hits)
             self.hits += len(hits)
