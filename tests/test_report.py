@@ -179,12 +179,13 @@ def test_audit_ranks_wrong_teacher_labels_first_and_corrections_are_used(run_dir
     invoke("ledger", "export", run_dir, "-o", export)
     ex = pq.read_table(export).to_pylist()
     assert sum(r["human_label"] is not None for r in ex) == 20
-    assert all(r["label"] == r["raw"] or r["parse"] != "human" for r in ex)  # the teacher's answer is kept
+    assert sum(r["label"] != r["human_label"] for r in ex if r["human_label"]) == changed  # the teacher's answer is kept
     invoke("report", run_dir, "-o", tmp_path / "r.html")
-    assert 'data-key="human_labels">20</b>' in (tmp_path / "r.html").read_text() and changed <= 20
+    page = (tmp_path / "r.html").read_text()
+    assert 'data-key="human_labels">20</b>' in page and f"{changed} changed the teacher" in page
 
 
-def test_import_labels_rejects_unknown_labels_and_stores_nothing(run_dir, tmp_path):
+def test_import_labels_by_id_and_rejecting_unknown_labels(run_dir, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("text,correct_label\nhello,Sports\nworld,Weather\n", encoding="utf-8")
     res = CliRunner().invoke(app, ["import-labels", str(run_dir), str(bad)])
@@ -193,6 +194,12 @@ def test_import_labels_rejects_unknown_labels_and_stores_nothing(run_dir, tmp_pa
 
     with Ledger(run_dir / "ledger.sqlite") as led:
         assert led.query("SELECT COUNT(*) FROM human_labels WHERE note = 'bad.csv'")[0][0] == 0
+    i = json.loads((run_dir / "state.json").read_text())["val_idx"][1]
+    by_id = tmp_path / "by_id.csv"
+    by_id.write_text(f"id,label\nd{i},World\nd4,\n", encoding="utf-8")  # the run's corpus ids; empty = skipped
+    assert "stored 1 human labels" in invoke("import-labels", run_dir, by_id).output
+    out = json.loads(invoke("ledger", "show", run_dir, "--id", f"d{i}").output)
+    assert out["human_label"] == "World" and out["reviewer"] == "human" and out["parse"] != "human"  # teacher's kept
 
 
 def test_human_label_is_not_paid_for(ag_news, sim):
