@@ -72,6 +72,7 @@ def test_report_of_a_python_run(ag_news, sim_server, tmp_path):
               seed_size=20, val_size=20, out=tmp_path / "run").fit(corpus)
     full = build_report(tmp_path / "run", corpus=corpus)
     assert sorted(full.figures) == ["cascade", "confusion", "learning", "reliability", "spend"] and not full.notes
+    assert full._repr_html_().startswith("<iframe sandbox srcdoc=") and "data-figure=&quot;cascade&quot;" in full._repr_html_()
     bare = build_report(tmp_path / "run", out=tmp_path / "bare.html")
     assert sorted(bare.figures) == ["learning", "spend"] and "corpus" in bare.notes[0]
     assert 'data-key="labels_total"><b>60</b>' in (tmp_path / "bare.html").read_text()

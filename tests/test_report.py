@@ -179,12 +179,13 @@ def test_audit_ranks_wrong_teacher_labels_first_and_corrections_are_used(run_dir
     invoke("ledger", "export", run_dir, "-o", export)
     ex = pq.read_table(export).to_pylist()
     assert sum(r["human_label"] is not None for r in ex) == 20
-    assert all(r["label"] == r["raw"] or r["parse"] != "human" for r in ex)  # the teacher's answer is kept
+    assert sum(r["label"] != r["human_label"] for r in ex if r["human_label"]) == changed  # the teacher's answer is kept
     invoke("report", run_dir, "-o", tmp_path / "r.html")
-    assert 'data-key="human_labels">20</b>' in (tmp_path / "r.html").read_text() and changed <= 20
+    page = (tmp_path / "r.html").read_text()
+    assert 'data-key="human_labels">20</b>' in page and f"{changed} changed the teacher" in page
 
 
-def test_import_labels_rejects_unknown_labels_and_stores_nothing(run_dir, tmp_path):
+def test_import_labels_by_id_and_rejecting_unknown_labels(run_dir, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("text,correct_label\nhello,Sports\nworld,Weather\n", encoding="utf-8")
     res = CliRunner().invoke(app, ["import-labels", str(run_dir), str(bad)])
@@ -193,6 +194,12 @@ def test_import_labels_rejects_unknown_labels_and_stores_nothing(run_dir, tmp_pa
 
     with Ledger(run_dir / "ledger.sqlite") as led:
         assert led.query("SELECT COUNT(*) FROM human_labels WHERE note = 'bad.csv'")[0][0] == 0
+    i = json.loads((run_dir / "state.json").read_text())["val_idx"][1]
+    by_id = tmp_path / "by_id.csv"
+    by_id.write_text(f"id,label\nd{i},World\nd4,\n", encoding="utf-8")  # the run's corpus ids; empty = skipped
+    assert "stored 1 human labels" in invoke("import-labels", run_dir, by_id).output
+    out = json.loads(invoke("ledger", "show", run_dir, "--id", f"d{i}").output)
+    assert out["human_label"] == "World" and out["reviewer"] == "human" and out["parse"] != "human"  # teacher's kept
 
 
 def test_human_label_is_not_paid_for(ag_news, sim):
@@ -207,3 +214,23 @@ def test_human_label_is_not_paid_for(ag_news, sim):
         c = CachedTeacher(teacher, led)
         out = c.label(["a text only a human saw", "Stocks fell on Wall Street today."])
         assert out[0].label == "Sports" and out[0].parse == "human" and c.requests == 1
+
+
+def test_suspicion_weighs_student_and_teacher_confidence():
+    """Same student disagreement: the unsure teacher's label is the more suspect one; recorded one-hot
+    rows fall back to the stated confidence; 'self' ignores the teacher."""
+    import numpy as np
+
+    from thrifty.report.audit import suspicion, teacher_distribution
+
+    student = np.array([[0.1, 0.9], [0.1, 0.9], [0.8, 0.2], [0.5, 0.5]])
+    y = np.array([0, 0, 0, 0])
+    conf = np.array([0.99, 0.55, 0.55, 0.55])
+    onehot = np.array([[1.0, 0.0]] * 4)  # what a label+confidence recording stores as probs
+    q = teacher_distribution(y, 2, conf, onehot)
+    assert np.allclose(q[:, 0], [0.99, 0.55, 0.55, 0.55])
+    both = suspicion(student, y, q, "both")
+    assert list(np.argsort(-both)) == [1, 3, 2, 0]  # a 0.99-sure teacher outweighs a 0.9-sure student
+    assert both[0] < 0.1 < both[1]  # a sure teacher needs a surer student
+    selfs = suspicion(student, y, method="self")
+    assert selfs[0] == selfs[1] and selfs[1] > selfs[3] > selfs[2]

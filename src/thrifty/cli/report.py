@@ -104,7 +104,7 @@ def audit(
     """Rank the teacher's labels by how likely they are wrong; write a CSV a reviewer fills in (correct_label)."""
     import csv
 
-    from ..audit import audit_run
+    from ..report.audit import audit_run
 
     rows = audit_run(run, method=method, n_folds=folds)
     path = out or run / "audit.csv"
@@ -127,7 +127,7 @@ def import_labels_cmd(
     reviewer: str = typer.Option("human", "--reviewer", help="Who labelled (stored with each label)."),
 ) -> None:
     """Store human labels in the run's ledger (the teacher's answers stay); used from the next --resume on."""
-    from ..audit import import_labels
+    from ..report.audit import import_labels
 
     n = import_labels(run, corrections, reviewer=reviewer)
     console.print(f"[bold green]stored[/] {n['stored']:,} human labels as {reviewer!r} ({n['skipped']:,} rows without a "

@@ -1,4 +1,5 @@
-"""Look at a run: the HTML report, the paid answers with their provenance (export), and the run view."""
+"""Look at a run and fix its labels: the HTML report, the paid answers with their provenance (export),
+the audit of suspect teacher labels and human corrections (:mod:`thrifty.report.audit`)."""
 
 from __future__ import annotations
 

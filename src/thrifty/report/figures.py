@@ -14,7 +14,12 @@ DPI = 80
 
 
 def _plt():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        from ..errors import ThriftyError
+
+        raise ThriftyError("The report draws its figures with matplotlib: pip install 'thrifty[plot]'.") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

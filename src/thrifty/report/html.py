@@ -46,6 +46,11 @@ class Report:
     seconds: float = 0.0
     n_bytes: int = 0
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the page inline, in a sandboxed frame (no script runs in it anyway)."""
+        page = self.path.read_text(encoding="utf-8") if self.path is not None else ""
+        return f'<iframe sandbox srcdoc="{html.escape(page)}" style="width:100%;height:720px;border:0"></iframe>'
+
 
 def _e(x: Any) -> str:
     return html.escape("" if x is None else str(x))

@@ -118,19 +118,23 @@ def open_run(run_dir: str | Path, corpus: Corpus | None = None, ledger: str | Pa
             hist_csv = list(csv.DictReader(f))
     card_path = d / "model" / "model_card.json"
     card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.exists() else {}
-    meta = saved.get("meta", {})
-    cli = meta.get("cli", {})
-    ledger_path = Path(ledger) if ledger is not None else Path(cli["ledger"]) if cli.get("ledger") else d / "ledger.sqlite"
+    meta = dict(saved.get("meta") or {})
+    meta.setdefault("run_id", saved.get("run_id", ""))
+    if saved.get("source"):
+        meta["source"] = saved["source"]
+    # where the corpus and ledger are: config.json's "source", or "meta.cli" in older run directories
+    src = meta.get("source") or meta.get("cli") or {}
+    ledger_path = Path(ledger) if ledger is not None else Path(src["ledger"]) if src.get("ledger") else d / "ledger.sqlite"
     view = RunView(
         run_dir=d, config=saved.get("config", {}), task=Task.from_dict(saved["task"]),
         teacher=saved.get("teacher", {}), meta=meta, history=list(state.get("history", [])),
         history_csv=hist_csv, state=state, model_card=card, ledger_path=ledger_path, corpus=corpus,
     )
-    if view.corpus is None and cli.get("corpus"):
-        path = Path(cli["corpus"])
+    if view.corpus is None and src.get("corpus"):
+        path = Path(src["corpus"])
         if path.exists():
-            view.corpus = read_corpus(path, text_col=cli.get("text_col") or "text", id_col=cli.get("id_col"),
-                                      gold_col=cli.get("gold_col"))
+            view.corpus = read_corpus(path, text_col=src.get("text_col") or "text", id_col=src.get("id_col"),
+                                      gold_col=src.get("gold_col"))
     if view.corpus is not None and state.get("corpus_sha256") not in (None, view.corpus.fingerprint()):
         raise ThriftyError(f"The corpus given for {d} is not the one the run was made on (its fingerprint differs).")
     return view

@@ -514,20 +514,36 @@ class CachedTeacher:
         """Answers already in the ledger for these texts, by position (no cost, no request)."""
         keys = self.keys(texts)
         got = self.ledger.get_many(keys, self.task)
-        out = {i: got[k] for i, k in enumerate(keys) if k in got}
-        for i, lab in self._human(texts, out).items():
-            out[i] = lab
-        return out
+        return {**{i: got[k] for i, k in enumerate(keys) if k in got}, **self._human(texts)}
 
-    def _human(self, texts: Sequence[str], teacher: dict[int, TeacherLabel]) -> dict[int, TeacherLabel]:
-        """Human corrections (``thrifty import-labels``) replace the teacher's answers, by position;
+    def _human(self, texts: Sequence[str]) -> dict[int, TeacherLabel]:
+        """Human corrections (``thrifty import-labels``) that replace the teacher's answers, by position;
         the teacher's cost, if it was paid, stays with the answer."""
         shas = [text_sha256(t) for t in texts]
         human = self.ledger.human_labels(shas, self.task)
-        return {i: human_label(self.task, *human[s], teacher.get(i)) for i, s in enumerate(shas) if s in human}
+        if not human:
+            return {}
+        pos = [i for i, s in enumerate(shas) if s in human]
+        keys = self.keys([texts[i] for i in pos])
+        paid = self.ledger.get_many(keys, self.task)
+        return {i: human_label(self.task, *human[shas[i]], paid.get(k)) for i, k in zip(pos, keys)}
+
+    def _label_with_human(self, texts: Sequence[str], human: dict[int, TeacherLabel],
+                          on_result: ResultCallback | None) -> list[TeacherLabel]:
+        """Deliver the human labels; ask (cache, then teacher) only for the other texts."""
+        rest = [i for i in range(len(texts)) if i not in human]
+        for i, lab in human.items():
+            if on_result:
+                on_result(i, lab)
+        cb = (lambda j, lab: on_result(rest[j], lab)) if on_result else None
+        got = dict(zip(rest, self.label([texts[i] for i in rest], on_result=cb))) if rest else {}
+        return [human[i] if i in human else got[i] for i in range(len(texts))]
 
     def label(self, texts: Sequence[str], on_result: ResultCallback | None = None) -> list[TeacherLabel]:
         """Labels in input order; a refused text gets a ``rejected`` label (error in ``raw``)."""
+        human = self._human(texts)
+        if human:  # a reviewer's labels are used instead of the teacher's, and never paid for
+            return self._label_with_human(texts, human, on_result)
         ident = self.teacher.identity()
         model = str(ident.get("model", ""))
         keys = [ledger_key(ident, self.task, t) for t in texts]
@@ -551,15 +567,7 @@ class CachedTeacher:
             for k in dict.fromkeys(k for k, _ in hits):
                 deliver(k, got[k])
 
-        # human corrections (thrifty import-labels) first: they replace the teacher's answer and are never paid for
-        got = self.ledger.get_many(list(pos), self.task)
-        human = self._human(texts, {i: got[k] for i, k in enumerate(keys) if k in got})
-        if human:
-            corrected = [k for k in pos if pos[k][0] in human]
-            self.ledger.record_hits(self.run, model, [(k, got[k]) for k in corrected if k in got])
-            for k in corrected:
-                deliver(k, human[pos[k][0]])
-        from_ledger([k for k in pos if results[pos[k][0]] is None])
+        from_ledger(list(pos))
         pending = [k for k in pos if results[pos[k][0]] is None]
         wait = self.poll_s
         while pending:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import ThriftyError
+from ..errors import ThriftyError
 
 METHODS = ("both", "self")
 CLIP = (0.01, 0.99)
@@ -31,7 +31,7 @@ def out_of_fold_proba(X: Any, y: np.ndarray, make_clf: Callable[[], Any], n_labe
     """(n, K) probabilities for each row from a classifier fitted on the other folds (stratified)."""
     from sklearn.model_selection import StratifiedKFold
 
-    from .students import full_proba
+    from ..students import full_proba
 
     y = np.asarray(y, dtype=int)
     counts = np.bincount(y, minlength=n_labels)
@@ -86,8 +86,8 @@ def suspicion(student: np.ndarray, y: np.ndarray, teacher: np.ndarray | None = N
 def audit_run(run_dir: Any, corpus: Any = None, method: str = "both", n_folds: int = 5, random_state: int = 0) -> list[dict[str, Any]]:
     """Rank the run's paid teacher labels (validation, seed, selected) by :func:`suspicion`, most suspect
     first. Each row carries empty ``correct_label`` and ``note`` columns for a reviewer to fill in."""
-    from .report.run import open_run
-    from .students import load_model, make_student, parse_model_name
+    from ..students import load_model, make_student, parse_model_name
+    from .run import open_run
 
     view = open_run(run_dir, corpus=corpus)
     answers = [a for a in view.answers()
@@ -128,7 +128,7 @@ def import_labels(run_dir: Any, path: Any, reviewer: str = "human", corpus: Any 
     import csv
     from pathlib import Path
 
-    from .report.run import open_run
+    from .run import open_run
 
     view = open_run(run_dir, corpus=corpus)
     path = Path(path)
