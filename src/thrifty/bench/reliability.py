@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..sim import Faults, SimServer
+from ..teachers.ledger import Ledger
 
 STUDENT = "tfidf-svm"  # the fastest built-in student: the loop is what is under test
 
@@ -238,13 +239,11 @@ def make_pool(dataset: Path, dest: Path, rows: int) -> Path:
 
 
 def possibly_billed(ledger: Path) -> int:
-    """Requests the ledger recorded as sent with neither an answer nor an error reply (0 for ledgers without events)."""
+    """Requests the ledger recorded as sent with neither an answer nor an error reply (0 for older ledgers)."""
     if not ledger.exists():
         return 0
-    with sqlite3.connect(ledger) as db:
-        return int(db.execute(
-            "SELECT COALESCE(SUM(MAX(0, s - p - r)), 0) FROM (SELECT SUM(kind = 'sent') s, SUM(kind = 'paid') p, "
-            "SUM(kind = 'refused') r FROM events WHERE key IS NOT NULL GROUP BY key)").fetchone()[0])
+    with Ledger(ledger) as led:
+        return led.stats().possibly_billed
 
 
 def children(pid: int) -> list[int]:
