@@ -216,12 +216,14 @@ class Harness:
         orphans = [p for p in kids if alive(p)]
         for p in orphans:  # ours to clean up
             os.kill(p, signal.SIGKILL)
-        r = self.run(cmd[:-3] + ["1", "-q"])  # the same command, in process: how many workers is not part of it
+        r = self.run(cmd[:-2] + ["1", "-q"])  # the same command in process (the worker count is not part of it)
         import pyarrow.parquet as pq
 
         same = r.returncode == 0 and out.exists() and pq.read_table(out).equals(pq.read_table(reference))
-        return Trial(name, same, lost=len(orphans),
-                     detail=f"{len(orphans)} of {len(kids)} workers orphaned" + (" (it had finished)" if finished_early else ""))
+        detail = f"{len(orphans)} of {len(kids)} workers orphaned" + (" (it had finished)" if finished_early else "")
+        if not same:
+            detail += f"; re-run exit {r.returncode}: {' '.join(r.stderr.split())[-300:]!r}"
+        return Trial(name, same, lost=len(orphans), detail=detail)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
