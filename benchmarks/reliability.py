@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kills", type=int, default=5, help="kill -9 trials of each kind")
+    ap.add_argument("--predict-kills", type=int, default=None, help="kill -9 trials of predict (default: --kills)")
     ap.add_argument("--concurrent", type=int, default=2, help="trials of 2 distills sharing one ledger")
     ap.add_argument("--ctrl-c", type=int, default=2, help="Ctrl-C trials")
     ap.add_argument("--refusals", type=int, default=1, help="runs with always-refused texts")
@@ -65,7 +66,8 @@ def main() -> None:
             note(h.interrupt(rng, f"distill Ctrl-C, requests in flight#{j}"))
         for j in range(args.refusals):
             note(h.refusals(f"distill, 1 text in 6 always refused#{j}"))
-        if args.kills:
+        n_predict = args.kills if args.predict_kills is None else args.predict_kills
+        if n_predict:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
@@ -81,7 +83,7 @@ def main() -> None:
             r = h.run([sys.executable, "-m", "thrifty", "predict", str(work / "model-run"), str(corpus), "--out", str(ref),
                        "--batch-size", "200", "--workers", "1", "-q"])
             assert r.returncode == 0, r.stderr[-2000:]
-            for j in range(args.kills):
+            for j in range(n_predict):
                 note(h.predict_kill(work / "model-run", corpus, ref, rng, f"predict kill -9 (lost = orphaned workers)#{j}"))
     rows = summarise(trials)
     md = table(rows)

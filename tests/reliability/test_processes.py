@@ -7,9 +7,6 @@ trials many times and prints the table); counts come from the sim server's own r
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -64,17 +61,17 @@ def test_distill_killed_at_random_points_resumes_to_the_budget(harness, held):
             assert trial.paid_twice <= trial.possibly_billed, trial.detail
 
 
-def test_predict_killed_at_random_points_leaves_no_orphans_and_resumes_identically(harness, ag_news_run, ag_news, tmp_path):
+def test_predict_killed_at_random_points_leaves_no_orphans_and_resumes_identically(harness, tfidf_run, ag_news, tmp_path):
     import csv
 
     with open(ag_news / "pool.csv", newline="", encoding="utf-8") as f:
-        texts = [r["text"] for _, r in zip(range(3000), csv.DictReader(f))]
+        texts = [r["text"] for _, r in zip(range(4000), csv.DictReader(f))]
     corpus = tmp_path / "corpus.parquet"
     pq.write_table(pa.table({"text": texts}), corpus)
     ref = tmp_path / "ref.parquet"
-    predict_file(ag_news_run / "run", corpus, ref, batch_size=200, workers=1)
+    predict_file(tfidf_run, corpus, ref, batch_size=200, workers=1)
     rng = np.random.default_rng(3)
     for j in range(KILLS):
-        trial = harness.predict_kill(ag_news_run / "run", corpus, ref, rng, f"predict{j}")
+        trial = harness.predict_kill(tfidf_run, corpus, ref, rng, f"predict{j}")
         assert trial.lost == 0, trial.detail  # no worker outlived its parent
         assert trial.survived, trial.detail  # identical output after re-running

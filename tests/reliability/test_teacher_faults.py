@@ -162,3 +162,27 @@ def test_claims_of_a_dead_or_expired_owner_lapse(tmp_path):
         assert led.claim(["a", "b"], "me:1:y") == (["a"], ["b"])
         led.release(["a"], "me:1:y")
         assert led.claim(["a"], "other-host:1:x") == (["a"], [])
+
+
+# ---- item 6: requests sent without an answer are counted as possibly billed --------------------------
+def test_ledger_stats_counts_requests_that_may_have_been_billed(sim_server, small_pool, rows, task, tmp_path):
+    from typer.testing import CliRunner
+
+    from thrifty.cli import app
+
+    texts = [r["text"] for r in rows[:8]]
+    sim = sim_server(small_pool, faults=Faults(reject=re.escape(texts[0])))
+    path = tmp_path / "l.sqlite"
+    with Ledger(path) as led:
+        CachedTeacher(teacher(task, sim), led).label(texts[:4])  # 3 answers + 1 refused (2 error replies)
+        sim.hold_after(0)  # the server takes the next requests but never answers: like a kill with them in flight
+        with pytest.raises(TeacherError, match="timed out"):
+            CachedTeacher(teacher(task, sim, timeout=0.3, max_retries=0), led).label(texts[4:])
+        sim.release()
+        st = led.stats()
+    assert (st.calls, st.rejected, st.sent, st.possibly_billed) == (3, 1, 3 + 2 + 4, 4)
+    r = CliRunner().invoke(app, ["ledger", "stats", str(path)])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "possibly billed, no answer recorded │ 4" in out and "texts set aside (refused) │ 1" in out
+    assert "set aside (refused) text sha256" in out and "content management policy" in out

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..sim import Faults, SimServer
+from ..teachers.ledger import Ledger
 
 STUDENT = "tfidf-svm"  # the fastest built-in student: the loop is what is under test
 
@@ -215,12 +216,14 @@ class Harness:
         orphans = [p for p in kids if alive(p)]
         for p in orphans:  # ours to clean up
             os.kill(p, signal.SIGKILL)
-        r = self.run(cmd)
+        r = self.run(cmd[:-2] + ["1", "-q"])  # the same command in process (the worker count is not part of it)
         import pyarrow.parquet as pq
 
         same = r.returncode == 0 and out.exists() and pq.read_table(out).equals(pq.read_table(reference))
-        return Trial(name, same, lost=len(orphans),
-                     detail=f"{len(orphans)} of {len(kids)} workers orphaned" + (" (it had finished)" if finished_early else ""))
+        detail = f"{len(orphans)} of {len(kids)} workers orphaned" + (" (it had finished)" if finished_early else "")
+        if not same:
+            detail += f"; re-run exit {r.returncode}: {' '.join(r.stderr.split())[-300:]!r}"
+        return Trial(name, same, lost=len(orphans), detail=detail)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -238,13 +241,11 @@ def make_pool(dataset: Path, dest: Path, rows: int) -> Path:
 
 
 def possibly_billed(ledger: Path) -> int:
-    """Requests the ledger recorded as sent with neither an answer nor an error reply (0 for ledgers without events)."""
+    """Requests the ledger recorded as sent with neither an answer nor an error reply (0 for older ledgers)."""
     if not ledger.exists():
         return 0
-    with sqlite3.connect(ledger) as db:
-        return int(db.execute(
-            "SELECT COALESCE(SUM(MAX(0, s - p - r)), 0) FROM (SELECT SUM(kind = 'sent') s, SUM(kind = 'paid') p, "
-            "SUM(kind = 'refused') r FROM events WHERE key IS NOT NULL GROUP BY key)").fetchone()[0])
+    with Ledger(ledger) as led:
+        return led.stats().possibly_billed
 
 
 def children(pid: int) -> list[int]:

@@ -574,7 +574,10 @@ class OpenAITeacher:
                     await one(0)
                     start = 1
                 tasks = [asyncio.ensure_future(one(i)) for i in range(start, len(texts))]
-                await asyncio.gather(*tasks, return_exceptions=True)
+                outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+                errors = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, asyncio.CancelledError)]
+                if errors:  # e.g. on_result could not commit an answer: never swallowed
+                    raise errors[0]
         finally:
             if handles_sigint:
                 loop.remove_signal_handler(signal.SIGINT)
@@ -594,7 +597,11 @@ class OpenAITeacher:
         per_text = {i: (f.kind, str(f)) for i, f in failures.items() if f.kind}
         others = {i: str(f) for i, f in failures.items() if not f.kind}
         if done == 0 and len(failures) > 1:
-            per_text, others = {}, {i: str(f) for i, f in failures.items()}  # nothing works: not about the texts
+            # nothing in this batch was answered: the server, not the texts, is the likely problem; only a
+            # 4xx from a server that has answered other texts before still marks its text
+            keep = {i for i, (kind, _) in per_text.items() if kind == "rejected" and self._answers > 0}
+            others = {i: str(f) for i, f in failures.items() if i not in keep}
+            per_text = {i: v for i, v in per_text.items() if i in keep}
         other_msg = None
         if others:
             other_msg = (f"{len(others)} of {len(texts)} texts could not be labelled (first error: {others[min(others)]}). "
