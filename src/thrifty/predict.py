@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from .cascade import Cascade, CascadePlan
 from .corpus import check_text_type, column_names, detect_format, iter_batches
 from .errors import CorpusError, ThriftyError
-from .fileio import atomic_write
+from .fileio import atomic_write, sha256_file
 from .run import model_dir_of
 
 DEFAULT_BATCH = 8192
@@ -151,7 +151,7 @@ def _fingerprint(corpus: Path, model_dir: Path, settings: dict[str, Any]) -> str
                         sort_keys=True).encode())
     for p in sorted(q for q in model_dir.rglob("*") if q.is_file() and q.name != "model_card.json"):
         h.update(p.relative_to(model_dir).as_posix().encode())
-        h.update(hashlib.sha256(p.read_bytes()).digest())
+        h.update(sha256_file(p).encode())
     return h.hexdigest()
 
 
