@@ -21,7 +21,7 @@ from .errors import EmptyPoolError, TeacherError, ThriftyError
 from .features import make_features
 from .stopping import Budget, Stopping
 from .run import RunDir
-from .strategies import PoolState, make_strategy
+from .strategies import PoolState, StatefulStrategy, WeightingStrategy, make_strategy
 from .students import TextModel, full_proba, make_student
 from .task import Task
 from .teachers import teacher_recipe
@@ -194,6 +194,7 @@ class Distiller:
         self.train_idx: list[int] = []
         self.answers: dict[int, TeacherLabel] = {}
         self.history_: list[dict[str, Any]] = []
+        self.student_: Any = None  # the fitted student (None until the first fit)
         self.round = 0
         self.stop_reason_: str | None = None
         self.elapsed_before = 0.0
@@ -201,7 +202,7 @@ class Distiller:
 
     # ---- state ---------------------------------------------------------------------------
     def _save_state(self) -> None:
-        if self.rundir is None or not hasattr(self, "rng"):
+        if self.rundir is None:
             return
         state = {
             "round": self.round,
@@ -214,7 +215,7 @@ class Distiller:
             "n_pool": len(self.corpus),
             "corpus_sha256": self._fingerprint,
         }
-        if hasattr(self.strategy, "state_dict"):  # e.g. LLKD's adaptive thresholds
+        if isinstance(self.strategy, StatefulStrategy):  # e.g. LLKD's adaptive thresholds
             state["strategy_state"] = self.strategy.state_dict()
         if self.synthesis is not None:
             state["synthesis"] = self.synthesis.state_dict()
@@ -294,7 +295,7 @@ class Distiller:
         cfg = self.config
         if self.round == 0 and not self.train_idx:
             self._seed()
-        if self.history_ and len(self.history_) > self.round and not hasattr(self, "student_"):
+        if self.history_ and len(self.history_) > self.round and self.student_ is None:
             self.student_ = self._fit_student()  # resumed after this round was evaluated
         while True:
             if len(self.history_) <= self.round:
@@ -424,7 +425,7 @@ class Distiller:
         if keep.sum() == 0:
             raise TeacherError("The teacher abstained on every training document; check the prompt and labels.")
         self._train_counts: dict[str, Any] = {}
-        if hasattr(self.strategy, "train_weights"):  # e.g. LLKD: gate and weight the labels it is given
+        if isinstance(self.strategy, WeightingStrategy):  # e.g. LLKD: gate and weight the labels it is given
             plan = self.strategy.train_weights(self._pool_state(np.zeros(0, dtype=int)))
             keep = keep & plan.mask
             weight, self._train_counts, soft = plan.weights[keep], plan.counts, plan.soft
@@ -497,7 +498,7 @@ class Distiller:
         return row
 
     def _finish(self) -> None:
-        if not hasattr(self, "student_"):
+        if self.student_ is None:
             self.student_ = self._fit_student()
         self.model_ = TextModel(self.features, self.student_, self.task.labels, name=self.config.student)
         if self.rundir is not None:

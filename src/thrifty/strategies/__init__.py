@@ -6,7 +6,7 @@ from functools import partial
 from typing import Any
 
 from ..errors import ThriftyError
-from .base import MEASURES, PoolState, Strategy, entropy, least_confidence, margin
+from .base import MEASURES, PoolState, StatefulStrategy, Strategy, WeightingStrategy, entropy, least_confidence, margin
 from .diversity import DiversityStrategy
 from .llkd import LLKDStrategy
 from .mraru import MRARUStrategy
@@ -32,6 +32,6 @@ def make_strategy(name: str, **kw: Any) -> Strategy:
 
 
 __all__ = [
-    "PoolState", "Strategy", "STRATEGIES", "make_strategy", "RandomStrategy", "UncertaintyStrategy",
+    "PoolState", "Strategy", "StatefulStrategy", "WeightingStrategy", "STRATEGIES", "make_strategy", "RandomStrategy", "UncertaintyStrategy",
     "MRARUStrategy", "DiversityStrategy", "LLKDStrategy", "MEASURES", "entropy", "margin", "least_confidence",
 ]
