@@ -24,6 +24,7 @@ import shutil
 import time
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -349,6 +350,11 @@ def predict_file(
                 offset += batch.num_rows
             while pending:
                 finish(pending.popleft())
+    except BrokenProcessPool:
+        raise ThriftyError(
+            f"The prediction worker processes stopped (they could not load the model in {model_dir}, or ran out "
+            "of memory). Finished batches are kept; run with --workers 1 to see the cause."
+        ) from None
     finally:
         for *_, fut in pending:
             fut.cancel()
