@@ -103,6 +103,9 @@ def test_garbage_model_file_and_empty_texts_in_predict(small, tmp_path):
     for cmd in (["evaluate", str(out), str(small / "pool.csv"), "--gold-col", "teacher_label"],
                 ["predict", str(out), str(tmp_path / "new.parquet"), "--out", str(tmp_path / "p2.csv"), "--workers", "1"]):
         _one_line_error(runner.invoke(app, cmd), "student.skops")
+    r = runner.invoke(app, ["predict", str(out), str(tmp_path / "new.parquet"), "--out", str(tmp_path / "p3.csv"),
+                            "--workers", "2"])
+    _one_line_error(r, "--workers 1")
 
 
 def test_cost_budgets_overshoot_by_at_most_one_batch_in_the_seed_phase():

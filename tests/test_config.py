@@ -124,6 +124,7 @@ def test_old_flags_are_aliases_and_are_never_dropped(small, tmp_path):
 
 def test_bad_values_are_one_line_errors_and_llkd_is_reachable(small, tmp_path):
     for args, msg in ((["--mraru-exponent", "-1"], "exponent must be > 0"),
+                      (["--strategy", "mraru[exponent=-1]"], "mraru[exponent=-1]: exponent must be > 0"),
                       (["--strategy", "llkd[momentum=fast]"], "momentum must be a number"),
                       (["--student", "tfidf[chars=false]-lr"], "no parameter 'chars'"),
                       (["--val-size", "-3"], "val_size")):

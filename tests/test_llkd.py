@@ -68,7 +68,7 @@ def test_pool_setting_gates_on_both_thresholds_then_ranks_by_c_times_u():
     assert s.tau_student_ == pytest.approx([0.5 * (u[0] + u[1]) / 2, 0.5 * (u[2] + u[3]) / 2])
     # row 0 fails the teacher gate (0.6 < 0.625); rows 1-3 pass both; c*u = .42, .92, .51
     assert sel.tolist() == [2, 3]
-    assert state.info["llkd_passed"] == 3
+    assert s.passed_ == 3
     assert s.setting_ == "pool"
     # asked for all four: the failed row comes last although its c*u (0.6) beats row 1's
     s2 = LLKDStrategy(momentum=0.5)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
+
+import numpy as np
 
 _CHUNK = 1 << 20
 
@@ -20,6 +23,13 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
+    """``np.save`` (no pickles), atomically."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    atomic_write(path, buf.getvalue())
 
 
 def sha256_file(path: str | Path) -> str:

@@ -23,7 +23,7 @@ from .features import make_features
 from .runlock import RunLock
 from .stopping import Budget, Stopping
 from .run import RunDir
-from .strategies import PoolState, make_strategy
+from .strategies import PoolState, StatefulStrategy, WeightingStrategy, make_strategy
 from .students import TextModel, full_proba, make_student
 from .task import Task
 from .teachers import teacher_recipe
@@ -153,7 +153,7 @@ class Distiller:
 
         return Ledger(default_ledger_path())
 
-    def _record(self, corpus: Corpus) -> dict[str, Any]:
+    def _run_record(self, corpus: Corpus) -> dict[str, Any]:
         """What config.json says about this run (see thrifty.run.rundir)."""
         led = self._ledger_arg.path if isinstance(self._ledger_arg, Ledger) else self._ledger_arg
         source = {"corpus": str(Path(corpus.source).resolve()) if corpus.source and Path(corpus.source).is_file() else None,
@@ -173,7 +173,7 @@ class Distiller:
             for payer in (self.teacher, self._generator):
                 require_known(payer, f"The budget {cfg.budget.describe()}")
         if self.out is not None:
-            self.rundir = RunDir.create(self.out, self._record(corpus))
+            self.rundir = RunDir.create(self.out, self._run_record(corpus))
             self.run_id = self.rundir.run_id  # an existing run keeps its id, so ledger statistics stay per run
         self.ledger = self._open_ledger()
         self.cached = CachedTeacher(self.teacher, self.ledger, run=self.run_id)
@@ -204,6 +204,7 @@ class Distiller:
         self.answers: dict[int, TeacherLabel] = {}
         self.set_aside: dict[int, str] = {}  # pool rows the teacher refused -> its error (never selected again)
         self.history_: list[dict[str, Any]] = []
+        self.student_: Any = None  # the fitted student (None until the first fit)
         self.round = 0
         self.stop_reason_: str | None = None
         self.elapsed_before = 0.0
@@ -211,7 +212,7 @@ class Distiller:
 
     # ---- state ---------------------------------------------------------------------------
     def _save_state(self) -> None:
-        if self.rundir is None or not hasattr(self, "rng"):
+        if self.rundir is None:
             return
         state = {
             "round": self.round,
@@ -225,7 +226,7 @@ class Distiller:
             "n_pool": len(self.corpus),
             "corpus_sha256": self._fingerprint,
         }
-        if hasattr(self.strategy, "state_dict"):  # e.g. LLKD's adaptive thresholds
+        if isinstance(self.strategy, StatefulStrategy):  # e.g. LLKD's adaptive thresholds
             state["strategy_state"] = self.strategy.state_dict()
         if self.synthesis is not None:
             state["synthesis"] = self.synthesis.state_dict()
@@ -312,47 +313,64 @@ class Distiller:
         return np.flatnonzero(mask)
 
     def _run(self) -> None:
-        cfg = self.config
+        """seed -> (train -> record -> stop? -> select -> pay)*. State is saved after every step, at
+        consistent points only, so an interrupted step is repeated with the same RNG on resume."""
         if self.round == 0 and not self.train_idx:
             self._seed()
-        if self.history_ and len(self.history_) > self.round and not hasattr(self, "student_"):
+        if self.history_ and len(self.history_) > self.round and self.student_ is None:
             self.student_ = self._fit_student()  # resumed after this round was evaluated
         while True:
             if len(self.history_) <= self.round:
-                row = self._train_and_evaluate()
-                extra = self.synthesis.after_round(self) if self.synthesis is not None else {}
-                if extra.get("pgkd_cycle"):  # a cycle ran: re-evaluate (student and spend changed)
-                    row.update({k: v for k, v in self._train_and_evaluate().items() if k not in ("select_s", "scored")})
-                row.update(extra)
-                self.history_.append(row)
-                self._save_state()
-                if self.on_round:
-                    self.on_round(row)
-            if self.stop_reason_ is None:
-                self.stop_reason_ = cfg.stopping.check(self.history_)
-            n = min(cfg.batch, cfg.budget.remaining_labels(self.spent()))
-            cand = self._candidates()
-            if self.stop_reason_ is None and n < 1:
-                over = cfg.budget.overshoot(self.spent())
-                self.stop_reason_ = f"budget ({cfg.budget.describe()}) spent" + (f"; {over}" if over else "")
-            if self.stop_reason_ is None and len(cand) == 0:
-                self.stop_reason_ = "pool exhausted"
-            if self.stop_reason_ is not None:
-                self.history_[-1]["stop_reason"] = self.stop_reason_
-                self._save_state()
+                self._record(self._train_round())
+            n, cand = min(self.config.batch, self.config.budget.remaining_labels(self.spent())), self._candidates()
+            if self._stopped(n, cand):
                 break
             state = self._pool_state(cand)
             t0 = time.perf_counter()
             sel = np.asarray(self.strategy.select(state, n), dtype=int)
-            select_s = time.perf_counter() - t0
             if len(sel) == 0:
                 self.stop_reason_ = "strategy selected nothing"
                 continue
-            self.train_idx.extend(self._ask(sel, f"round {self.round + 1}"))
-            self.round += 1
-            self._pending = {"select_s": select_s, "scored": state.scored}
-            self._save_state()
+            self._pay(sel, {"select_s": time.perf_counter() - t0, "scored": state.scored})
         self._finish()
+
+    def _train_round(self) -> dict[str, Any]:
+        """Fit and evaluate the student on the labels so far (plus a PGKD cycle): the round's history row."""
+        row = self._train_and_evaluate()
+        extra = self.synthesis.after_round(self) if self.synthesis is not None else {}
+        if extra.get("pgkd_cycle"):  # a cycle ran: re-evaluate (student and spend changed)
+            row.update({k: v for k, v in self._train_and_evaluate().items() if k not in ("select_s", "scored")})
+        row.update(extra)
+        return row
+
+    def _record(self, row: dict[str, Any]) -> None:
+        self.history_.append(row)
+        self._save_state()
+        if self.on_round:
+            self.on_round(row)
+
+    def _stopped(self, n: int, cand: np.ndarray) -> bool:
+        """Check the stopping rules, the budget (``n`` more labels fit) and the pool; record why it stopped."""
+        cfg = self.config
+        if self.stop_reason_ is None:
+            self.stop_reason_ = cfg.stopping.check(self.history_)
+        if self.stop_reason_ is None and n < 1:
+            over = cfg.budget.overshoot(self.spent())
+            self.stop_reason_ = f"budget ({cfg.budget.describe()}) spent" + (f"; {over}" if over else "")
+        if self.stop_reason_ is None and len(cand) == 0:
+            self.stop_reason_ = "pool exhausted"
+        if self.stop_reason_ is None:
+            return False
+        self.history_[-1]["stop_reason"] = self.stop_reason_
+        self._save_state()
+        return True
+
+    def _pay(self, sel: np.ndarray, timing: dict[str, Any]) -> None:
+        """Buy the selected labels (through the ledger) and start the next round."""
+        self.train_idx.extend(self._ask(sel, f"round {self.round + 1}"))  # rows the teacher refused are set aside
+        self.round += 1
+        self._pending = timing
+        self._save_state()
 
     def _seed(self) -> None:
         """Draw the validation slice and the seed set (random, or the strategy's own choice when it
@@ -449,7 +467,7 @@ class Distiller:
         if keep.sum() == 0:
             raise TeacherError("The teacher abstained on every training document; check the prompt and labels.")
         self._train_counts: dict[str, Any] = {}
-        if hasattr(self.strategy, "train_weights"):  # e.g. LLKD: gate and weight the labels it is given
+        if isinstance(self.strategy, WeightingStrategy):  # e.g. LLKD: gate and weight the labels it is given
             plan = self.strategy.train_weights(self._pool_state(np.zeros(0, dtype=int)))
             keep = keep & plan.mask
             weight, self._train_counts, soft = plan.weights[keep], plan.counts, plan.soft
@@ -523,7 +541,7 @@ class Distiller:
         return row
 
     def _finish(self) -> None:
-        if not hasattr(self, "student_"):
+        if self.student_ is None:
             self.student_ = self._fit_student()
         self.model_ = TextModel(self.features, self.student_, self.task.labels, name=self.config.student)
         if self.rundir is not None:

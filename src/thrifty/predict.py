@@ -25,6 +25,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -37,7 +38,7 @@ import pyarrow.parquet as pq
 from .cascade import Cascade, CascadePlan
 from .corpus import check_text_type, column_names, detect_format, iter_batches
 from .errors import CorpusError, ThriftyError
-from .fileio import atomic_write
+from .fileio import atomic_write, sha256_file
 from .run import model_dir_of
 
 DEFAULT_BATCH = 8192
@@ -167,7 +168,7 @@ def _fingerprint(corpus: Path, model_dir: Path, settings: dict[str, Any]) -> str
                         sort_keys=True).encode())
     for p in sorted(q for q in model_dir.rglob("*") if q.is_file() and q.name != "model_card.json"):
         h.update(p.relative_to(model_dir).as_posix().encode())
-        h.update(hashlib.sha256(p.read_bytes()).digest())
+        h.update(sha256_file(p).encode())
     return h.hexdigest()
 
 
@@ -368,6 +369,11 @@ def predict_file(
                 offset += batch.num_rows
             while pending:
                 finish(pending.popleft())
+    except BrokenProcessPool:
+        raise ThriftyError(
+            f"The prediction worker processes stopped (they could not load the model in {model_dir}, or ran out "
+            "of memory). Finished batches are kept; run with --workers 1 to see the cause."
+        ) from None
     finally:
         for *_, fut in pending:
             fut.cancel()

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="thrifty",
@@ -37,7 +38,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except ThriftyError as e:
-            err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt as e:
             # a teacher's Interrupted says what it waited for and what may be billed; a bare Ctrl-C
@@ -49,7 +50,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # typer/click's own exits and usage errors
         except Exception as e:  # not one of thrifty's own errors: a bug, reported as one
-            err_console.print(f"[bold red]internal error:[/] {bug_report(e)}", soft_wrap=True)
+            err_console.print(f"[bold red]internal error:[/] {escape(bug_report(e))}", soft_wrap=True)
             sys.exit(1)
 
     return wrapper

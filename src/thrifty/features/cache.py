@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..fileio import atomic_save_npy
 from ..paths import cache_root
 
 Encoder = Callable[[list[str]], np.ndarray]
@@ -46,10 +47,7 @@ class EmbeddingCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         stem = self.directory / uuid.uuid4().hex
         for path, arr in ((Path(f"{stem}.npy"), vectors), (Path(f"{stem}.keys.npy"), np.frombuffer(b"".join(keys), np.uint8).reshape(-1, 32))):
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, arr, allow_pickle=False)
-            tmp.replace(path)
+            atomic_save_npy(path, arr)
 
     def embed(self, texts: Sequence[str], encode: Encoder, dim: int) -> np.ndarray:
         """Rows for ``texts``: cached ones read from disk, the rest encoded and stored."""

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ThriftyError
+from ..fileio import atomic_save_npy
 from .cache import cache_root
 from .onnx_encoder import OnnxEncoder
 from .sentence import MiniLMFeatures
@@ -54,10 +55,7 @@ class StaticFeatures:
         if not path.exists():
             vectors = distil_token_vectors(enc, self.dim)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, vectors, allow_pickle=False)
-            tmp.replace(path)
+            atomic_save_npy(path, vectors)
         return np.load(path, allow_pickle=False), enc.tokenizer
 
     def _counts(self, texts: Sequence[str]) -> sp.csr_matrix:

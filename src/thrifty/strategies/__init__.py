@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import ThriftyError
 from .auto import AutoStrategy
-from .base import MEASURES, PoolState, Strategy, entropy, least_confidence, margin
+from .base import MEASURES, PoolState, StatefulStrategy, Strategy, WeightingStrategy, entropy, least_confidence, margin
 from .coverage import CoverageStrategy
 from .diversity import DiversityStrategy
 from .llkd import LLKDStrategy
@@ -41,6 +41,7 @@ def make_strategy(name: str, **kw: Any) -> Strategy:
 
 
 __all__ = [
-    "PoolState", "Strategy", "STRATEGIES", "DEFAULT_STRATEGY", "make_strategy", "RandomStrategy", "UncertaintyStrategy",
-    "MRARUStrategy", "DiversityStrategy", "CoverageStrategy", "AutoStrategy", "LLKDStrategy", "MEASURES", "entropy", "margin", "least_confidence",
+    "PoolState", "Strategy", "StatefulStrategy", "WeightingStrategy", "STRATEGIES", "DEFAULT_STRATEGY", "make_strategy",
+    "RandomStrategy", "UncertaintyStrategy", "MRARUStrategy", "DiversityStrategy", "CoverageStrategy", "AutoStrategy",
+    "LLKDStrategy", "MEASURES", "entropy", "margin", "least_confidence",
 ]

@@ -51,6 +51,22 @@ class Strategy(Protocol):
     def select(self, state: PoolState, n: int) -> np.ndarray: ...
 
 
+@runtime_checkable
+class StatefulStrategy(Protocol):
+    """A strategy with state that is saved with the run and restored on resume (e.g. LLKD's thresholds)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, d: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class WeightingStrategy(Protocol):
+    """A strategy that also gates and weights the labels the student is fitted on (e.g. LLKD)."""
+
+    def train_weights(self, state: PoolState) -> TrainWeights: ...
+
+
 # ---- uncertainty measures (pure functions, rows = documents) --------------------------------
 def entropy(p: np.ndarray) -> np.ndarray:
     """Entropy normalised by log K: 0 = certain, 1 = uniform."""

@@ -118,6 +118,7 @@ class LLKDStrategy:
         self.tau_student_: np.ndarray | None = None
         self.selected_uncertainty_: dict[int, float] = {}
         self.setting_: str | None = None
+        self.passed_ = 0  # candidates that passed the gates in the last selection
 
     # ---- persistence (saved in the run's state.json) ---------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -192,6 +193,7 @@ class LLKDStrategy:
             passed = score >= 0
         # gate first, then the score; a tiny random tiebreak keeps equal scores unbiased
         order = np.lexsort((-(score + state.rng.random(len(cand)) * 1e-9), ~passed))[:n]
+        self.passed_ = int(passed.sum())
         for i, uu in zip(cand[order], u[order]):
             self.selected_uncertainty_[int(i)] = float(uu)
         return cand[order]
