@@ -120,13 +120,18 @@ def test_distiller_takes_the_cold_start_seed_from_the_strategy(tmp_path):
             return X[[int(t.split()[1]) for t in ts]]
 
     seeds = {}
-    for label, params in (("coverage", {}), ("random", {"coverage": False})):
+    for label, params in (("coverage", {}), ("random", {"coverage": False}), ("half", {"coverage": 0.4}),
+                          ("capped", {"coverage_per_class": 0.4})):
         d = Distiller(task, OracleTeacher(task, gold), student="tfidf-lr", strategy="auto", strategy_params=params,
                       budget=5, batch=5, seed_size=5, val_size=0, random_state=0, features=Precomputed())
         d.fit(Corpus(texts=texts, ids=np.arange(len(texts))))
-        seeds[label] = set(y[np.asarray(d.train_idx)].tolist())
-    assert seeds["coverage"] == {0, 1, 2, 3, 4}
-    assert len(seeds["random"]) < 5
+        seeds[label] = y[np.asarray(d.train_idx)].tolist()
+    assert set(seeds["coverage"]) == {0, 1, 2, 3, 4}
+    assert len(set(seeds["random"])) < 5
+    assert len(seeds["half"]) == 5 and len(set(seeds["half"][:2])) == 2  # 2 typical (the two largest clusters) + 3 random
+    assert seeds["capped"] == seeds["half"]  # 0.4 per class x 5 classes: the same 2 typical + 3 random
+    with pytest.raises(ValueError, match="coverage"):
+        AutoStrategy(coverage=1.5)
 
 
 def test_class_balancer_peer_uses_small_text_within_classes():

@@ -11,7 +11,6 @@ working directory, else ``/work/shared``.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from ..errors import ThriftyError
 from ..task import Task, text_sha256
 from ..teachers import make_teacher
 from ..teachers.base import Teacher
+from ..teachers.models import sha256_file
 from ..teachers.pricing import load_price_table, price_for
 from ..teachers.replay import CONF_COLS, LABEL_COLS, PROBS_COLS, ReplayTeacher
 from .teachers import NoisyTeacher, OracleTeacher
@@ -61,14 +61,6 @@ class BenchData:
     identity: dict[str, Any] = field(default_factory=dict)  # what cache keys use: name, files and their sha256
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def dataset_identity(spec: str | Path, *, test: str | Path | None = None, gold_col: str = "label",
                      text_col: str = "text", seed: int = 0) -> dict[str, Any]:
     """What a dataset's cache keys are made of, without loading it: a shared dataset's name, or a
@@ -78,8 +70,8 @@ def dataset_identity(spec: str | Path, *, test: str | Path | None = None, gold_c
     path = Path(spec)
     if not path.exists():
         return {"name": given or str(spec)}
-    return {"name": given or str(path.resolve()), "pool_sha256": file_sha256(path), "gold_col": gold_col,
-            "text_col": text_col, "test_sha256": file_sha256(test) if test is not None else None, "split_seed": seed}
+    return {"name": given or str(path.resolve()), "pool_sha256": sha256_file(path), "gold_col": gold_col,
+            "text_col": text_col, "test_sha256": sha256_file(test) if test is not None else None, "split_seed": seed}
 
 
 def split_name(spec: str) -> tuple[str | None, str]:

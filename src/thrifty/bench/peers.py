@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import ThriftyError
 from ..strategies import STRATEGIES, PoolState, RandomStrategy
 from ..strategies.auto import class_quota
-from ..strategies.diversity import pool_embedding
+from ..strategies.diversity import PoolEmbedding
 
 PEERS = {"st_breaking_ties": "BreakingTies", "st_kmeans": "EmbeddingKMeans", "st_class_balancer": "ClassBalancer"}
 
@@ -71,12 +71,7 @@ class SmallTextStrategy:
         self.name = f"small-text:{query_strategy}"
         self.dim = dim
         self._qs = getattr(small_text, base)()
-        self._emb: tuple[int, np.ndarray] | None = None
-
-    def _embedding(self, X: Any) -> np.ndarray:
-        if self._emb is None or self._emb[0] != id(X):
-            self._emb = (id(X), pool_embedding(X, self.dim))
-        return self._emb[1]
+        self._embedding = PoolEmbedding(dim)
 
     def select(self, state: PoolState, n: int) -> np.ndarray:
         if state.predict_proba is None:

@@ -225,7 +225,6 @@ def write_report(
         "teachers these are known for free; they are used only to measure).",
         "- Strategies starting `st_` are small-text's own query strategies run through small-text "
         "(`thrifty.bench.peers`), on the same features, student, seeds and batches.",
-        "",
         "- **medians over datasets count \"never reached\" as the worst value** (shown as `never` when it is the "
         "median): a strategy that misses a mark is never dropped from a median.",
         "",

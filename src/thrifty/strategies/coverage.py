@@ -17,25 +17,10 @@ per pool). Pools larger than ``max_points`` are clustered on a random sample of 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .base import PoolState
-from .diversity import pool_embedding
-
-
-class PoolEmbedding:
-    """The pool embedding of a feature matrix, computed once and reused while ``X`` is the same object."""
-
-    def __init__(self, dim: int = 64):
-        self.dim = dim
-        self._cache: tuple[int, np.ndarray] | None = None
-
-    def __call__(self, X: Any) -> np.ndarray:
-        if self._cache is None or self._cache[0] != id(X):
-            self._cache = (id(X), pool_embedding(X, self.dim))
-        return self._cache[1]
+from .diversity import PoolEmbedding
 
 
 def typicality(E: np.ndarray, k: int = 20) -> np.ndarray:

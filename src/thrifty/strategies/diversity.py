@@ -37,6 +37,19 @@ def pool_embedding(X: Any, dim: int = 64, random_state: int = 0) -> np.ndarray:
     return normalize(np.asarray(E, dtype=np.float64))
 
 
+class PoolEmbedding:
+    """The pool embedding of a feature matrix, computed once and reused while ``X`` is the same object."""
+
+    def __init__(self, dim: int = 64):
+        self.dim = dim
+        self._cache: tuple[int, np.ndarray] | None = None
+
+    def __call__(self, X: Any) -> np.ndarray:
+        if self._cache is None or self._cache[0] != id(X):
+            self._cache = (id(X), pool_embedding(X, self.dim))
+        return self._cache[1]
+
+
 class DiversityStrategy:
     """BADGE-style batch selection (uncertainty x diversity) over the whole pool."""
 
@@ -44,13 +57,7 @@ class DiversityStrategy:
 
     def __init__(self, dim: int = 64):
         self.dim = dim
-        self._cache: tuple[int, np.ndarray] | None = None
-
-    def embedding(self, X: Any) -> np.ndarray:
-        """The pool embedding, computed once per feature matrix."""
-        if self._cache is None or self._cache[0] != id(X):
-            self._cache = (id(X), pool_embedding(X, self.dim))
-        return self._cache[1]
+        self.embedding = PoolEmbedding(dim)  # computed once per feature matrix
 
     def select(self, state: PoolState, n: int) -> np.ndarray:
         if state.predict_proba is None:
