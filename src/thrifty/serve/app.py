@@ -97,7 +97,7 @@ def build_app(
     *,
     batching: bool = True,
     max_batch: int = 64,
-    max_wait_ms: float = 2.0,
+    max_wait_ms: float = 0.0,
     limits: ServeLimits | None = None,
     escalator: Escalator | None = None,
     teacher_timeout_s: float = 30.0,
