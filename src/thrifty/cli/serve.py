@@ -20,7 +20,7 @@ def serve(
     port: int = typer.Option(8080, "--port"),
     batching: bool = typer.Option(True, "--batching/--no-batching", help="Micro-batch concurrent requests into one student call."),
     max_batch: int = typer.Option(64, "--max-batch", help="Micro-batching: most texts per student call."),
-    max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", help="Micro-batching: longest wait for more texts."),
+    max_wait_ms: float = typer.Option(0.0, "--max-wait-ms", help="Micro-batching: longest wait for more texts (0: batch what queued up during the previous call)."),
     max_texts: int = typer.Option(256, "--max-texts", help="Most texts in one request (413 above)."),
     max_chars: int = typer.Option(20_000, "--max-chars", help="Longest text in characters (413 above)."),
     max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", help="Largest request body (413 above)."),

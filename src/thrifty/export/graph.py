@@ -102,7 +102,7 @@ def sentence_graph(features: Any) -> Any:
 
 def static_graph(features: Any) -> Any:
     """Static embeddings: gather each token's (SIF-weighted) vector, sum over the mask, L2-normalise."""
-    onnx, helper, numpy_helper = _onnx()
+    _, helper, numpy_helper = _onnx()
     table = np.asarray(features.table_, dtype=np.float32)
     nodes = [helper.make_node("Gather", ["table", "input_ids"], ["tokens"], axis=0)]
     pool, inits, out = _pool_nodes("tokens", "sum", True)
@@ -117,7 +117,7 @@ def static_graph(features: Any) -> Any:
 
 def head_graph(student: Any, n_features: int, n_labels: int) -> Any:
     """The student's classifier as ONNX: ``features`` -> ``probabilities`` over all labels + ``label``."""
-    onnx, helper, numpy_helper = _onnx()
+    _, helper, numpy_helper = _onnx()
     try:
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import FloatTensorType
@@ -161,7 +161,7 @@ def head_graph(student: Any, n_features: int, n_labels: int) -> Any:
 
 def compose(features_model: Any, head: Any) -> Any:
     """One model: the feature graph's ``features`` feed the head."""
-    onnx, helper, _ = _onnx()
+    onnx = _onnx()[0]
     from onnx import compose as oc
 
     ir = min(features_model.ir_version, head.ir_version)

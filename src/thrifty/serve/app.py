@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ThriftyError
 from .batching import MicroBatcher
-from .escalate import TIMEOUT, Escalator
+from .escalate import FAILED, TIMEOUT, Escalator
 
 log = logging.getLogger("thrifty.serve")
 
@@ -97,13 +97,20 @@ def build_app(
     *,
     batching: bool = True,
     max_batch: int = 64,
-    max_wait_ms: float = 2.0,
+    max_wait_ms: float = 0.0,
     limits: ServeLimits | None = None,
     escalator: Escalator | None = None,
     teacher_timeout_s: float = 30.0,
 ) -> FastAPI:
-    """The ASGI app for a loaded :class:`~thrifty.students.TextModel` (see the module docstring)."""
+    """The ASGI app for a loaded :class:`~thrifty.students.TextModel` (see the module docstring).
+
+    Turns off the model's on-disk embedding cache (MiniLM / ``st:`` features): it suits a fixed
+    pool embedded once, but a server sees new texts, and caching each would read the whole index
+    and write two files per request.
+    """
     limits = limits or ServeLimits()
+    if getattr(model.features, "cache", False):
+        model.features.cache = False
     labels = list(model.labels)
     metrics = ServeMetrics()
     student_pool = ThreadPoolExecutor(1, thread_name_prefix="thrifty-student")
@@ -145,6 +152,13 @@ def build_app(
             return await batcher.submit(texts)
         return await asyncio.get_running_loop().run_in_executor(student_pool, score, texts)
 
+    def _count_paid(fut: asyncio.Future) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            res = fut.result()
+            metrics.paid.inc(res.paid)
+            metrics.hits.inc(res.hits)
+            metrics.dollars.inc(res.dollars)
+
     async def escalate(texts: list[str], proba: np.ndarray):
         """Indices the teacher relabelled -> label, and flags for the unsure texts that kept the student's."""
         low = np.flatnonzero(proba.max(axis=1) < escalator.threshold)
@@ -152,14 +166,16 @@ def build_app(
             return {}, {}
         metrics.escalations.inc(len(low))
         fut = asyncio.get_running_loop().run_in_executor(teacher_pool, escalator.escalate, [texts[i] for i in low])
+        fut.add_done_callback(_count_paid)  # counted even when the request stopped waiting
         try:
             res = await asyncio.wait_for(asyncio.shield(fut), teacher_timeout_s)
         except asyncio.TimeoutError:  # the call goes on in the background; its answers land in the ledger
             metrics.kept.labels(TIMEOUT).inc(len(low))
             return {}, {int(i): TIMEOUT for i in low}
-        metrics.paid.inc(res.paid)
-        metrics.hits.inc(res.hits)
-        metrics.dollars.inc(res.dollars)
+        except Exception as e:  # noqa: BLE001 - e.g. the ledger file became unreadable: keep the student's answers
+            log.warning("escalation failed (%s); the student's answers stand", type(e).__name__)
+            metrics.kept.labels(FAILED).inc(len(low))
+            return {}, {int(i): FAILED for i in low}
         for flag in res.flags.values():
             metrics.kept.labels(flag).inc()
         return ({int(low[j]): lab for j, lab in res.labels.items()}, {int(low[j]): f for j, f in res.flags.items()})
