@@ -71,10 +71,19 @@ def test_dry_run_then_max_dollars_then_full(run_dir, tmp_path):
     assert full["dollars"] > capped["dollars"] and sim.stats()["texts_answered_twice"] == 0  # nothing paid twice
 
 
-def test_max_dollars_needs_a_price(run_dir, tmp_path):
-    d, more, sim = run_dir
-    before = sim.stats()["requests"]
-    r = runner.invoke(app, ["predict", str(d / "run"), str(more), "--cascade", "--target-agreement", "0.98",
-                            "--max-dollars", "1", "--out", str(tmp_path / "x.csv"), "-q"])
-    assert r.exit_code == 2 and "--max-dollars" in r.output and "--price-in" in r.output
-    assert sim.stats()["requests"] == before
+def test_max_dollars_needs_a_price(ag_news, ag_news_csv, tmp_path):
+    """A run whose teacher has no known price (the sim model is in no price table): the cascade's --max-dollars
+    is refused before any request. (A run made with --price-in/--price-out keeps those prices.)"""
+    from thrifty.sim import SimServer
+
+    pool, more = ag_news_csv(0, 120), ag_news_csv(120, 220)
+    with SimServer.from_path(ag_news, noise=0.1) as sim:
+        r = runner.invoke(app, ["distill", str(pool), "--teacher", "openai:sim", "--base-url", sim.base_url,
+                                "--api-key-env", "THRIFTY_TEST_NO_SUCH_KEY", "--student", "tfidf-lr", "--budget", "40",
+                                "--batch", "10", "--seed-size", "10", "--val-size", "20", "--out", str(tmp_path / "run"), "-q"])
+        assert r.exit_code == 0, r.output
+        before = sim.stats()["requests"]
+        r = runner.invoke(app, ["predict", str(tmp_path / "run"), str(more), "--cascade", "--target-agreement", "0.98",
+                                "--max-dollars", "1", "--out", str(tmp_path / "x.csv"), "-q"])
+        assert r.exit_code == 2 and "--max-dollars" in r.output and "--price-in" in r.output
+        assert sim.stats()["requests"] == before

@@ -92,8 +92,9 @@ def test_auto_scores_a_sample_on_huge_pools():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(150_000, 8))
     st = _state(X, labelled=np.arange(50), proba=_skewed_proba(), y=rng.integers(0, 5, 150_000))
-    sel = AutoStrategy(candidates=5_000).select(st, 50)
-    assert len(set(sel.tolist())) == 50 and st.scored == 5_000 and st.info["auto_sampled"] == 5_000
+    auto = AutoStrategy(candidates=5_000)
+    sel = auto.select(st, 50)
+    assert len(set(sel.tolist())) == 50 and st.scored == 5_000 and auto.sampled_ == 5_000
     # selected rows are more uncertain than the pool at large
     assert margin(st.predict_proba(X[sel])).mean() > margin(st.predict_proba(X[:5000])).mean()
 

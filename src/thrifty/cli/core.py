@@ -112,7 +112,8 @@ def _config_from_flags(settings: dict[str, Any], mraru_exponent: Optional[float]
     problems: list[str] = []
     settings = dict(settings)
     if mraru_exponent is not None:
-        name = parse_spec(settings.get("strategy", "mraru"), "strategy")[0].replace("-", "_").lower()
+        settings.setdefault("strategy", "mraru")  # the alias names its strategy
+        name = parse_spec(settings["strategy"], "strategy")[0].replace("-", "_").lower()
         if name != "mraru":
             problems.append(f"--mraru-exponent applies to --strategy mraru only (the strategy is {settings['strategy']!r}).")
         settings["strategy_params"] = {"exponent": mraru_exponent}

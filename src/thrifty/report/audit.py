@@ -86,7 +86,8 @@ def suspicion(student: np.ndarray, y: np.ndarray, teacher: np.ndarray | None = N
 def audit_run(run_dir: Any, corpus: Any = None, method: str = "both", n_folds: int = 5, random_state: int = 0) -> list[dict[str, Any]]:
     """Rank the run's paid teacher labels (validation, seed, selected) by :func:`suspicion`, most suspect
     first. Each row carries empty ``correct_label`` and ``note`` columns for a reviewer to fill in."""
-    from ..students import load_model, make_student, parse_model_name
+    from ..config import DistillConfig
+    from ..students import load_model, make_student
     from .run import open_run
 
     view = open_run(run_dir, corpus=corpus)
@@ -99,8 +100,8 @@ def audit_run(run_dir: Any, corpus: Any = None, method: str = "both", n_folds: i
     K = len(labels)
     X = model.features.transform([a.text for a in answers])
     y = np.asarray([labels.index(a.label) for a in answers])
-    _, clf_name = parse_model_name(view.config.get("student", ""))
-    params = view.config.get("student_params", {})
+    cfg = DistillConfig.from_dict(view.config)
+    clf_name, params = cfg.classifier(), cfg.student_params
     p = out_of_fold_proba(X, y, lambda: make_student(clf_name, **params), K, n_folds, random_state)
     probs = np.asarray([a.probs if a.probs is not None and len(a.probs) == K else [np.nan] * K for a in answers], dtype=float)
     conf = np.asarray([np.nan if a.confidence is None else a.confidence for a in answers], dtype=float)

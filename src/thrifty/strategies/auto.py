@@ -101,7 +101,7 @@ class AutoStrategy:
             return np.concatenate([typical, state.rng.choice(rest, size=n - n_cov, replace=False)])
         if len(cand) > self.huge_pool:
             cand = state.rng.choice(cand, size=max(n, min(self.candidates, len(cand))), replace=False)
-            state.info["auto_sampled"] = len(cand)
+        self.sampled_ = len(cand)  # candidates scored this round (a random sample of them on a huge pool)
         P = np.concatenate([state.proba(cand[s : s + self.chunk]) for s in range(0, len(cand), self.chunk)])
         u = MEASURES[self.measure](P) + state.rng.random(len(cand)) * 1e-9  # random tie-break
         if n >= len(cand):

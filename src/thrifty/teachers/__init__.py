@@ -89,8 +89,11 @@ def teacher_recipe(teacher: Teacher) -> dict[str, Any] | None:
     from .replay import ReplayTeacher
 
     if isinstance(teacher, OpenAITeacher):
+        # an unknown price is not recorded, so the rebuilt teacher's price is unknown too (and a $ cap is refused)
+        price = {"price_in": teacher.price.prompt_per_1k, "price_out": teacher.price.completion_per_1k} \
+            if teacher.price.known else {}
         return {"spec": f"openai:{teacher.model}", "base_url": teacher.base_url, "api_key_env": teacher.api_key_env,
-                "price_in": teacher.price.prompt_per_1k, "price_out": teacher.price.completion_per_1k,
+                **price,
                 "concurrency": teacher.concurrency, "max_retries": teacher.max_retries, "timeout": teacher.timeout,
                 **({"extra_body": teacher.extra_body} if teacher.extra_body else {}),
                 **({"batch_api": True, "batch_poll": teacher.batch_poll} if teacher.batch_api else {})}

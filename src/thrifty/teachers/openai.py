@@ -480,44 +480,6 @@ class OpenAITeacher:
     def _backoff(self, attempt: int) -> float:
         return self._rng.uniform(0.0, min(self.backoff_max, self.backoff_base * 2.0**attempt))
 
-    def _announce(self) -> None:
-        """Say once how confidences are obtained when it is not from logprobs."""
-        if self._announced or self._mode == "logprobs":
-            return
-        self._announced = True
-        if self._mode == "json":
-            why = "a reasoning model gives no logprobs" if self.reasoning else "the server gives no logprobs"
-            log.warning("%s (%s): asking for a strict JSON-schema label with a verbalised confidence, not logprobs; "
-                        "stated confidences are coarser than logprobs.", self.model, why)
-        else:
-            log.warning("%s: no logprobs and no JSON schema: confidences are one-hot (1.0 for every answer).", self.model)
-
-    def _adapt(self, status: int, msg: str, body: dict[str, Any]) -> bool:
-        """After an HTTP 400/422: drop or rename the parameter the server refused; False if none applies."""
-        if status not in (400, 422):
-            return False
-        m = msg.lower()
-        if "max_tokens" in m and self._token_param == "max_tokens":
-            self._token_param = "max_completion_tokens"  # a reasoning model: its hidden reasoning needs room
-            self.max_tokens = self.max_tokens if self._max_tokens_given else max(self.max_tokens, 2048)
-        elif "temperature" in m and self._send_temperature:
-            self._send_temperature = False
-        elif self._mode == "json" and ("response_format" in m or "json_schema" in m):
-            self._mode, self._mode_known = "text", True
-        elif "logprobs" in body:  # some servers reject logprobs with an unhelpful message: ask without
-            self._mode = "json" if self.answer == "auto" else "text"
-            self._mode_known = True
-        else:
-            return False
-        log.warning("%s refused a request parameter (%s); continuing with %s and %s%s.", self.model, msg[:120],
-                    self._token_param, "temperature" if self._send_temperature else "no temperature",
-                    f", answers as {self._mode}")
-        self._announce()
-        return True
-
-    def _backoff(self, attempt: int) -> float:
-        return self._rng.uniform(0.0, min(self.backoff_max, self.backoff_base * 2.0**attempt))
-
     async def _label_all(self, texts: list[str], on_result: ResultCallback | None,
                          on_request: RequestCallback | None) -> list[TeacherLabel]:
         results: list[TeacherLabel | None] = [None] * len(texts)
@@ -783,16 +745,3 @@ def _json_answer(raw: str, labels: Sequence[str]) -> tuple[str, float | None] | 
     conf = data.get("confidence")
     ok = isinstance(conf, (int, float)) and not isinstance(conf, bool) and math.isfinite(conf)
     return str(data["label"]), (min(1.0, max(0.0, float(conf))) if ok else None)
-
-
-def _server_message(resp: httpx.Response) -> str:
-    """The server's error message (OpenAI ``{"error": {"message": ...}}`` or the body text), shortened."""
-    try:
-        data = resp.json()
-        err = data.get("error", data) if isinstance(data, dict) else data
-        msg = err.get("message", err) if isinstance(err, dict) else err
-        text = msg if isinstance(msg, str) else json.dumps(msg)
-    except (ValueError, json.JSONDecodeError):
-        text = resp.text
-    text = " ".join(str(text).split())
-    return text[:300] or resp.reason_phrase
