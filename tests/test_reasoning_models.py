@@ -99,6 +99,6 @@ def test_distill_end_to_end_on_a_reasoning_model(sim_server, ag_news_csv, tmp_pa
     assert res["ledger"]["completion_tokens"] > 60 * 32 and res["ledger"]["dollars"] > 0
     assert res["last_round"]["val_agreement"] is not None
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["meta"]["cli"]["extra_body"] == {"reasoning_effort": "low"}
+    assert cfg["teacher_recipe"]["extra_body"] == {"reasoning_effort": "low"}  # a resume or cascade sends it too
     r = CliRunner().invoke(app, ["distill", str(pool), "--teacher", "openai:o4-mini", "--extra-body", "[1]"])
     assert r.exit_code == 2 and "JSON object" in r.output

@@ -26,10 +26,10 @@ def make_escalator(run: str | Path, model: Any, target_agreement: float | None, 
         raise ThriftyError("--cascade needs --target-agreement (e.g. 0.95): it sets the confidence threshold.")
     if max_dollars is None or max_dollars < 0:
         raise ThriftyError("--cascade needs --max-dollars X (0 or more): the most this server may pay the teacher.")
-    if teacher_kw.get("max_retries") is not None and (Path(run) / "config.json").exists():
-        import json
+    if teacher_kw.get("max_retries") is not None:
+        from ..run import RunDir
 
-        teacher = json.loads((Path(run) / "config.json").read_text()).get("meta", {}).get("cli", {}).get("teacher", "")
+        teacher = (RunDir.open(run).teacher_recipe or {}).get("spec", "")
         if not str(teacher).startswith("openai"):
             raise ThriftyError(f"--teacher-retries applies to openai teachers; this run's teacher is {teacher!r}.")
     cached, pool = open_run_teacher(run, **teacher_kw)
