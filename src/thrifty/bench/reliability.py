@@ -249,14 +249,16 @@ def possibly_billed(ledger: Path) -> int:
 
 
 def children(pid: int) -> list[int]:
-    """Child process ids of ``pid`` (Linux /proc)."""
+    """Child process ids of ``pid`` (Linux: each /proc/N/stat names its parent)."""
     out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            out += [int(x) for x in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return sorted(set(out))
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[1] == str(pid):
+            out.append(int(stat.parent.name))
+    return sorted(out)
 
 
 def alive(pid: int) -> bool:
