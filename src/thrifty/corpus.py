@@ -15,7 +15,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
-from .errors import CorpusError, EmptyPoolError
+from .errors import CorpusError
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -223,7 +223,7 @@ class Corpus:
         """:meth:`valid_mask`, refusing a corpus with fewer than ``minimum`` texts to learn from."""
         mask = self.valid_mask()
         if mask.sum() < minimum:
-            raise EmptyPoolError(f"Only {int(mask.sum())} non-empty, distinct texts in the corpus of {len(self):,} rows: "
+            raise CorpusError(f"Only {int(mask.sum())} non-empty, distinct texts in the corpus of {len(self):,} rows: "
                                  "nothing to learn from. Check the file and --text-col.")
         return mask
 
