@@ -197,12 +197,12 @@ def test_max_dollars_binds_and_says_what_the_target_would_cost(sim_server, pool,
     per_call = float(re.search(r"Spent \$([0-9.]+) on the audit", plan).group(1)) / AUDIT
     assert per_call > 0
     before = sim.stats()["requests"]
-    err = invoke(label_cmd(pool, sim, tmp_path / "l.csv", "--max-dollars", f"{per_call * AUDIT / 2:.6f}"), code=2)
+    err = invoke(label_cmd(pool, sim, tmp_path / "l.csv", "--max-dollars", f"{per_call * AUDIT / 2:.6f}"), code=1)
     assert "--max-dollars" in err and "audit" in err, err
     assert sim.stats()["requests"] == before + 1  # one probe answer gives the price; the audit is not bought
     before = sim.stats()["requests"]
     cap = per_call * (AUDIT + VAL + SEED + BATCH) * 1.15  # room for the labels, not for the escalations
-    err = invoke(label_cmd(pool, sim, tmp_path / "l2.csv", "--max-dollars", f"{cap:.6f}"), code=2)
+    err = invoke(label_cmd(pool, sim, tmp_path / "l2.csv", "--max-dollars", f"{cap:.6f}"), code=1)
     assert "Reaching agreement 0.9 needs" in err and "teacher-everything" in err, err
     assert sim.stats()["requests"] - before <= AUDIT + VAL + SEED + BATCH  # stopped before the escalations
     # as the message says: a larger cap and --resume finish the job, paying nothing twice
@@ -218,7 +218,7 @@ def test_bad_input_gets_one_clear_line_and_pays_nothing(sim_server, pool, tmp_pa
     err = invoke(label_cmd(pool, sim, tmp_path / "l.txt"), code=2)
     assert "format" in err and sim.stats()["requests"] == 0
     bad = sim_server(pool / "gold.csv", abstain=0.8)
-    err = invoke(label_cmd(pool, bad, tmp_path / "l.csv"), code=2)
+    err = invoke(label_cmd(pool, bad, tmp_path / "l.csv"), code=1)
     assert "abstained on" in err
     assert bad.stats()["answered"] == AUDIT  # stopped after the audit
 

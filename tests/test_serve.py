@@ -223,7 +223,7 @@ def test_a_failing_teacher_degrades_to_the_student_answer(sim_run, ag, caplog):
     assert [x["flag"] for x in results] == ["teacher_failed"] * len(texts)
     assert all(x["tier"] == "student" and x["label"] == x["student_label"] for x in results)
     assert 'thrifty_escalations_kept_student_total{reason="teacher_failed"}' in metrics
-    assert "teacher failed (TeacherError)" in caplog.text
+    assert "teacher failed" in caplog.text  # the batch failed, or each text was refused and set aside
     assert SECRET not in r.text + metrics + caplog.text and "Traceback" not in r.text
 
 

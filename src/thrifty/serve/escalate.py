@@ -95,7 +95,9 @@ class Escalator:
         return False
 
     def _count(self, i: int, lab: TeacherLabel | None, out: Escalation) -> None:
-        if lab is None:
+        if lab is None or lab.rejected:  # no answer, or the teacher refused this text (set aside in the ledger)
+            if lab is not None:
+                log.warning("teacher failed on a text (%s); it keeps the student's answer", lab.raw[:200])
             out.flags[i] = FAILED
             return
         if lab.cached:
