@@ -28,7 +28,7 @@ from thrifty.bench.report import write_report
 # auto = coverage seed capped at 5 per class; the variants are its ablations: an uncapped coverage seed
 # (100 per class is more than any seed set) and a random seed set
 STRATEGIES = ["random", "margin", "mraru", "auto", "auto[coverage_per_class=100]",
-              "auto[coverage=false]", "st_breaking_ties", "st_class_balancer"]
+              "auto[coverage=0]", "st_breaking_ties", "st_class_balancer"]
 COMMON = dict(strategies=STRATEGIES, teachers=["oracle", "recorded"], seeds=3, budget=1000, batch=100, seed_size=100)
 
 

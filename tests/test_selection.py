@@ -100,7 +100,7 @@ def test_auto_scores_a_sample_on_huge_pools():
 
 
 def test_distiller_takes_the_cold_start_seed_from_the_strategy(tmp_path):
-    """``auto`` labels one typical document per cluster as its seed; ``auto[coverage=false]`` a random seed."""
+    """``auto`` labels one typical document per cluster as its seed; ``auto[coverage=0]`` a random seed."""
     from thrifty.bench.teachers import OracleTeacher
     from thrifty.corpus import Corpus
     from thrifty.loop import Distiller
@@ -121,7 +121,7 @@ def test_distiller_takes_the_cold_start_seed_from_the_strategy(tmp_path):
             return X[[int(t.split()[1]) for t in ts]]
 
     seeds = {}
-    for label, params in (("coverage", {}), ("random", {"coverage": False}), ("half", {"coverage": 0.4}),
+    for label, params in (("coverage", {}), ("random", {"coverage": 0.0}), ("half", {"coverage": 0.4}),
                           ("capped", {"coverage_per_class": 0.4})):
         d = Distiller(task, OracleTeacher(task, gold), student="tfidf-lr", strategy="auto", strategy_params=params,
                       budget=5, batch=5, seed_size=5, val_size=0, random_state=0, features=Precomputed())
