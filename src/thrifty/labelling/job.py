@@ -195,7 +195,8 @@ class LabelJob:
     # ---- the job -----------------------------------------------------------------------------
     def run(self, corpus: Corpus, *, dry_run: bool = False, resume: bool = False) -> LabelResult:
         from ..features import make_features
-        from ..students import default_student, parse_model_name
+        from ..config import split_student
+        from ..students import default_student
 
         cfg = self.config
         t_start = time.perf_counter()
@@ -235,7 +236,9 @@ class LabelJob:
         teacher_all = n * per_call
 
         student = default_student() if cfg.student in (None, "auto") else cfg.student
-        feats_name, clf = parse_model_name(student)
+        feats_name, feats_params, clf, clf_params = split_student(student)
+        if feats_params or clf_params:
+            raise ThriftyError(f"thrifty label takes a plain FEATURES-CLASSIFIER student (e.g. minilm-lr); got {student!r}.")
         t0 = time.perf_counter()
         features = make_features(feats_name)
         features.fit(texts)
