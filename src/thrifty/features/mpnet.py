@@ -34,6 +34,13 @@ _FILES = ("model.safetensors", "config.json", "config_sentence_transformers.json
           "vocab.txt", "1_Pooling/config.json")
 
 
+def mpnet_installed() -> bool:
+    """Whether ``mpnet`` features can run here: the embed extra's runtime and every part package."""
+    from importlib.util import find_spec
+
+    return all(find_spec(m) is not None for m in ("onnxruntime", "tokenizers")) and MPNET_PARTS.installed()
+
+
 def mpnet_source() -> Path:
     """The verified all-mpnet-base-v2 folder in the user cache, assembled from the part packages once."""
     dest = models_dir() / _DIR

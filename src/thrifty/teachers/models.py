@@ -85,6 +85,14 @@ class PartsSpec:
             raise ThriftyError(f"Part packages of {self.name!r} are installed but lack {absent[0]}; reinstall: {self.pip_command()}")
         return paths
 
+    def installed(self) -> bool:
+        """Whether every part file is installed."""
+        try:
+            self.part_paths()
+        except ThriftyError:
+            return False
+        return True
+
 
 @dataclass(frozen=True)
 class ModelSpec(PartsSpec):
