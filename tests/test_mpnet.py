@@ -69,8 +69,8 @@ def test_mpnet_embeddings_make_sense_and_match_torch():
 
 
 @needs_mpnet
-def test_label_with_an_mpnet_student_saves_a_model_that_reloads(tmp_path):
-    """`thrifty.label(..., student="mpnet-lr")` on 400 rows of a recorded teacher; the saved model reloads."""
+def test_label_defaults_to_an_mpnet_student_whose_saved_model_reloads(tmp_path):
+    """`thrifty.label` on 400 rows of a recorded teacher picks mpnet-lr by default; the saved model reloads."""
     import thrifty
     from conftest import dataset_path
     from thrifty.students import load_model
@@ -84,9 +84,9 @@ def test_label_with_an_mpnet_student_saves_a_model_that_reloads(tmp_path):
         w.writeheader()
         w.writerows(rows)
     res = thrifty.label(tmp_path / "c.csv", str(src / "labels.json"), "replay", out=tmp_path / "l.csv",
-                        target_agreement=0.8, student="mpnet-lr", audit_size=50, val_size=120, seed_size=40,
+                        target_agreement=0.8, audit_size=50, val_size=120, seed_size=40,
                         batch=40, max_train_labels=120)
-    assert len(res.labels) == 400
+    assert len(res.labels) == 400 and res.summary["student"] == "mpnet-lr"  # the default where mpnet is installed
     model = load_model(tmp_path / "l.csv.thrifty")
     assert model.features.name == "mpnet"
     kept = [i for i, t in enumerate(res.tier) if t == "student"]
