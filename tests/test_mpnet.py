@@ -70,14 +70,14 @@ def test_mpnet_embeddings_make_sense_and_match_torch():
 
 @needs_mpnet
 def test_label_defaults_to_an_mpnet_student_whose_saved_model_reloads(tmp_path):
-    """`thrifty.label` on 400 rows of a recorded teacher picks mpnet-lr by default; the saved model reloads."""
+    """`thrifty.label` on 400 rows of a recorded teacher (gpt-3.5 on movie reviews) picks mpnet-lr by default; the saved model reloads."""
     import thrifty
     from conftest import dataset_path
     from thrifty.students import load_model
 
     src = dataset_path("mr_chatgpt")
     with open(src / "pool.csv", newline="", encoding="utf-8") as f:
-        rows = [r for _, r in zip(range(400), csv.DictReader(f))]
+        rows = list(csv.DictReader(f))[::21][:400]  # the pool is sorted by label: a stride mixes both
     keep = ["text", "teacher_label"] + (["teacher_confidence"] if "teacher_confidence" in rows[0] else [])
     with open(tmp_path / "c.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=keep, extrasaction="ignore")
@@ -90,5 +90,5 @@ def test_label_defaults_to_an_mpnet_student_whose_saved_model_reloads(tmp_path):
     model = load_model(tmp_path / "l.csv.thrifty")
     assert model.features.name == "mpnet"
     kept = [i for i, t in enumerate(res.tier) if t == "student"]
-    assert kept, "an mpnet student keeps some documents at 0.8 on movie-review sentiment"
+    assert {res.labels[i] for i in kept} == {"negative", "positive"}  # a real two-class student keeps documents
     assert model.predict([rows[i]["text"] for i in kept]) == [res.labels[i] for i in kept]
