@@ -147,7 +147,8 @@ class LabelJob:
         # --max-dollars may change between attempts (raising it is how a capped job continues)
         cfg = {k: v for k, v in asdict(self.config).items() if k != "max_dollars"}
         mine = json.loads(json.dumps({"config": cfg, "task": self.task.to_dict(),
-                                      "teacher": self.teacher.identity(), "corpus_sha256": corpus.fingerprint()},
+                                      "teacher": self.teacher.identity(), "corpus_sha256": corpus.fingerprint(),
+                                      "student": self._student},
                                      default=str))
         if saved_path.exists():
             saved = json.loads(saved_path.read_text(encoding="utf-8"))
@@ -213,6 +214,10 @@ class LabelJob:
                 "Use a smaller --audit-size/--val-size, or label a corpus this small with the teacher directly.")
         if not 0.0 < cfg.target_agreement <= 1.0:
             raise ThriftyError(f"--target-agreement must be in (0, 1]; got {cfg.target_agreement}.")
+        student = cfg.student
+        if student in (None, "auto"):  # STRONGEST INSTALLED STUDENT: mpnet-lr (docs/label.md: median 10^6 cost at 0.95 65.5% -> 40.9%), else minilm-lr, else tfidf-lr
+            student = "mpnet-lr" if mpnet_installed() else default_student()
+        self._student = student  # recorded in job.json: a resume never switches students silently
         self._check_work(corpus, resume)
         texts = corpus.texts
         rng = np.random.default_rng(cfg.seed)
@@ -236,9 +241,7 @@ class LabelJob:
         per_call = self._per_call()
         teacher_all = n * per_call
 
-        student = cfg.student
-        if student in (None, "auto"):  # STRONGEST INSTALLED STUDENT: mpnet-lr (docs/label.md: median 10^6 cost at 0.95 65.5% -> 40.9%), else minilm-lr, else tfidf-lr
-            student = "mpnet-lr" if mpnet_installed() else default_student()
+        student = self._student
         feats_name, feats_params, clf, clf_params = split_student(student)
         if clf_params:
             raise ThriftyError(f"thrifty label takes the classifier's defaults; drop [{clf_params}] from {student!r}.")
