@@ -129,3 +129,25 @@ def test_batch_created_just_before_a_kill_is_found_by_its_input_file(sim_server,
         assert led.open_batches("sim") == []
     s = sim.stats()
     assert s["batches_created"] == 1 and s["texts_submitted_twice"] == 0 and s["texts_answered_twice"] == 0
+
+
+def test_a_line_refused_on_its_own_is_set_aside_not_resubmitted(sim_server, task, rows, tmp_path):
+    """A content-filtered batch line (a per-text 4xx) is final: the other answers are kept, the text is set aside
+    in the ledger, and neither a later round nor a later call submits it again."""
+    texts = [r["text"] for r in rows[:20]]
+    sim = sim_server()
+    orig = sim.batches.sim.refusal
+    bad = texts[5][:30]
+    sim.batches.sim.refusal = lambda body: ("The response was filtered due to the prompt triggering the content "
+                                            "management policy." if bad in str(body["messages"][-1]["content"])
+                                            else orig(body))
+    t = OpenAITeacher(task, "sim", base_url=sim.base_url, api_key_env="NO_SUCH", price=Price(1, 2), batch_api=True,
+                      batch_poll=0.02, backoff_base=0.01, backoff_max=0.05)
+    with Ledger(tmp_path / "l.sqlite") as led:
+        labs = CachedTeacher(t, led, run="r").label(texts)
+        assert [i for i, lab in enumerate(labs) if lab.rejected] == [5]
+        assert led.n_labels() == 19 and len(led.rejections()) == 1
+        created = sim.stats()["batches_created"]
+        again = CachedTeacher(t, led, run="r").label(texts)
+        assert [lab.rejected for lab in again] == [lab.rejected for lab in labs]
+        assert sim.stats()["batches_created"] == created  # nothing submitted again

@@ -206,16 +206,20 @@ def test_per_text_4xx_is_set_aside_for_good_and_never_sent_again(sim_server, tas
     pattern = "|".join(re.escape(t[:30]) for t in texts[3:5])
     sim = sim_server(faults=Faults(reject=pattern))
     led = Ledger(tmp_path / "ledger.sqlite")
-    labs = CachedTeacher(teacher(task, sim), led, run="r1").label(texts)
+    t = teacher(task, sim)
+    labs = CachedTeacher(t, led, run="r1").label(texts)
     assert [i for i, lab in enumerate(labs) if lab.rejected] == [3, 4]
     assert "HTTP 400" in labs[3].raw and "content management policy" in labs[3].raw
-    # a 400 is not retried (beyond the one retry without logprobs) and not billed
-    assert sim.stats()["answered"] == 10 and sim.requests_by_text[texts[3]] == 2
+    # a 400 is not retried (beyond one retry without logprobs while no answer has come yet) and not billed
+    assert sim.stats()["answered"] == 10 and sim.requests_by_text[texts[3]] in (1, 2)
+    # a content filter on one text is about the text: the teacher keeps asking the others for logprobs
+    later = CachedTeacher(t, led, run="r1b").label([r["text"] for r in rows[12:16]])
+    assert all(lab.parse == "logprobs" for lab in later)
     sim.reset()
     again = CachedTeacher(teacher(task, sim), led, run="r2").label(texts)
     assert sim.stats()["requests"] == 0 and [lab.rejected for lab in again] == [lab.rejected for lab in labs]
     st = led.stats(run="r1")
-    assert (st.calls, st.rejected, st.sent, st.possibly_billed) == (10, 2, 14, 0)
+    assert (st.calls, st.rejected, st.possibly_billed) == (10, 2, 0) and st.sent in (12, 13, 14)
     led.close()
 
 

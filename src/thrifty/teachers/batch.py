@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import httpx
 
 from ..errors import TeacherError
+from .base import TextsRejected
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -38,6 +39,7 @@ class BatchJobs:
         self.ledger = ledger
         self.run = run
         self._mem: dict[str, dict[str, Any]] = {}  # jobs when there is no ledger (not resumable)
+        self.refused: dict[str, str] = {}  # key -> error of lines refused on their own (a per-text 4xx): final
 
     # ---- HTTP -------------------------------------------------------------------------------------
     def _call(self, client: httpx.Client, method: str, path: str, **kw: Any) -> httpx.Response:
@@ -115,7 +117,7 @@ class BatchJobs:
             # 2. the rest in new batches; failed lines again, on their own
             failures: dict[str, str] = {}
             for round_ in range(self.t.batch_rounds):
-                todo = [k for k in keys if pos[k] not in got]
+                todo = [k for k in keys if pos[k] not in got and k not in self.refused]
                 if not todo:
                     break
                 if round_:
@@ -123,12 +125,18 @@ class BatchJobs:
                              self.t.batch_rounds)
                 job = self._submit(c, [texts[pos[k]] for k in todo], todo)
                 failures = self._finish(c, job, texts, pos, deliver)
-        left = [k for k in keys if pos[k] not in got]
+        left = [k for k in keys if pos[k] not in got and k not in self.refused]
+        others = None
         if left:
             first = next(iter(failures.values()), "no answer")
-            raise TeacherError(f"The Batch API returned no answer for {len(left)} of {len(texts)} texts after "
-                               f"{self.t.batch_rounds} rounds (first error: {first}). The {len(got)} answers received "
-                               "are kept; re-run to retry the rest.")
+            others = (f"The Batch API returned no answer for {len(left)} of {len(texts)} texts after "
+                      f"{self.t.batch_rounds} rounds (first error: {first}). The {len(got)} answers received "
+                      "are kept; re-run to retry the rest.")
+        refused = {pos[k]: ("rejected", e) for k, e in self.refused.items() if k in pos}
+        if refused:  # set aside by the caller, like an interactive per-text 4xx; never resubmitted
+            raise TextsRejected(refused, len(texts), others)
+        if others:
+            raise TeacherError(others)
         return got
 
     def _submit(self, c: httpx.Client, texts: Sequence[str], keys: Sequence[str]) -> dict[str, Any]:
@@ -200,6 +208,9 @@ class BatchJobs:
                         continue
                 err = line.get("error") or (resp.get("body") or {}).get("error") or {}
                 failures[cid] = f"{resp.get('status_code', err.get('code', '?'))}: {err.get('message', '')}"[:200]
+                code = resp.get("status_code")
+                if isinstance(code, int) and 400 <= code < 500 and code not in (408, 409, 425, 429):
+                    self.refused[key] = self.t._scrub(failures[cid])  # about this text: asking again cannot help
         for cid in set(lines) - seen:
             failures[cid] = f"batch {status}: line not answered"
         if status != "completed":

@@ -388,18 +388,29 @@ class OpenAITeacher:
 
         jobs = BatchJobs(self, ledger, run)
         rest = list(range(len(texts)))
+        refused: dict[int, tuple[str, str]] = {}
         if texts and not self._mode_known:
             # one interactive answer shows whether the server gives logprobs; never one a batch already holds
             held = {k for job in jobs.open_jobs() for k in job["lines"].values()}
             probe = next((i for i in rest if keys is None or keys[i] not in held), None)
             if probe is not None:
-                self._label_interactive([texts[probe]], lambda _, lab: got(probe, lab),
-                                        None if on_request is None else (lambda _, kind: on_request(probe, kind)))
                 rest.remove(probe)
+                try:
+                    self._label_interactive([texts[probe]], lambda _, lab: got(probe, lab),
+                                            None if on_request is None else (lambda _, kind: on_request(probe, kind)))
+                except TextsRejected as e:  # the probe text itself was refused: the rest still go as a batch
+                    refused = {probe: next(iter(e.rejected.values()))}
         if rest:
             self._announce()
-            jobs.label([texts[i] for i in rest], [keys[i] for i in rest] if keys is not None else None,
-                       lambda j, lab: got(rest[j], lab))
+            try:
+                jobs.label([texts[i] for i in rest], [keys[i] for i in rest] if keys is not None else None,
+                           lambda j, lab: got(rest[j], lab))
+            except TextsRejected as e:
+                refused.update({rest[j]: why for j, why in e.rejected.items()})
+                if e.others:
+                    raise TextsRejected(refused, len(texts), e.others) from e
+        if refused:
+            raise TextsRejected(refused, len(texts))
         return results  # type: ignore[return-value]
 
     def _label_interactive(self, texts: Sequence[str], on_result: ResultCallback | None = None,
@@ -466,7 +477,9 @@ class OpenAITeacher:
             self._send_temperature = False
         elif self._mode == "json" and ("response_format" in m or "json_schema" in m):
             self._mode, self._mode_known = "text", True
-        elif "logprobs" in body:  # some servers reject logprobs with an unhelpful message: ask without
+        elif "logprobs" in body and ("logprob" in m or self._answers == 0):
+            # a server that rejects logprobs (sometimes with an unhelpful message, so: before any answer): ask
+            # without; a per-text 400 (a content filter) after answers came is about the text, not the parameter
             self._mode = "json" if self.answer == "auto" else "text"
             self._mode_known = True
         else:
@@ -626,7 +639,8 @@ class OpenAITeacher:
                     if status in FATAL_STATUS:
                         hint = {401: f" Check the key in ${self.api_key_env}.", 404: " Check --base-url and the model name."}
                         raise _Fatal(f"{url} answered HTTP {status}: {msg}.{hint.get(status, '')}")
-                    if fixes < 4 and self._adapt(status, msg, body):
+                    # another request may have reshaped the body already: then just ask again in the new shape
+                    if fixes < 4 and (self._body(text) != body or self._adapt(status, msg, body)):
                         fixes += 1
                         continue
                     if status not in RETRY_STATUS and status < 500:
