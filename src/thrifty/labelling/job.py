@@ -145,7 +145,8 @@ class LabelJob:
             return
         saved_path = self.work / "job.json"
         # --max-dollars may change between attempts (raising it is how a capped job continues)
-        cfg = {k: v for k, v in asdict(self.config).items() if k != "max_dollars"}
+        # the student as resolved (``auto`` -> the strongest installed one) is compared, not as asked for
+        cfg = {k: v for k, v in asdict(self.config).items() if k not in ("max_dollars", "student")}
         mine = json.loads(json.dumps({"config": cfg, "task": self.task.to_dict(),
                                       "teacher": self.teacher.identity(), "corpus_sha256": corpus.fingerprint(),
                                       "student": self._student},
@@ -157,8 +158,9 @@ class LabelJob:
                                    "paid twice), or choose another --out.")
             diff = [k for k in mine if saved.get(k) != mine[k]]
             if diff:
+                hint = f" It used --student {saved['student']}." if "student" in diff and saved.get("student") else ""
                 raise ThriftyError(f"{self.work} holds a different label job (its {', '.join(diff)} differ); "
-                                   "resume with the same corpus and options, or choose another --out.")
+                                   f"resume with the same corpus and options, or choose another --out.{hint}")
             return
         self.work.mkdir(parents=True, exist_ok=True)
         (self.work / "job.json").write_text(json.dumps({**mine, "meta": self.meta}, indent=2, default=str),
@@ -196,7 +198,7 @@ class LabelJob:
     # ---- the job -----------------------------------------------------------------------------
     def run(self, corpus: Corpus, *, dry_run: bool = False, resume: bool = False) -> LabelResult:
         from ..features import make_features
-        from ..config import split_student
+        from ..config import DistillConfig, split_student
         from ..features.mpnet import mpnet_installed
         from ..students import default_student
 
@@ -218,6 +220,10 @@ class LabelJob:
         if student in (None, "auto"):  # STRONGEST INSTALLED STUDENT: mpnet-lr (docs/label.md: median 10^6 cost at 0.95 65.5% -> 40.9%), else minilm-lr, else tfidf-lr
             student = "mpnet-lr" if mpnet_installed() else default_student()
         self._student = student  # recorded in job.json: a resume never switches students silently
+        feats_name, feats_params, clf, clf_params = split_student(student)
+        if clf_params:
+            raise ThriftyError(f"thrifty label takes the classifier's defaults; drop [{clf_params}] from {student!r}.")
+        DistillConfig(student=student)  # unknown features/classifier/parameters: one ConfigError before anything is paid
         self._check_work(corpus, resume)
         texts = corpus.texts
         rng = np.random.default_rng(cfg.seed)
@@ -241,10 +247,6 @@ class LabelJob:
         per_call = self._per_call()
         teacher_all = n * per_call
 
-        student = self._student
-        feats_name, feats_params, clf, clf_params = split_student(student)
-        if clf_params:
-            raise ThriftyError(f"thrifty label takes the classifier's defaults; drop [{clf_params}] from {student!r}.")
         t0 = time.perf_counter()
         features = make_features(feats_name, **feats_params)
         features.fit(texts)
