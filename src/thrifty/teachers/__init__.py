@@ -19,6 +19,8 @@ from .base import Teacher, TeacherLabel, Usage
 from .ledger import CachedTeacher, Ledger, LedgerStats
 from .pricing import Price, load_price_table, price_for, price_for_spec
 
+TEACHER_KINDS = ("openai", "replay", "local")  # what make_teacher builds; tests/test_teachers_contract.py covers each
+
 
 def make_teacher(
     spec: str,
@@ -34,7 +36,7 @@ def make_teacher(
 ) -> Teacher:
     """Build a teacher from a spec string (see module docstring)."""
     kind, _, arg = spec.partition(":")
-    if kind not in ("openai", "replay", "local"):
+    if kind not in TEACHER_KINDS:
         raise ThriftyError(f"Unknown teacher {spec!r}: use openai:MODEL, replay[:FILE] or local[:MODEL].")
     if kind == "openai" and not arg:
         raise ThriftyError("Give the model name: --teacher openai:MODEL (e.g. openai:gpt-4o-mini).")
@@ -95,6 +97,10 @@ def teacher_recipe(teacher: Teacher) -> dict[str, Any] | None:
         return {"spec": f"openai:{teacher.model}", "base_url": teacher.base_url, "api_key_env": teacher.api_key_env,
                 **price,
                 "concurrency": teacher.concurrency, "max_retries": teacher.max_retries, "timeout": teacher.timeout,
+                # decoding parameters (they are in the identity, so the ledger key depends on them)
+                "temperature": teacher.temperature, "top_logprobs": teacher.top_logprobs,
+                **({"max_tokens": teacher.identity()["max_tokens"]} if teacher._max_tokens_given else {}),
+                **({"answer": teacher.answer} if teacher.answer != "auto" else {}),
                 **({"extra_body": teacher.extra_body} if teacher.extra_body else {}),
                 **({"batch_api": True, "batch_poll": teacher.batch_poll} if teacher.batch_api else {})}
     if isinstance(teacher, ReplayTeacher) and teacher.recorded:
@@ -103,11 +109,12 @@ def teacher_recipe(teacher: Teacher) -> dict[str, Any] | None:
         return {"spec": spec, "price_in": teacher.price_in, "price_out": teacher.price_out, **extra}
     if isinstance(teacher, LocalTeacher):
         return {"spec": f"local:{teacher.model}", "price_in": teacher.price.prompt_per_1k,
-                "price_out": teacher.price.completion_per_1k}
+                "price_out": teacher.price.completion_per_1k, "max_doc_tokens": teacher.max_doc_tokens,
+                "chat": teacher.chat}
     return None
 
 
 __all__ = [
     "Teacher", "TeacherLabel", "Usage", "Ledger", "LedgerStats", "CachedTeacher", "make_teacher",
-    "Price", "price_for", "load_price_table", "teacher_recipe", "check_env_name",
+    "Price", "price_for", "load_price_table", "teacher_recipe", "check_env_name", "TEACHER_KINDS",
 ]
