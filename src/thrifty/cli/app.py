@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -24,6 +23,11 @@ console = Console(stderr=False)
 if not console.is_terminal:  # piped or logged: don't squeeze tables into 80 columns
     console = Console(stderr=False, width=160)
 err_console = Console(stderr=True)
+
+
+# typer's own exits and usage errors, named through typer: recent typer vendors click (no `click` module to import)
+_CLI_EXITS: tuple[type[BaseException], ...] = (
+    typer.Exit, typer.Abort, *(c for c in typer.BadParameter.__mro__ if c.__name__ in ("UsageError", "ClickException")))
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -47,8 +51,8 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
                 "[yellow]interrupted.[/] Every answer received is saved in the ledger: run the same command again "
                 "(for distill: --resume RUN_DIR) and texts already answered are not paid again.", soft_wrap=True)
             sys.exit(130)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise  # typer/click's own exits and usage errors
+        except _CLI_EXITS:
+            raise  # typer's own exits and usage errors
         except Exception as e:  # not one of thrifty's own errors: a bug, reported as one
             err_console.print(f"[bold red]internal error:[/] {escape(bug_report(e))}", soft_wrap=True)
             sys.exit(1)
