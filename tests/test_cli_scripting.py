@@ -105,3 +105,13 @@ def test_json_on_stdout_and_verbose_retries(sim_server, pool_csv, tmp_path):
     r = runner.invoke(app, ["distill", str(pool_csv), *_sim_args(sim2), "--budget", "40", "--batch", "20",
                             "--seed-size", "20", "--val-size", "10", "--out", str(tmp_path / "run2"), "-q"])
     assert r.exit_code == 0 and "Retry-After" not in r.output
+
+
+def test_the_cli_starts_without_click_installed():
+    """Recent typer vendors click, so a core install has no `click` module: no command module may import it."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['click'] = None; from thrifty.cli import app; print('ok')"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
