@@ -109,9 +109,6 @@ def test_json_on_stdout_and_verbose_retries(sim_server, pool_csv, tmp_path):
 
 def test_the_cli_starts_without_click_installed():
     """Recent typer vendors click, so a core install has no `click` module: no command module may import it."""
-    import subprocess
-    import sys
-
     code = "import sys; sys.modules['click'] = None; from thrifty.cli import app; print('ok')"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
