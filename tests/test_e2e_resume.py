@@ -3,10 +3,8 @@ a full run, a SIGKILL mid-run then --resume, and a re-run that pays for nothing.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -22,17 +20,9 @@ POOL_ROWS = 800
 
 
 @pytest.fixture(scope="module")
-def pool(ag_news, tmp_path_factory) -> Path:
+def pool(ag_news_csv) -> Path:
     """The first rows of the ag_news pool (keeps TF-IDF and training fast), with its labels.json."""
-    d = tmp_path_factory.mktemp("ag_news_small")
-    with open(ag_news / "pool.csv", newline="", encoding="utf-8") as f:
-        rows = [r for _, r in zip(range(POOL_ROWS), csv.DictReader(f))]
-    with open(d / "pool.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["text", "label"])
-        w.writeheader()
-        w.writerows({"text": r["text"], "label": r["label"]} for r in rows)
-    shutil.copy(ag_news / "labels.json", d / "labels.json")
-    return d
+    return ag_news_csv(0, POOL_ROWS).parent
 
 
 def distill_cmd(pool: Path, sim, out: Path, *extra: str) -> list[str]:
