@@ -116,3 +116,40 @@ def test_replay_teacher_from_file_by_row_with_distributions(tmp_path):
     r = t.label(["b", "a"])
     assert r[0].label == "Business" and r[0].probs.tolist() == pytest.approx([0.1, 0.1, 0.7, 0.1])
     assert r[1].label is None
+
+
+
+def _use_ledger(path: str, start: float, claims: int, opens: int) -> list[str]:
+    """From ``start``: open the ledger ``opens`` times, or once and make ``claims`` claims."""
+    import time
+
+    from thrifty.teachers.ledger import Ledger
+
+    time.sleep(max(0.0, start - time.time()))
+    errors = []
+    for i in range(opens):
+        try:
+            ledger = Ledger(path)
+            for c in range(claims):
+                ledger.claim([f"{start}-{i}-{c}-{j}" for j in range(10)], owner=f"{start}-{i}")
+            ledger.close()
+        except Exception as e:  # reported to the parent, which asserts on it
+            errors.append(f"{type(e).__name__}: {e}")
+    return errors
+
+
+def test_processes_opening_one_new_ledger_together_all_succeed(tmp_path):
+    """Two distills sharing a new --ledger open it while the other writes claims: SQLite may
+    answer "database is locked" at once (no busy wait) to a connection setting up; opening must
+    wait it out. Without the retry this failed in about 4 of 6 trials."""
+    import multiprocessing as mp
+    import time
+
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        for trial in range(6):
+            path, start = str(tmp_path / f"shared{trial}.sqlite"), time.time() + 0.5
+            jobs = [pool.apply_async(_use_ledger, (path, start, 200, 1)) for _ in range(2)]
+            jobs += [pool.apply_async(_use_ledger, (path, start, 0, 30)) for _ in range(2)]
+            errors = [e for job in jobs for e in job.get(timeout=120)]
+            assert errors == [], errors

@@ -21,6 +21,7 @@ import hashlib
 import inspect
 import json
 import os
+import random
 import socket
 import sqlite3
 import threading
@@ -130,6 +131,42 @@ def ledger_key(identity: dict[str, Any], task: Task, text: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+OPEN_RETRY_S = 30.0  # how long opening waits out other processes opening or migrating the same ledger
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (and create or migrate) a ledger, waiting out other processes doing the same.
+
+    Switching to WAL and creating tables take locks for which SQLite may answer "database is
+    locked" at once, without waiting its busy timeout, when two processes open one new ledger
+    together; two migrations may also race to add one column. Both are retried until
+    ``OPEN_RETRY_S``; any other error (not a SQLite file, a corrupt one) is raised at once.
+    """
+    deadline = time.monotonic() + OPEN_RETRY_S
+    while True:
+        db = sqlite3.connect(str(path), check_same_thread=False, timeout=OPEN_RETRY_S, isolation_level=None)
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            for table, col, decl in MIGRATIONS:
+                have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                if col not in have:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {decl}")
+            db.executescript(PROVENANCE_SCHEMA)
+            return db
+        except sqlite3.OperationalError as e:
+            db.close()
+            transient = "locked" in str(e) or "busy" in str(e) or "duplicate column" in str(e)
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02 + 0.08 * random.random())
+        except BaseException:
+            db.close()
+            raise
+
+
 @dataclass
 class LedgerStats:
     calls: int
@@ -157,15 +194,7 @@ class Ledger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         try:
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-            for table, col, decl in MIGRATIONS:
-                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-                if col not in have:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {decl}")
-            self._db.executescript(PROVENANCE_SCHEMA)
+            self._db = _connect(self.path)
         except sqlite3.DatabaseError as e:
             raise TeacherError(f"Cannot open ledger {self.path}: {e}. Is it a thrifty ledger file?") from e
 
