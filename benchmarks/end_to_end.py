@@ -116,6 +116,7 @@ def evaluate_variant(v, T, G, target, delta, patience, use_cap):
     return {**out, "met": out["agreement"] >= target, "train": r["n_train"], "audit": v["n_audit"], "val": v["n_val"],
             "threshold": ch.threshold, "est_agreement": (k_known + (n - k_known) * est["agreement"]) / n,
             "est_ci95": [lo, hi], "est_covers": lo <= out["agreement"] <= hi, "escalation_rate_1e6": rate6,
+            "new_docs_agreement": est["agreement"],  # the cascade on the audit: uniform documents it never saw
             "pct_1e6": 100 * p6.fraction_of_teacher_everything, "projection_by_round": [round(c) for c in calls],
             "stop_round": k}
 
@@ -155,6 +156,8 @@ def main() -> None:
     ap.add_argument("--features", default="minilm")
     ap.add_argument("--max-train", type=int, default=1000)
     ap.add_argument("--variants", nargs="+", default=["mraru", "random", "soft", "self_train", "today", "scale"])
+    ap.add_argument("--scale-max", type=int, default=2000,
+                    help="The 'scale' variant's validation sample and label cap, each at most this.")
     ap.add_argument("--extra-seeds", type=int, nargs="+", default=[0], help="Seeds for the soft / self-train variants.")
     ap.add_argument("--extra-datasets", nargs="+", default=["gwsd_gpt4o", "ag_news", "trec6"],
                     help="Datasets for the soft / self-train variants (self-training refits on the pool: slow).")
@@ -201,16 +204,18 @@ def main() -> None:
         for seed in a.seeds:
             for vname in a.variants:
                 if vname == "scale":
-                    # the settings a 10^6-document job gets by default (audit 400, validation 1,000), run to the
-                    # label cap: what the escalation rate of a large job would be. Only where the corpus has room.
-                    n_val = min(1000, n - 400 - a.max_train - 300)
+                    # as near the settings a 10^6-document job gets by default (audit 400, validation and
+                    # training-label cap 5,000 each) as the corpus has room for, at most --scale-max each and
+                    # 300 documents left over, run to the label cap: the escalation rate of a large job.
+                    cap = min(cfg.train_cap(SCALE_1E6), a.scale_max, (n - 700) // 2)
+                    n_val = min(cfg.sizes(SCALE_1E6)[1], a.scale_max, n - 400 - cap - 300)
                     if n_val < 500:
                         continue
                     big = LabelConfig(audit_size=400, val_size=n_val)
-                    v = run_variant(task, setup.teacher, corpus.texts, X, T, G, seed, big, "mraru", False, None, a.max_train)
+                    v = run_variant(task, setup.teacher, corpus.texts, X, T, G, seed, big, "mraru", False, None, cap)
                     for t in a.targets:
                         res["runs"][f"scale@cap|{t}|{seed}"] = evaluate_variant(v, T, G, t, cfg.delta, cfg.patience, use_cap=True)
-                    print(f"{name} seed {seed} scale (val {n_val}): {v['learn_s']:.1f}s", flush=True)
+                    print(f"{name} seed {seed} scale (val {n_val}, cap {cap}): {v['learn_s']:.1f}s", flush=True)
                     continue
                 if vname == "today" or (vname in EXTRA and (seed not in a.extra_seeds or name not in a.extra_datasets)):
                     continue

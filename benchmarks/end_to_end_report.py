@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 LEARNERS = {"mraru": "label (M-RARU)", "random": "label, random selection", "soft": "label + soft targets",
-            "self_train": "label + self-training", "scale": "label, 10^6 settings (val 1,000)"}
-STOPS = {"": "stop: projection, patience 2", "@p4": "stop: projection, patience 4", "@cap": "1,000 training labels"}
+            "self_train": "label + self-training", "scale": "label, 10^6 settings as far as the corpus has room (val, cap: see the JSON)"}
+STOPS = {"": "stop: projection, patience 2", "@p4": "stop: projection, patience 4", "@cap": "to the label cap (1,000; scale: see the JSON)"}
 ORDER = [v + s for v in LEARNERS for s in STOPS] + ["today"]
 NAMES = {v + s: f"{LEARNERS[v]}; {STOPS[s]}" for v in LEARNERS for s in STOPS}
 NAMES["today"] = "today: distill --budget 500 + predict --cascade"

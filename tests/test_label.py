@@ -75,6 +75,21 @@ def test_projection_and_the_stopping_rule():
     assert stopping_round([5, 4, 3, 2]) == 3  # never fires: the last round
 
 
+def test_samples_and_the_label_cap_grow_with_the_corpus_as_n_to_the_two_thirds():
+    from thrifty.labelling.job import LabelConfig
+
+    cfg = LabelConfig()
+    assert cfg.sizes(2_000) == (100, 200) and cfg.sizes(8_000) == (400, 400)  # small corpora: 5%, as before
+    assert cfg.sizes(20_000)[1] == 1000 and cfg.train_cap(20_000) == 1000
+    vals = [cfg.sizes(n)[1] for n in (20_000, 100_000, 1_000_000, 10**8)]
+    caps = [cfg.train_cap(n) for n in (5_000, 20_000, 100_000, 1_000_000, 10**8)]
+    assert vals == sorted(vals) and vals[1] == round(1000 * 5 ** (2 / 3)) and vals[-1] == 5000
+    assert caps == sorted(caps) and caps[:2] == [1000, 1000] and caps[-1] == 5000
+    assert 0.004 < cfg.sizes(1_000_000)[1] / 1_000_000 < 0.006  # a vanishing share of a large corpus
+    pinned = LabelConfig(val_size=300, max_train_labels=120)
+    assert pinned.sizes(10**6)[1] == 300 and pinned.train_cap(10**6) == 120
+
+
 # ---- the whole job against the simulated teacher --------------------------------------------------
 @pytest.fixture(scope="module")
 def pool(ag_news, tmp_path_factory) -> Path:

@@ -28,8 +28,8 @@ def label_cmd(
     batch: int = typer.Option(50, "--batch", help="Training labels bought per round."),
     seed_size: int = typer.Option(50, "--seed-size", help="Random training labels before the first round."),
     audit_size: Optional[int] = typer.Option(None, "--audit-size", help="Audit sample (default 5% of the corpus, 100..400)."),
-    val_size: Optional[int] = typer.Option(None, "--val-size", help="Validation sample for the threshold (default 5%, 200..1000)."),
-    max_train_labels: int = typer.Option(1000, "--max-train-labels", help="Never buy more training labels than this."),
+    val_size: Optional[int] = typer.Option(None, "--val-size", help="Validation sample for the threshold (default 5%, 200..1000; growing past 20,000 documents to 5,000)."),
+    max_train_labels: Optional[int] = typer.Option(None, "--max-train-labels", help="Never buy more training labels than this (default 1,000; growing past 20,000 documents to 5,000)."),
     patience: int = typer.Option(4, "--patience", help="Stop buying after this many batches that did not lower the projected cost."),
     delta: float = typer.Option(0.1, "--delta", help="The target may be missed with probability at most delta."),
     soft: bool = typer.Option(False, "--soft/--hard", help="Train on the teacher's distributions where it gives them."),
@@ -80,7 +80,7 @@ def _print_plan(s: dict[str, Any]) -> None:
         return f"{f(d[k])} ({f(d[k + '_ci95'][0])}-{f(d[k + '_ci95'][1])})"
 
     t.add_row("audit + validation labels", f"{p['audit'] + p['validation']:,}", f"{sum(p['samples_at_1e6']):,}")
-    t.add_row("training labels (at most)", f"{p['training_at_most']:,}", f"{p['training_at_most']:,}")
+    t.add_row("training labels (at most)", f"{p['training_at_most']:,}", f"{p['training_at_most_at_1e6']:,}")
     t.add_row("escalations (95% CI)", rng(c, "escalations"), rng(m, "escalations"))
     t.add_row("teacher calls (95% CI)", rng(c, "calls"), rng(m, "calls"))
     t.add_row("dollars (95% CI)", rng(c, "dollars", True), rng(m, "dollars", True))

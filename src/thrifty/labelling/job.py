@@ -59,8 +59,8 @@ class LabelConfig:
     batch: int = 50
     seed_size: int = 50
     audit_size: int | None = None  # None: 5% of the corpus, 100..400
-    val_size: int | None = None  # None: 5% of the corpus, 200..1000
-    max_train_labels: int = 1000
+    val_size: int | None = None  # None: 5% of the corpus, 200..1000, growing past 20,000 documents (see sizes)
+    max_train_labels: int | None = None  # None: 1,000, growing past 20,000 documents (see train_cap)
     patience: int = 4  # benchmarks/end_to_end.py: 4 beat 2 on 5 of 6 datasets (the projection is noisy)
     max_dollars: float | None = None
     soft: bool = False
@@ -68,10 +68,32 @@ class LabelConfig:
     seed: int = 0
 
     def sizes(self, n_docs: int) -> tuple[int, int]:
-        """(audit, validation) sizes for a corpus of ``n_docs`` documents."""
+        """(audit, validation) sizes for a corpus of ``n_docs`` documents.
+
+        Validation: 5% of the corpus, 200..1,000 up to 20,000 documents, then growing with
+        ``scaled`` to 5,000 (about 10^6 documents): a larger sample tightens the threshold's
+        bound, which saves escalations on every document of a large corpus."""
         audit = self.audit_size if self.audit_size is not None else int(np.clip(round(0.05 * n_docs), 100, 400))
-        val = self.val_size if self.val_size is not None else int(np.clip(round(0.05 * n_docs), 200, 1000))
+        val = self.val_size if self.val_size is not None else int(np.clip(min(0.05 * n_docs, scaled(n_docs)), 200, 5000))
         return int(audit), int(val)
+
+    def train_cap(self, n_docs: int) -> int:
+        """Most training labels to buy: ``max_train_labels``, or 1,000 growing with ``scaled`` to
+        5,000 (whether a batch is bought is still decided by the projected cost)."""
+        if self.max_train_labels is not None:
+            return int(self.max_train_labels)
+        return int(np.clip(scaled(n_docs), 1000, 5000))
+
+
+SCALE_FROM = 20_000  # documents from which the validation sample and the training-label cap grow
+
+
+def scaled(n_docs: int) -> float:
+    """``1000 * (n_docs / 20,000) ** (2/3)``: how a sample whose cost is its size and whose benefit
+    is a bound (or an error) shrinking as ``1/sqrt(size)`` over ``n_docs`` documents should grow:
+    ``size + c * n_docs / sqrt(size)`` is least at ``size ~ n_docs ** (2/3)``. Anchored at 1,000 at
+    20,000 documents (5% of the corpus, the small-corpus default)."""
+    return 1000.0 * (max(n_docs, 1) / SCALE_FROM) ** (2 / 3)
 
 
 class LabelBudgetError(BudgetExhausted):
@@ -303,8 +325,8 @@ class LabelJob:
                      f"the teacher about everything; {100 * p6.fraction_of_teacher_everything:.1f}% at 10^6 docs)")
             if stop_buying(calls, cfg.patience):
                 stop_reason = f"the last {cfg.patience} batches did not lower the projected cost"
-            elif rnd.n_train + cfg.batch > cfg.max_train_labels:
-                stop_reason = f"--max-train-labels {cfg.max_train_labels} reached"
+            elif rnd.n_train + cfg.batch > cfg.train_cap(n):
+                stop_reason = f"the training-label cap ({cfg.train_cap(n):,}; --max-train-labels) was reached"
             elif not self._afford(cfg.batch + rate * len(rest)):
                 stop_reason = "another batch plus the escalations would pass --max-dollars"
             elif len(rest) == 0:
@@ -435,15 +457,17 @@ class LabelJob:
         choice = ltt_threshold(oof.max(1), oof.argmax(1), y, self.config.target_agreement, self.config.delta)
         k_esc = int(round(choice.escalation_rate * len(idx)))
         lo, hi = wilson_interval(k_esc, len(idx))
-        train = self.config.max_train_labels
+        train = self.config.train_cap(n)
         out: dict[str, Any] = {"audit": n_audit, "validation": n_val, "training_at_most": train,
                                "samples_at_1e6": list(self.config.sizes(max(n, SCALE_1E6))),
+                               "training_at_most_at_1e6": self.config.train_cap(max(n, SCALE_1E6)),
                                "pilot_train_labels": int(round(0.8 * len(idx))),
                                "escalation_rate": choice.escalation_rate, "escalation_rate_ci95": [lo, hi],
                                "per_call_dollars": per_call}
         for key, size in (("corpus", n), ("at_1e6", max(n, SCALE_1E6))):
             sa, sv = (n_audit, n_val) if key == "corpus" else self.config.sizes(size)  # the default samples there
-            ps: list[Projection] = [project(size, sa, sv, train, r, per_call) for r in (choice.escalation_rate, lo, hi)]
+            tr = train if key == "corpus" else self.config.train_cap(size)
+            ps: list[Projection] = [project(size, sa, sv, tr, r, per_call) for r in (choice.escalation_rate, lo, hi)]
             out[key] = {"n_docs": size, "escalations": ps[0].escalations, "escalations_ci95": [ps[1].escalations, ps[2].escalations],
                         "calls": ps[0].calls, "calls_ci95": [ps[1].calls, ps[2].calls], "dollars": ps[0].dollars,
                         "dollars_ci95": [ps[1].dollars, ps[2].dollars], "teacher_everything_dollars": ps[0].teacher_everything_dollars}
