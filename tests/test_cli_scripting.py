@@ -52,6 +52,16 @@ def test_version():
     assert r.exit_code == 0 and r.stdout.strip() == f"thrifty {__version__}"
 
 
+def test_version_and_help_do_not_import_the_numeric_stack():
+    """`thrifty --help` took ~4 s when `import thrifty` pulled in scikit-learn, scipy and pandas."""
+    code = ("import sys; from typer.testing import CliRunner; from thrifty.cli import app; "
+            "[CliRunner().invoke(app, a) for a in (['--version'], ['--help'], ['label', '--help'])]; "
+            "print(sorted(m for m in ('sklearn', 'scipy', 'pandas', 'pyarrow', 'torch') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout
+
+
 def test_exit_codes_usage_2_run_failure_1(sim_server, pool_csv, tmp_path):
     r = runner.invoke(app, ["distill", str(pool_csv), "-t", "replay", "--budget", "lots"])
     assert r.exit_code == 2 and "Cannot read budget" in r.output
