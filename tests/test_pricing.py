@@ -120,3 +120,24 @@ def test_cached_prompt_tokens_are_read_priced_and_recorded(sim_server, ag_news, 
     again = CachedTeacher(t, led, run="r2").label(texts)
     assert [a.usage.cached_tokens for a in again] == [lab.usage.cached_tokens for lab in labs]
     led.close()
+
+
+def test_a_price_tables_cached_and_batch_rates_survive_in_the_run_recipe(ag_news, tmp_path):
+    """A run started with --prices keeps that table's cached-input and Batch API rates on --resume:
+    the recipe the run directory saves rebuilds the same price (it used to keep only prompt/completion)."""
+    from thrifty.teachers import make_teacher, teacher_recipe
+
+    table = tmp_path / "prices.yaml"
+    table.write_text("my-model:\n  prompt: 1.0\n  completion: 4.0\n  cached_prompt: 0.1\n"
+                     "  batch_prompt: 0.5\n  batch_completion: 2.0\n")
+    task = Task.load(ag_news / "labels.json")
+    t = make_teacher("openai:my-model", task, base_url="http://127.0.0.1:9", prices=table)
+    recipe = teacher_recipe(t)
+    assert "prices" not in recipe  # the file may be gone by the time the run resumes: its rates are copied
+    spec = recipe.pop("spec")
+    again = make_teacher(spec, task, **recipe)
+    for field in ("prompt_per_1k", "completion_per_1k", "cached_prompt_per_1k", "batch_prompt_per_1k",
+                  "batch_completion_per_1k"):
+        assert getattr(again.price, field) == getattr(t.price, field), field
+    assert again.price.cost(1000, 0, cached_tokens=1000) == pytest.approx(0.1)
+    assert again.price.cost(1000, 1000, batch=True) == pytest.approx(2.5)

@@ -180,8 +180,8 @@ class RunDir:
             )
         changes = {k: v for k, v in changes.items() if v is not None}
         if "prices" in changes:  # a price table given now replaces the run's recorded prices
-            recipe.pop("price_in", None)
-            recipe.pop("price_out", None)
+            for key in ("price_in", "price_out", "price_cached_in", "price_batch_in", "price_batch_out"):
+                recipe.pop(key, None)
         recipe.update(changes)
         spec = recipe.pop("spec")
         if not spec.startswith("openai:"):  # HTTP knobs mean something only for a server

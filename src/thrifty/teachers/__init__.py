@@ -9,6 +9,8 @@ Spec strings used by the CLI and :func:`make_teacher`:
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from pathlib import Path
 from typing import Any
@@ -32,15 +34,24 @@ def make_teacher(
     prices: str | Path | None = None,
     price_in: float | None = None,
     price_out: float | None = None,
+    price_cached_in: float | None = None,
+    price_batch_in: float | None = None,
+    price_batch_out: float | None = None,
     **kw: Any,
 ) -> Teacher:
-    """Build a teacher from a spec string (see module docstring)."""
+    """Build a teacher from a spec string (see module docstring). ``price_cached_in`` and
+    ``price_batch_in/out`` ($ per 1k tokens) set the cached-input and Batch API rates, as a run's
+    recipe records them (a ``--prices`` table's, which a resumed run must keep)."""
     kind, _, arg = spec.partition(":")
     if kind not in TEACHER_KINDS:
         raise ThriftyError(f"Unknown teacher {spec!r}: use openai:MODEL, replay[:FILE] or local[:MODEL].")
     if kind == "openai" and not arg:
         raise ThriftyError("Give the model name: --teacher openai:MODEL (e.g. openai:gpt-4o-mini).")
     price = price_for_spec(spec, prices, price_in, price_out)
+    rates = {"cached_prompt_per_1k": price_cached_in, "batch_prompt_per_1k": price_batch_in,
+             "batch_completion_per_1k": price_batch_out}
+    if any(v is not None for v in rates.values()):
+        price = dataclasses.replace(price, **{k: v for k, v in rates.items() if v is not None})
     if kind == "openai":
         check_env_name(api_key_env)
         from .openai import OpenAITeacher
@@ -92,8 +103,12 @@ def teacher_recipe(teacher: Teacher) -> dict[str, Any] | None:
 
     if isinstance(teacher, OpenAITeacher):
         # an unknown price is not recorded, so the rebuilt teacher's price is unknown too (and a $ cap is refused)
-        price = {"price_in": teacher.price.prompt_per_1k, "price_out": teacher.price.completion_per_1k} \
-            if teacher.price.known else {}
+        p = teacher.price
+        price = {"price_in": p.prompt_per_1k, "price_out": p.completion_per_1k} if p.known else {}
+        for key, v in (("price_cached_in", p.cached_prompt_per_1k), ("price_batch_in", p.batch_prompt_per_1k),
+                       ("price_batch_out", p.batch_completion_per_1k)):
+            if p.known and v is not None:
+                price[key] = v
         return {"spec": f"openai:{teacher.model}", "base_url": teacher.base_url, "api_key_env": teacher.api_key_env,
                 **price,
                 "concurrency": teacher.concurrency, "max_retries": teacher.max_retries, "timeout": teacher.timeout,
