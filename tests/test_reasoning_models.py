@@ -102,3 +102,8 @@ def test_distill_end_to_end_on_a_reasoning_model(sim_server, ag_news_csv, tmp_pa
     assert cfg["teacher_recipe"]["extra_body"] == {"reasoning_effort": "low"}  # a resume or cascade sends it too
     r = CliRunner().invoke(app, ["distill", str(pool), "--teacher", "openai:o4-mini", "--extra-body", "[1]"])
     assert r.exit_code == 2 and "JSON object" in r.output
+    # a resume that asks with other request fields is told why it cannot, before anything is paid
+    r = CliRunner().invoke(app, ["distill", "--resume", str(out), "--extra-body", '{"reasoning_effort": "high"}',
+                                 "--budget", "80"])
+    assert r.exit_code == 2 and 'started with --extra-body {"reasoning_effort": "low"}' in " ".join(r.output.split())
+    assert sim.stats()["requests"] == 60

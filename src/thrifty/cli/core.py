@@ -235,6 +235,12 @@ def distill(
     else:
         rd = RunDir.open(resume)
         config = _resumed_config(rd, settings, mraru_exponent, pgkd, labels, teacher, (prices, price_in, price_out))
+        started = (rd.teacher_recipe or {}).get("extra_body")
+        if body is not None and body != started:
+            raise ThriftyError(
+                f"The run in {resume} was started with --extra-body {json.dumps(started) if started else '(none)'}; "
+                "request fields are part of the teacher's identity (its answers in the ledger are keyed by them), so a "
+                "resume keeps them. Drop --extra-body to continue this run, or start a new --out to ask differently.")
         task, teacher, out = rd.task, rd.teacher_recipe["spec"] if rd.teacher_recipe else None, resume
         corpus = corpus or rd.corpus_path()
         src = rd.source
