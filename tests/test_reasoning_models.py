@@ -83,6 +83,30 @@ def test_server_without_logprobs_switches_to_verbalised_with_a_warning(sim_serve
     assert one.confidence == 1.0 and np.count_nonzero(one.probs) == 1
 
 
+def test_the_answer_discarded_when_the_server_gives_no_logprobs_is_in_the_dollars(sim_server, task, rows, tmp_path):
+    """The first answer showed no logprobs and was asked again: it was billed, so its cost is added to
+    that text's answer and the ledger does not count it as 'possibly billed' (it used to be left out of $)."""
+    from thrifty.teachers.ledger import CachedTeacher, Ledger
+    from thrifty.teachers.pricing import Price
+
+    sim = sim_server(logprobs="none")
+    texts = [r["text"] for r in rows[:8]]
+    price = Price(1.0, 2.0)
+    led = Ledger(tmp_path / "l.sqlite")
+    auto = CachedTeacher(OpenAITeacher(task, "sim", base_url=sim.base_url, concurrency=1, price=price, **FAST), led, run="a")
+    got = auto.label(texts)
+    direct = OpenAITeacher(task, "sim", base_url=sim.base_url, concurrency=1, price=price, answer="json", **FAST).label(texts)
+    extra = [a.usage.cost_usd - b.usage.cost_usd for a, b in zip(got, direct)]
+    twice = [i for i, x in enumerate(extra) if x > 1e-12]
+    assert len(twice) == 1 and all(abs(x) < 1e-12 for i, x in enumerate(extra) if i not in twice)
+    first = got[twice[0]].usage
+    assert first.prompt_tokens > direct[twice[0]].usage.prompt_tokens  # two requests' tokens
+    st = led.stats()
+    assert st.sent == 9 and st.possibly_billed == 0
+    assert st.dollars == pytest.approx(sum(a.usage.cost_usd for a in got))
+    led.close()
+
+
 def test_distill_end_to_end_on_a_reasoning_model(sim_server, ag_news_csv, tmp_path):
     sim = sim_server(reasoning=True)
     pool = ag_news_csv(0, 200)

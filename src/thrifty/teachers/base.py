@@ -55,7 +55,7 @@ class TeacherLabel:
 
 
 ResultCallback = Callable[[int, TeacherLabel], None]
-RequestCallback = Callable[[int, str], None]  # (text index, "sent" | "refused"), see OpenAITeacher.label
+RequestCallback = Callable[[int, str], None]  # (text index, "sent" | "refused" | "superseded"), see OpenAITeacher.label
 
 
 class TextsRejected(TeacherError):

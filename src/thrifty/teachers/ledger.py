@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS labels (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run TEXT,
-    kind TEXT NOT NULL,          -- 'paid' | 'hit' | 'generate' | 'sent' | 'refused' | 'rejected'
+    kind TEXT NOT NULL,          -- 'paid' | 'hit' | 'generate' | 'sent' | 'refused' | 'superseded' | 'rejected'
     key TEXT,
     model TEXT,
     prompt_tokens INTEGER,
@@ -359,11 +359,12 @@ class Ledger:
                     args,
                 )
             )
-            # per text: requests sent minus answers and error replies = requests that may have been billed
-            # with no answer recorded (in flight when a process was killed, or a 200 with an unusable body)
+            # per text: requests sent minus answers, error replies and superseded answers (billed, asked again,
+            # their cost added to the paid answer) = requests that may have been billed with no answer recorded
+            # (in flight when a process was killed, or a 200 with an unusable body)
             unknown = self._db.execute(
                 "SELECT COALESCE(SUM(MAX(0, s - p - r)), 0) FROM (SELECT SUM(kind = 'sent') s, SUM(kind = 'paid') p,"
-                f" SUM(kind = 'refused') r FROM events {where + (' AND' if where else 'WHERE')} key IS NOT NULL GROUP BY key)",
+                f" SUM(kind IN ('refused', 'superseded')) r FROM events {where + (' AND' if where else 'WHERE')} key IS NOT NULL GROUP BY key)",
                 args,
             ).fetchone()[0]
             rejected = self._db.execute(f"SELECT COUNT(*) FROM rejections {where}", args).fetchone()[0]

@@ -595,6 +595,7 @@ class OpenAITeacher:
         last = "no attempt made"
         kind = ""  # what the last failure says about this text: 'gave_up' when the server answered an error on it
         attempt = fixes = 0
+        superseded: Usage | None = None  # a billed answer asked again in another shape
         while attempt <= self.max_retries:
             if stop.is_set():
                 raise _Stopped()
@@ -625,8 +626,13 @@ class OpenAITeacher:
                                 and isinstance(data, dict) and data.get("choices"):
                             self._mode, self._mode_known = "json", True
                             self._announce()
+                            # this answer was billed: its cost goes onto the text's answer, not lost
+                            superseded = self._usage(data, text, "", latency)
+                            run.superseded(i)
                             continue  # ask this text again for a JSON answer with a stated confidence
                         lab = self._parse(data, text, latency)
+                        if superseded is not None:
+                            lab.usage = _plus(lab.usage, superseded)
                         self._answers += 1
                         self._mode_known = True
                         return lab
@@ -664,6 +670,19 @@ class OpenAITeacher:
             attempt += 1
         raise _Failed(f"{last}; gave up after {self.max_retries} retries", kind)
 
+    def _usage(self, data: dict[str, Any], text: str, raw: str, latency: float, batch: bool = False) -> Usage:
+        """Tokens and dollars of one completion (estimated where the server's counts are missing or broken)."""
+        u = data.get("usage")
+        u = u if isinstance(u, dict) else {}
+        pt, ct = _count(u.get("prompt_tokens")), _count(u.get("completion_tokens"))
+        for name, v, got in (("prompt_tokens", u.get("prompt_tokens"), pt), ("completion_tokens", u.get("completion_tokens"), ct)):
+            if v is not None and got is None:
+                self._repaired(f"usage.{name}", f"usage.{name} = {str(v)[:40]!r} is not a token count; using an estimate")
+        pt = pt or sum(estimate_tokens(m["content"]) + 4 for m in self.task.chat_messages(text))
+        ct = ct or estimate_tokens(raw)
+        cached = cached_prompt_tokens(u)
+        return Usage(pt, ct, latency, self.price.cost(pt, ct, cached, batch=batch), cached)
+
     def _parse(self, data: dict[str, Any], text: str, latency: float, batch: bool = False) -> TeacherLabel:
         """Turn a chat completion into a TeacherLabel (raises on a body without a usable answer);
         ``batch``: priced at Batch API rates.
@@ -674,16 +693,7 @@ class OpenAITeacher:
             raise TypeError("body is not a JSON object")
         message = data["choices"][0]["message"]
         raw = str(message.get("content") or "")
-        u = data.get("usage")
-        u = u if isinstance(u, dict) else {}
-        pt, ct = _count(u.get("prompt_tokens")), _count(u.get("completion_tokens"))
-        for name, v, got in (("prompt_tokens", u.get("prompt_tokens"), pt), ("completion_tokens", u.get("completion_tokens"), ct)):
-            if v is not None and got is None:
-                self._repaired(f"usage.{name}", f"usage.{name} = {str(v)[:40]!r} is not a token count; using an estimate")
-        pt = pt or sum(estimate_tokens(m["content"]) + 4 for m in self.task.chat_messages(text))
-        ct = ct or estimate_tokens(raw)
-        cached = cached_prompt_tokens(u)
-        usage = Usage(pt, ct, latency, self.price.cost(pt, ct, cached, batch=batch), cached)
+        usage = self._usage(data, text, raw, latency, batch)
         if self._mode == "json":
             stated = _json_answer(raw, self.task.labels)
             if stated is not None:
@@ -733,6 +743,16 @@ class _Batch:
     def refused(self, i: int) -> None:
         if self.on_request is not None:
             self.on_request(i, "refused")
+
+    def superseded(self, i: int) -> None:
+        """A billed answer that is asked again (its cost is added to the text's final answer)."""
+        if self.on_request is not None:
+            self.on_request(i, "superseded")
+
+
+def _plus(a: Usage, b: Usage) -> Usage:
+    return Usage(a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens, a.latency_s + b.latency_s,
+                 a.cost_usd + b.cost_usd, a.cached_tokens + b.cached_tokens)
 
 
 def _server_message(resp: httpx.Response) -> str:
