@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import KEYS, PER_CLASS, median_worst, summarise
+from .plots import plot_slug
 
 PEER = "st_breaking_ties"
 
@@ -40,6 +41,9 @@ def _labels_str(r: pd.Series, tag: str) -> str:
 def _fmt(x: Any, nd: int = 3) -> str:
     v = _num(x)
     return "" if v is None else f"{v:.{nd}f}"
+
+
+Table = tuple[list[str], list[list[str]]]  # header, rows of cell strings: rendered as Markdown and as HTML
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -107,8 +111,11 @@ def headline(summary: pd.DataFrame) -> tuple[list[str], dict[str, Any]]:
             if s in by.index and "random" in by.index:
                 per_match[s].append(v)  # never = worst
         match_rows.append(cells)
+    match: Table = (["dataset", "teacher", "student", "random's final acc"] + strategies, match_rows)
     stats = {
-        "match_table": _md_table(["dataset", "teacher", "student", "random's final acc"] + strategies, match_rows),
+        "table": (header, rows),
+        "match": match,
+        "match_table": _md_table(*match),
         "median_match": {s: (median_worst(v), sum(x is not None for x in v), len(v)) for s, v in per_match.items()},
         "median_reduction_best": float(np.median(reductions)) if reductions else None,
         "n_reduction": len(reductions),
@@ -132,6 +139,11 @@ def _noise(a: pd.Series, b: pd.Series) -> float:
 
 
 def overall(summary: pd.DataFrame) -> list[str]:
+    """The Markdown lines of :func:`overall_table`."""
+    return _md_table(*overall_table(summary))
+
+
+def overall_table(summary: pd.DataFrame) -> Table:
     """Per student and strategy, over dataset/teacher pairs: worst-counted medians of the label ratios,
     the AULC against random and against small-text's best strategy (within seed noise), selection cost."""
     rows = []
@@ -169,11 +181,65 @@ def overall(summary: pd.DataFrame) -> list[str]:
                 f"{sum(a['ge_peer'])}/{len(a['ge_peer'])}" if a["ge_peer"] else "",
                 f"{np.mean(sel):.3f}" if sel else "",
             ])
-    return _md_table(
-        ["student", "strategy", "match-random", "98% ratio (pairs)", "95% ratio (pairs)", "reached 98%",
-         "AULC - random", "AULC >= random", ">= best peer", "select s/round"],
-        rows,
-    )
+    return (["student", "strategy", "match-random", "98% ratio (pairs)", "95% ratio (pairs)", "reached 98%",
+             "AULC - random", "AULC >= random", ">= best peer", "select s/round"], rows)
+
+
+def median_table(medians: dict[str, tuple[float | None, int, int]]) -> Table:
+    """Per strategy: the worst-counted median ratio, the pairs that reached the mark and all pairs."""
+    return (["strategy", "median ratio to random", "pairs reached", "pairs"],
+            [[s, _median_str(v), str(k), str(n)] for s, (v, k, n) in medians.items()])
+
+
+def dataset_table(g: pd.DataFrame) -> Table:
+    """One dataset/teacher/student's strategies, best AULC first."""
+    rows = []
+    pcs = [pc for pc in PER_CLASS if f"acc_at_{pc}_per_class" in g and g[f"acc_at_{pc}_per_class"].notna().any()]
+    for _, r in g.sort_values("aulc", ascending=False).iterrows():
+        rows.append([
+            r["strategy"], _labels_str(r, "95"), _ratio_str(r, "95"), _labels_str(r, "98"), _ratio_str(r, "98"),
+            "never" if _num(r["ratio_match_random"]) is None else _fmt(r["ratio_match_random"], 2),
+            f"{_fmt(r['aulc'])} ± {_fmt(r.get('aulc_std'))}",
+            *(_fmt(r[f"acc_at_{pc}_per_class"]) for pc in pcs),
+            f"{_fmt(r['final_accuracy'])} ± {_fmt(r.get('final_accuracy_std'))}", _fmt(r["select_s_per_round"], 4),
+            "" if _num(r["dollars_at_98"]) is None else f"${r['dollars_at_98']:.4f}",
+        ])
+    return (["strategy", "labels to 95%", "ratio", "labels to 98%", "ratio", "match-random ratio", "AULC ± sd",
+             *(f"acc at {pc}/class" for pc in pcs), f"acc at {int(g['budget'].max())} ± sd",
+             "select s/round", "$ at 98%"], rows)
+
+
+def dataset_note(g: pd.DataFrame) -> str:
+    """The line under a dataset's heading: its ceiling, seeds and budget."""
+    return (f"Full-pool accuracy {_fmt(g['full_pool_accuracy'].iloc[0])}; seeds {int(g['seeds'].max())}; "
+            f"budget {int(g['budget'].max())} labels.")
+
+
+def mraru_table(summary: pd.DataFrame) -> Table | None:
+    """M-RARU's exponents side by side (None unless more than one ran)."""
+    mr = summary[summary["strategy"].str.startswith("mraru")]
+    if mr["strategy"].nunique() <= 1:
+        return None
+    exps = sorted(mr["strategy"].unique())
+    rows = []
+    for (ds, teacher, student), g in mr.groupby(["dataset", "teacher", "student"], sort=True):
+        by = g.set_index("strategy")
+        rows.append([ds, teacher] + [
+            f"{_ratio_str(by.loc[e], '98')} / {_fmt(by.loc[e, 'aulc'])}" if e in by.index else "" for e in exps
+        ])
+    return ["dataset", "teacher"] + [f"{e}: ratio98 / AULC" for e in exps], rows
+
+
+def scale_table(scale: pd.DataFrame) -> Table:
+    """Seconds per selection round against pool size, per strategy."""
+    return (["pool size", "strategy", "s / round", "rows scored", "x faster than entropy"],
+            [[f"{int(r.pool_size):,}", r.strategy, f"{r.select_s:.4f}", f"{int(r.scored):,}", _fmt(r.x_faster_than_entropy, 1)]
+             for r in scale.sort_values(["pool_size", "strategy"]).itertuples()])
+
+
+def plots_for(plots: list[Path] | None, ds: str, teacher: str, student: str) -> list[Path]:
+    """The learning-curve PNGs of one dataset/teacher/student (named by :func:`~.plots.plot_curves`)."""
+    return [p for p in plots or [] if p.name.startswith(plot_slug(ds, teacher, student))]
 
 
 def write_report(
@@ -254,10 +320,7 @@ def write_report(
             "dataset/teacher pairs where random reaches 98%."
         )
     L += ["", "Median ratio per strategy over the pairs where random reaches 98% (never reached = worst):", ""]
-    L += _md_table(
-        ["strategy", "median ratio to random", "pairs reached", "pairs"],
-        [[s, _median_str(v), str(k), str(n)] for s, (v, k, n) in stats["median_ratio"].items()],
-    )
+    L += _md_table(*median_table(stats["median_ratio"]))
     L += [
         "",
         "## Labels to match random's accuracy at the full budget, as a ratio to random",
@@ -269,47 +332,19 @@ def write_report(
     ]
     L += stats["match_table"]
     L += ["", "Median over dataset/teacher pairs (never = worst):", ""]
-    L += _md_table(
-        ["strategy", "median ratio to random", "pairs reached", "pairs"],
-        [[s, _median_str(v), str(k), str(n)] for s, (v, k, n) in stats["median_match"].items()],
-    )
+    L += _md_table(*median_table(stats["median_match"]))
     L += ["", "## Per dataset", ""]
     for (ds, teacher, student), g in summary.groupby(["dataset", "teacher", "student"], sort=True):
         L += [f"### {ds} - teacher `{teacher}` - student `{student}`", ""]
-        L.append(f"Full-pool accuracy {_fmt(g['full_pool_accuracy'].iloc[0])}; seeds {int(g['seeds'].max())}; budget {int(g['budget'].max())} labels.")
+        L += [dataset_note(g), ""]
+        L += _md_table(*dataset_table(g))
         L.append("")
-        rows = []
-        pcs = [pc for pc in PER_CLASS if f"acc_at_{pc}_per_class" in g and g[f"acc_at_{pc}_per_class"].notna().any()]
-        for _, r in g.sort_values("aulc", ascending=False).iterrows():
-            rows.append([
-                r["strategy"], _labels_str(r, "95"), _ratio_str(r, "95"), _labels_str(r, "98"), _ratio_str(r, "98"),
-                "never" if _num(r["ratio_match_random"]) is None else _fmt(r["ratio_match_random"], 2),
-                f"{_fmt(r['aulc'])} ± {_fmt(r.get('aulc_std'))}",
-                *(_fmt(r[f"acc_at_{pc}_per_class"]) for pc in pcs),
-                f"{_fmt(r['final_accuracy'])} ± {_fmt(r.get('final_accuracy_std'))}", _fmt(r["select_s_per_round"], 4),
-                "" if _num(r["dollars_at_98"]) is None else f"${r['dollars_at_98']:.4f}",
-            ])
-        L += _md_table(
-            ["strategy", "labels to 95%", "ratio", "labels to 98%", "ratio", "match-random ratio", "AULC ± sd",
-             *(f"acc at {pc}/class" for pc in pcs), f"acc at {int(g['budget'].max())} ± sd",
-             "select s/round", "$ at 98%"],
-            rows,
-        )
-        L.append("")
-        for p in plots or []:
-            if p.name.startswith("_".join("".join(ch if ch.isalnum() else "-" for ch in x) for x in (ds, teacher, student))):
-                L += [f"![{ds} {teacher} {student}]({rel(p)})", ""]
-    mr = summary[summary["strategy"].str.startswith("mraru")]
-    if mr["strategy"].nunique() > 1:
+        for p in plots_for(plots, ds, teacher, student):
+            L += [f"![{ds} {teacher} {student}]({rel(p)})", ""]
+    mr = mraru_table(summary)
+    if mr is not None:
         L += ["## M-RARU exponent (accept if r < u^exponent)", ""]
-        exps = sorted(mr["strategy"].unique())
-        rows = []
-        for (ds, teacher, student), g in mr.groupby(["dataset", "teacher", "student"], sort=True):
-            by = g.set_index("strategy")
-            rows.append([ds, teacher] + [
-                f"{_ratio_str(by.loc[e], '98')} / {_fmt(by.loc[e, 'aulc'])}" if e in by.index else "" for e in exps
-            ])
-        L += _md_table(["dataset", "teacher"] + [f"{e}: ratio98 / AULC" for e in exps], rows)
+        L += _md_table(*mr)
         L += ["", "`mraru` without brackets is the default exponent (2).", ""]
     if scale is not None and len(scale):
         L += ["## Scale: seconds per selection round against pool size", ""]
@@ -318,11 +353,7 @@ def write_report(
             f"batch {int(scale['batch'].iloc[0])}, best of {int(scale['repeats'].iloc[0])} rounds, measured side by side in one process."
         )
         L.append("")
-        L += _md_table(
-            ["pool size", "strategy", "s / round", "rows scored", "x faster than entropy"],
-            [[f"{int(r.pool_size):,}", r.strategy, f"{r.select_s:.4f}", f"{int(r.scored):,}", _fmt(r.x_faster_than_entropy, 1)]
-             for r in scale.sort_values(["pool_size", "strategy"]).itertuples()],
-        )
+        L += _md_table(*scale_table(scale))
         png = results / "scale.png"
         if png.exists():
             L += ["", f"![scale]({rel(png)})"]
