@@ -19,6 +19,7 @@ from thrifty.bench.report import write_report
 from thrifty.errors import ThriftyError
 
 REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
 VOID = {"img", "meta", "br", "hr", "link", "input", "source", "wbr", "col"}
 
 
@@ -166,23 +167,56 @@ def test_bench_writes_a_self_contained_page_with_the_markdown_numbers(tmp_path):
         write_html_report(tmp_path / "nowhere")
 
 
-def test_page_of_the_committed_benchmarks(tmp_path):
-    """The committed grid (270 runs, 9 plots, the scale probe) gives one page under 2 MB with every plot."""
+@pytest.fixture(scope="module")
+def committed_page(tmp_path_factory) -> Path:
+    """The page of the committed grid (270 runs, 9 plots, the scale probe), rebuilt from a copy of its files."""
     src = REPO / "benchmarks" / "results"
-    out = tmp_path / "results"
+    out = tmp_path_factory.mktemp("committed") / "results"
     (out / "plots").mkdir(parents=True)
     for name in ("rounds.csv", "scale.csv", "scale.png"):
         shutil.copy(src / name, out / name)
-    pngs = sorted((src / "plots").glob("*.png"))
-    for p in pngs:
+    for p in (src / "plots").glob("*.png"):
         shutil.copy(p, out / "plots" / p.name)
-    path = write_html_report(out)
-    assert path.stat().st_size < 2_000_000
-    page = Page(path.read_text(encoding="utf-8"))
+    return write_html_report(out)
+
+
+def test_page_of_the_committed_benchmarks(committed_page):
+    """One page under 2 MB with every plot, every section and every configuration's rounds."""
+    out = committed_page.parent
+    assert committed_page.stat().st_size < 2_000_000
+    page = Page(committed_page.read_text(encoding="utf-8"))
     _check_page(page, out)
-    rounds = pd.read_csv(src / "rounds.csv")
+    rounds = pd.read_csv(out / "rounds.csv")
     assert Counter(page.sections) == Counter(rounds.groupby(["dataset", "teacher", "student"]).size().index.get_level_values(0))
-    assert len(page.srcs) == len(pngs) + 1  # every learning curve and the scale plot
+    assert len(page.srcs) == len(list((out / "plots").glob("*.png"))) + 1  # every learning curve and the scale plot
     assert {"overall", "headline", "match-random", "per-dataset", "mraru", "scale"} <= set(page.ids)
     n_configs = rounds.groupby(["dataset", "teacher", "student", "strategy"]).ngroups
     assert sum(t.startswith("run-") for t in page.tables) == n_configs
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (scripts/test.sh installs it)")
+def test_page_renders_offline_in_headless_chromium(committed_page):
+    """No console error, no request, every image decoded; a configuration's link opens its rounds."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            tab = browser.new_page()
+            errors, requests = [], []
+            tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            tab.on("pageerror", lambda e: errors.append(str(e)))
+            tab.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+            tab.goto(committed_page.as_uri())
+            sizes = tab.eval_on_selector_all("img", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
+            assert len(sizes) == 10 and all(w > 100 and h > 100 for w, h in sizes)
+            assert tab.eval_on_selector_all("details[open]", "els => els.length") == 0
+            link = tab.locator('a[href^="#run-trec6_recorded_"]').first
+            target = link.get_attribute("href")[1:]
+            link.click()
+            opened = tab.eval_on_selector_all("details[open] div[id]", "els => els.map(e => e.id)")
+            rounds = pd.read_csv(committed_page.parent / "rounds.csv")
+            want = rounds[(rounds.dataset == "trec6") & (rounds.teacher == "recorded") & (rounds.strategy == link.inner_text())]
+            assert opened == [target] and tab.locator(f"#{target} tr").count() == 1 + len(want) > 1
+        finally:
+            browser.close()
+    assert errors == [] and requests == []

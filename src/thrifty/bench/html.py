@@ -77,8 +77,9 @@ def _runs(rounds: pd.DataFrame, ds: str, teacher: str, student: str) -> str:
         g = g.sort_values(["seed", "labels_total"])
         rows = [[_cell(c, v) for c, v in zip(cols, r)] for r in g[cols].itertuples(index=False)]
         rid = _run_id(ds, teacher, student, strategy)
-        out.append(f'<details id="{rid}"><summary>{_e(strategy)}: {g["seed"].nunique()} seed(s), {len(g)} rounds</summary>'
-                   + _table((cols, rows), f"{rid}-rounds") + "</details>")
+        # the anchor is inside the closed <details>: following a link to it opens it (checked in Chromium)
+        out.append(f'<details><summary>{_e(strategy)}: {g["seed"].nunique()} seed(s), {len(g)} rounds</summary>'
+                   f'<div id="{rid}">' + _table((cols, rows), f"{rid}-rounds") + "</div></details>")
     return "".join(out)
 
 
