@@ -100,14 +100,14 @@ def render_page(rounds: pd.DataFrame, summary: pd.DataFrame, results_dir: str | 
             sub = "<ul>" + "".join(f'<li><a href="#ds-{plot_slug(*key)}">{_e(key[0])} - teacher {_e(key[1])} - '
                                    f"student {_e(key[2])}</a></li>" for key, _ in groups) + "</ul>"
         toc.append(f'<li><a href="#{k}">{_e(SECTIONS[k])}</a>{sub}</li>')
-    links = [f'<a href="{rel(results / f)}">{f}</a>' for f in ("rounds.csv", "summary.csv") if (results / f).exists()]
+    links = [f'<a href="{_e(rel(results / f))}">{f}</a>' for f in ("rounds.csv", "summary.csv") if (results / f).exists()]
     if md is not None:
-        links.append(f'<a href="{rel(md)}">{_e(Path(md).name)}</a> (how to read every column)')
+        links.append(f'<a href="{_e(rel(md))}">{_e(Path(md).name)}</a> (how to read every column)')
     body = ["<h1>thrifty benchmarks</h1>",
             f'<p class="note">{_inline(generated)} {rounds.groupby(KEYS + ["seed"]).ngroups} runs, {len(rounds)} rounds. '
             + ("Tidy results and notes: " + ", ".join(links) + "." if links else "") + "</p>",
             f'<nav id="toc"><ul>{"".join(toc)}</ul></nav>']
-    table, stats = headline(summary)
+    _, stats = headline(summary)
     body += [f'<h2 id="overall">{_e(SECTIONS["overall"])}</h2>', _table(overall_table(summary), "overall-table"),
              f'<h2 id="headline">{_e(SECTIONS["headline"])}</h2>', _table(stats["table"], "headline-table")]
     if stats["median_reduction_best"] is not None:
