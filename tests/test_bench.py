@@ -206,11 +206,14 @@ def test_smoke_grid_cli_writes_results_plots_and_report(tmp_path):
     assert len(pngs) == 4 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     text = md.read_text()
     assert "## Headline" in text and "st_breaking_ties" in text and "](results/plots/" in text
+    assert "](results/report.html)" in text and str(out / "report.html") in res.output  # the HTML page (test_bench_page.py)
+    (out / "report.html").unlink()
     # regenerating from the cache runs nothing and gives the same numbers
     t0 = time.perf_counter()
     res = CliRunner().invoke(app, args + ["--report-only"])
     assert res.exit_code == 0, res.output
     pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv"), summary)
+    assert (out / "report.html").stat().st_size > 4 * min(p.stat().st_size for p in pngs)  # rebuilt, plots inlined
 
 
 @needs_shared

@@ -10,7 +10,8 @@ import pandas as pd
 from .metrics import curves
 
 
-def _slug(*parts: str) -> str:
+def plot_slug(*parts: str) -> str:
+    """The file-name stem of one dataset/teacher/student's plot."""
     return "_".join("".join(ch if ch.isalnum() else "-" for ch in p) for p in parts)
 
 
@@ -47,7 +48,7 @@ def plot_curves(rounds: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         axes[0].legend(fontsize=7, ncol=2)
         fig.suptitle(f"{ds} - teacher {teacher} - student {student}", fontsize=10)
         fig.tight_layout()
-        p = out / f"{_slug(ds, teacher, student)}.png"
+        p = out / f"{plot_slug(ds, teacher, student)}.png"
         fig.savefig(p)
         plt.close(fig)
         paths.append(p)

@@ -13,8 +13,19 @@ import numpy as np
 import pandas as pd
 
 from .metrics import KEYS, PER_CLASS, median_worst, summarise
+from .plots import plot_slug
 
 PEER = "st_breaking_ties"
+PAGE = "report.html"  # the self-contained HTML page beside rounds.csv (:mod:`thrifty.bench.html`)
+# section anchors and titles, shared by BENCHMARKS.md and the HTML page
+SECTIONS = {
+    "overall": "Overall",
+    "headline": "Headline: labels to reach 98% of the full-pool student, as a ratio to random",
+    "match-random": "Labels to match random's accuracy at the full budget, as a ratio to random",
+    "per-dataset": "Per dataset",
+    "mraru": "M-RARU exponent (accept if r < u^exponent)",
+    "scale": "Scale: seconds per selection round against pool size",
+}
 
 
 def is_peer(strategy: str) -> bool:
@@ -40,6 +51,9 @@ def _labels_str(r: pd.Series, tag: str) -> str:
 def _fmt(x: Any, nd: int = 3) -> str:
     v = _num(x)
     return "" if v is None else f"{v:.{nd}f}"
+
+
+Table = tuple[list[str], list[list[str]]]  # header, rows of cell strings: rendered as Markdown and as HTML
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -107,8 +121,11 @@ def headline(summary: pd.DataFrame) -> tuple[list[str], dict[str, Any]]:
             if s in by.index and "random" in by.index:
                 per_match[s].append(v)  # never = worst
         match_rows.append(cells)
+    match: Table = (["dataset", "teacher", "student", "random's final acc"] + strategies, match_rows)
     stats = {
-        "match_table": _md_table(["dataset", "teacher", "student", "random's final acc"] + strategies, match_rows),
+        "table": (header, rows),
+        "match": match,
+        "match_table": _md_table(*match),
         "median_match": {s: (median_worst(v), sum(x is not None for x in v), len(v)) for s, v in per_match.items()},
         "median_reduction_best": float(np.median(reductions)) if reductions else None,
         "n_reduction": len(reductions),
@@ -125,6 +142,13 @@ def _pct(v: float) -> str:
     return "never reached" if math.isinf(v) else f"{v * 100:.0f}%"
 
 
+def reduction_note(stats: dict[str, Any]) -> str:
+    """The headline sentence (Markdown) on the best thrifty strategy's median reduction against random."""
+    return (f"Median reduction vs random of the best thrifty strategy per dataset (chosen after the fact, so optimistic; "
+            f"never reached = worst): **{_pct(stats['median_reduction_best'])}** over {stats['n_reduction']} "
+            "dataset/teacher pairs where random reaches 98%.")
+
+
 def _noise(a: pd.Series, b: pd.Series) -> float:
     """Two standard errors of the difference of two seed-averaged AULCs."""
     var = sum((_num(r.get("aulc_std")) or 0.0) ** 2 / max(1, int(r["seeds"])) for r in (a, b))
@@ -132,6 +156,11 @@ def _noise(a: pd.Series, b: pd.Series) -> float:
 
 
 def overall(summary: pd.DataFrame) -> list[str]:
+    """The Markdown lines of :func:`overall_table`."""
+    return _md_table(*overall_table(summary))
+
+
+def overall_table(summary: pd.DataFrame) -> Table:
     """Per student and strategy, over dataset/teacher pairs: worst-counted medians of the label ratios,
     the AULC against random and against small-text's best strategy (within seed noise), selection cost."""
     rows = []
@@ -169,11 +198,65 @@ def overall(summary: pd.DataFrame) -> list[str]:
                 f"{sum(a['ge_peer'])}/{len(a['ge_peer'])}" if a["ge_peer"] else "",
                 f"{np.mean(sel):.3f}" if sel else "",
             ])
-    return _md_table(
-        ["student", "strategy", "match-random", "98% ratio (pairs)", "95% ratio (pairs)", "reached 98%",
-         "AULC - random", "AULC >= random", ">= best peer", "select s/round"],
-        rows,
-    )
+    return (["student", "strategy", "match-random", "98% ratio (pairs)", "95% ratio (pairs)", "reached 98%",
+             "AULC - random", "AULC >= random", ">= best peer", "select s/round"], rows)
+
+
+def median_table(medians: dict[str, tuple[float | None, int, int]]) -> Table:
+    """Per strategy: the worst-counted median ratio, the pairs that reached the mark and all pairs."""
+    return (["strategy", "median ratio to random", "pairs reached", "pairs"],
+            [[s, _median_str(v), str(k), str(n)] for s, (v, k, n) in medians.items()])
+
+
+def dataset_table(g: pd.DataFrame) -> Table:
+    """One dataset/teacher/student's strategies, best AULC first."""
+    rows = []
+    pcs = [pc for pc in PER_CLASS if f"acc_at_{pc}_per_class" in g and g[f"acc_at_{pc}_per_class"].notna().any()]
+    for _, r in g.sort_values("aulc", ascending=False).iterrows():
+        rows.append([
+            r["strategy"], _labels_str(r, "95"), _ratio_str(r, "95"), _labels_str(r, "98"), _ratio_str(r, "98"),
+            "never" if _num(r["ratio_match_random"]) is None else _fmt(r["ratio_match_random"], 2),
+            f"{_fmt(r['aulc'])} ± {_fmt(r.get('aulc_std'))}",
+            *(_fmt(r[f"acc_at_{pc}_per_class"]) for pc in pcs),
+            f"{_fmt(r['final_accuracy'])} ± {_fmt(r.get('final_accuracy_std'))}", _fmt(r["select_s_per_round"], 4),
+            "" if _num(r["dollars_at_98"]) is None else f"${r['dollars_at_98']:.4f}",
+        ])
+    return (["strategy", "labels to 95%", "ratio", "labels to 98%", "ratio", "match-random ratio", "AULC ± sd",
+             *(f"acc at {pc}/class" for pc in pcs), f"acc at {int(g['budget'].max())} ± sd",
+             "select s/round", "$ at 98%"], rows)
+
+
+def dataset_note(g: pd.DataFrame) -> str:
+    """The line under a dataset's heading: its ceiling, seeds and budget."""
+    return (f"Full-pool accuracy {_fmt(g['full_pool_accuracy'].iloc[0])}; seeds {int(g['seeds'].max())}; "
+            f"budget {int(g['budget'].max())} labels.")
+
+
+def mraru_table(summary: pd.DataFrame) -> Table | None:
+    """M-RARU's exponents side by side (None unless more than one ran)."""
+    mr = summary[summary["strategy"].str.startswith("mraru")]
+    if mr["strategy"].nunique() <= 1:
+        return None
+    exps = sorted(mr["strategy"].unique())
+    rows = []
+    for (ds, teacher, student), g in mr.groupby(["dataset", "teacher", "student"], sort=True):
+        by = g.set_index("strategy")
+        rows.append([ds, teacher] + [
+            f"{_ratio_str(by.loc[e], '98')} / {_fmt(by.loc[e, 'aulc'])}" if e in by.index else "" for e in exps
+        ])
+    return ["dataset", "teacher"] + [f"{e}: ratio98 / AULC" for e in exps], rows
+
+
+def scale_table(scale: pd.DataFrame) -> Table:
+    """Seconds per selection round against pool size, per strategy."""
+    return (["pool size", "strategy", "s / round", "rows scored", "x faster than entropy"],
+            [[f"{int(r.pool_size):,}", r.strategy, f"{r.select_s:.4f}", f"{int(r.scored):,}", _fmt(r.x_faster_than_entropy, 1)]
+             for r in scale.sort_values(["pool_size", "strategy"]).itertuples()])
+
+
+def plots_for(plots: list[Path] | None, ds: str, teacher: str, student: str) -> list[Path]:
+    """The learning-curve PNGs of one dataset/teacher/student (named by :func:`~.plots.plot_curves`)."""
+    return [p for p in plots or [] if p.name.startswith(plot_slug(ds, teacher, student))]
 
 
 def write_report(
@@ -186,17 +269,18 @@ def write_report(
     plots: list[Path] | None = None,
     grid_seconds: float | None = None,
 ) -> pd.DataFrame:
-    """Write BENCHMARKS.md and ``summary.csv``; returns the summary table."""
+    """Write BENCHMARKS.md, ``summary.csv`` and the HTML page ``report.html`` beside it; returns the summary table."""
     out_md = Path(out_md)
     results = Path(results_dir)
     summary = summarise(rounds)
     summary.to_csv(results / "summary.csv", index=False)
     rel = lambda p: Path(os.path.relpath(Path(p).resolve(), out_md.parent.resolve())).as_posix()  # noqa: E731
+    generated = (f"Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+                 f"({platform.machine()}, {platform.python_version()}).")
     L: list[str] = [
         "# thrifty benchmarks",
         "",
-        f"Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
-        f"({platform.machine()}, {platform.python_version()}). Do not edit by hand: re-run the command.",
+        f"{generated} Do not edit by hand: re-run the command.",
         "",
         "## What ran",
         "",
@@ -208,6 +292,9 @@ def write_report(
         + (f", {grid_seconds / 60:.1f} min of grid time" if grid_seconds else "")
         + f". Tidy results: [`{rel(results / 'rounds.csv')}`]({rel(results / 'rounds.csv')}) (one row per round), "
         f"[`{rel(results / 'summary.csv')}`]({rel(results / 'summary.csv')}) (one row per configuration).",
+        "",
+        f"Every table and plot on one self-contained page (opens offline, nothing fetched): "
+        f"[`{rel(results / PAGE)}`]({rel(results / PAGE)}).",
         "",
         "## How to read it",
         "",
@@ -228,7 +315,7 @@ def write_report(
         "- **medians over datasets count \"never reached\" as the worst value** (shown as `never` when it is the "
         "median): a strategy that misses a mark is never dropped from a median.",
         "",
-        "## Overall",
+        f"## {SECTIONS['overall']}",
         "",
         "One row per student and strategy, over every dataset/teacher pair. *match-random*: median labels to reach "
         "random's final accuracy / random's (never = worst). *98% / 95%*: median labels to reach 98% / 95% of the "
@@ -241,26 +328,19 @@ def write_report(
     L += overall(summary)
     L += [
         "",
-        "## Headline: labels to reach 98% of the full-pool student, as a ratio to random",
+        f"## {SECTIONS['headline']}",
         "",
     ]
     table, stats = headline(summary)
     L += table
     L += [""]
     if stats["median_reduction_best"] is not None:
-        L.append(
-            f"Median reduction vs random of the best thrifty strategy per dataset (chosen after the fact, so optimistic; "
-            f"never reached = worst): **{_pct(stats['median_reduction_best'])}** over {stats['n_reduction']} "
-            "dataset/teacher pairs where random reaches 98%."
-        )
+        L.append(reduction_note(stats))
     L += ["", "Median ratio per strategy over the pairs where random reaches 98% (never reached = worst):", ""]
-    L += _md_table(
-        ["strategy", "median ratio to random", "pairs reached", "pairs"],
-        [[s, _median_str(v), str(k), str(n)] for s, (v, k, n) in stats["median_ratio"].items()],
-    )
+    L += _md_table(*median_table(stats["median_ratio"]))
     L += [
         "",
-        "## Labels to match random's accuracy at the full budget, as a ratio to random",
+        f"## {SECTIONS['match-random']}",
         "",
         "First label count where a strategy's smoothed curve reaches random's final smoothed accuracy, divided by the "
         "count where random first reaches it (lower is better; `never` = not within the budget). Unlike the 98% "
@@ -269,63 +349,34 @@ def write_report(
     ]
     L += stats["match_table"]
     L += ["", "Median over dataset/teacher pairs (never = worst):", ""]
-    L += _md_table(
-        ["strategy", "median ratio to random", "pairs reached", "pairs"],
-        [[s, _median_str(v), str(k), str(n)] for s, (v, k, n) in stats["median_match"].items()],
-    )
-    L += ["", "## Per dataset", ""]
+    L += _md_table(*median_table(stats["median_match"]))
+    L += ["", f"## {SECTIONS['per-dataset']}", ""]
     for (ds, teacher, student), g in summary.groupby(["dataset", "teacher", "student"], sort=True):
         L += [f"### {ds} - teacher `{teacher}` - student `{student}`", ""]
-        L.append(f"Full-pool accuracy {_fmt(g['full_pool_accuracy'].iloc[0])}; seeds {int(g['seeds'].max())}; budget {int(g['budget'].max())} labels.")
+        L += [dataset_note(g), ""]
+        L += _md_table(*dataset_table(g))
         L.append("")
-        rows = []
-        pcs = [pc for pc in PER_CLASS if f"acc_at_{pc}_per_class" in g and g[f"acc_at_{pc}_per_class"].notna().any()]
-        for _, r in g.sort_values("aulc", ascending=False).iterrows():
-            rows.append([
-                r["strategy"], _labels_str(r, "95"), _ratio_str(r, "95"), _labels_str(r, "98"), _ratio_str(r, "98"),
-                "never" if _num(r["ratio_match_random"]) is None else _fmt(r["ratio_match_random"], 2),
-                f"{_fmt(r['aulc'])} ± {_fmt(r.get('aulc_std'))}",
-                *(_fmt(r[f"acc_at_{pc}_per_class"]) for pc in pcs),
-                f"{_fmt(r['final_accuracy'])} ± {_fmt(r.get('final_accuracy_std'))}", _fmt(r["select_s_per_round"], 4),
-                "" if _num(r["dollars_at_98"]) is None else f"${r['dollars_at_98']:.4f}",
-            ])
-        L += _md_table(
-            ["strategy", "labels to 95%", "ratio", "labels to 98%", "ratio", "match-random ratio", "AULC ± sd",
-             *(f"acc at {pc}/class" for pc in pcs), f"acc at {int(g['budget'].max())} ± sd",
-             "select s/round", "$ at 98%"],
-            rows,
-        )
-        L.append("")
-        for p in plots or []:
-            if p.name.startswith("_".join("".join(ch if ch.isalnum() else "-" for ch in x) for x in (ds, teacher, student))):
-                L += [f"![{ds} {teacher} {student}]({rel(p)})", ""]
-    mr = summary[summary["strategy"].str.startswith("mraru")]
-    if mr["strategy"].nunique() > 1:
-        L += ["## M-RARU exponent (accept if r < u^exponent)", ""]
-        exps = sorted(mr["strategy"].unique())
-        rows = []
-        for (ds, teacher, student), g in mr.groupby(["dataset", "teacher", "student"], sort=True):
-            by = g.set_index("strategy")
-            rows.append([ds, teacher] + [
-                f"{_ratio_str(by.loc[e], '98')} / {_fmt(by.loc[e, 'aulc'])}" if e in by.index else "" for e in exps
-            ])
-        L += _md_table(["dataset", "teacher"] + [f"{e}: ratio98 / AULC" for e in exps], rows)
+        for p in plots_for(plots, ds, teacher, student):
+            L += [f"![{ds} {teacher} {student}]({rel(p)})", ""]
+    mr = mraru_table(summary)
+    if mr is not None:
+        L += [f"## {SECTIONS['mraru']}", ""]
+        L += _md_table(*mr)
         L += ["", "`mraru` without brackets is the default exponent (2).", ""]
     if scale is not None and len(scale):
-        L += ["## Scale: seconds per selection round against pool size", ""]
+        L += [f"## {SECTIONS['scale']}", ""]
         L.append(
             f"Synthetic pools resampled from `{scale['dataset'].iloc[0]}` (word TF-IDF, LR student on 500 labels), "
             f"batch {int(scale['batch'].iloc[0])}, best of {int(scale['repeats'].iloc[0])} rounds, measured side by side in one process."
         )
         L.append("")
-        L += _md_table(
-            ["pool size", "strategy", "s / round", "rows scored", "x faster than entropy"],
-            [[f"{int(r.pool_size):,}", r.strategy, f"{r.select_s:.4f}", f"{int(r.scored):,}", _fmt(r.x_faster_than_entropy, 1)]
-             for r in scale.sort_values(["pool_size", "strategy"]).itertuples()],
-        )
+        L += _md_table(*scale_table(scale))
         png = results / "scale.png"
         if png.exists():
             L += ["", f"![scale]({rel(png)})"]
         L.append("")
     out_md.write_text("\n".join(L) + "\n", encoding="utf-8")
+    from .html import write_page
+
+    write_page(rounds, summary, results, plots=plots, scale=scale, md=out_md, generated=generated)
     return summary

@@ -100,3 +100,6 @@ def bench(
     summary = run_benchmark(spec, out_dir=out, md=md, cache_dir=cache, report_only=report_only, fresh=fresh,
                             command=command.strip(), log=log)
     console.print(f"[bold green]done[/]: {len(summary)} configurations; report {md}, results in {out}")
+    from ..bench.report import PAGE
+
+    console.print(f"HTML page (self-contained, opens offline): {out / PAGE}", highlight=False, markup=False, soft_wrap=True)

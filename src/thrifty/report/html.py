@@ -56,10 +56,17 @@ def _e(x: Any) -> str:
     return html.escape("" if x is None else str(x))
 
 
-def _fig(fid: str, png: bytes, title: str, caption: str) -> str:
+def figure_html(fid: str, png: bytes, title: str, caption: str) -> str:
+    """A ``<figure>`` with the PNG inlined as base64 (``id="fig-FID"``): nothing is fetched to show it."""
     b64 = base64.b64encode(png).decode("ascii")
     return (f'<figure id="fig-{fid}" data-figure="{fid}"><img alt="{_e(title)}" src="data:image/png;base64,{b64}">'
             f"<figcaption>{_e(caption)}</figcaption></figure>")
+
+
+def page_html(title: str, body: list[str]) -> str:
+    """A whole self-contained page: the report's inline CSS, no script, nothing fetched."""
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>" + "\n".join(body) + "</body></html>")
 
 
 def _student_view(view: RunView, answers: list[PaidAnswer]) -> tuple[Any, np.ndarray | None]:
@@ -92,7 +99,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, corpus: Cor
     # learning curve and spend
     if view.history:
         rep.figures["learning"] = figures.learning_curve(view.history)
-        body += ["<h2>Learning curve</h2>", _fig("learning", rep.figures["learning"], "learning curve",
+        body += ["<h2>Learning curve</h2>", figure_html("learning", rep.figures["learning"], "learning curve",
                  "Agreement with the teacher on the validation slice and gold accuracy (when gold was given), "
                  "against teacher labels bought and against dollars.")]
     answers = view.answers()
@@ -101,7 +108,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, corpus: Cor
     rows = "".join(f'<tr data-kind="{k}"><th>{k}</th><td>{int(v["answers"]):,}</td><td>{int(v["tokens"]):,}</td>'
                    f'<td>{v["dollars"]:.6f}</td></tr>' for k, v in spend.items() if v["answers"] or v["dollars"])
     human = [a for a in answers if a.human_label is not None]
-    body += ["<h2>Spend by kind</h2>", _fig("spend", rep.figures["spend"], "spend by kind",
+    body += ["<h2>Spend by kind</h2>", figure_html("spend", rep.figures["spend"], "spend by kind",
              "Each answer counts its original cost, cached or not. Synthesis includes PGKD's generation calls; "
              "cascade is what `thrifty predict --cascade` escalated."),
              f'<table id="spend"><tr><th>kind</th><th>answers</th><th>tokens</th><th>dollars</th></tr>{rows}</table>',
@@ -124,7 +131,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, corpus: Cor
         cm = np.zeros((k, k), dtype=int)
         np.add.at(cm, (t_idx[val], pred[val]), 1)
         rep.figures["confusion"] = figures.confusion(cm, labels)
-        body += ["<h2>Student against teacher (validation)</h2>", _fig("confusion", rep.figures["confusion"],
+        body += ["<h2>Student against teacher (validation)</h2>", figure_html("confusion", rep.figures["confusion"],
                  "confusion matrix", f"Rows: the teacher's label; columns: the student's, on {int(val.sum())} "
                  "validation documents the student never trained on.")]
         curves = {"student vs teacher (validation)": (conf[val], pred[val] == t_idx[val])}
@@ -135,7 +142,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, corpus: Cor
             if g:
                 curves["teacher vs gold (all paid answers)"] = (np.asarray([c for c, _ in g]), np.asarray([r for _, r in g]))
         rep.figures["reliability"] = figures.reliability(curves)
-        body += [_fig("reliability", rep.figures["reliability"], "reliability diagram",
+        body += [figure_html("reliability", rep.figures["reliability"], "reliability diagram",
                       "Per confidence bin, how often the answer was right: the student's against the teacher on "
                       "validation, and the teacher's own confidence against gold where gold is known.")]
         if val.sum():
@@ -145,7 +152,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, corpus: Cor
             plan = choose_threshold(conf[val], pred[val], t_idx[val], target_agreement=cascade_target)
             n = int(val.sum())
             rep.figures["cascade"] = figures.cascade_curve(thr, agree / n, esc / n, plan.threshold)
-            body += ["<h2>Cascade</h2>", _fig("cascade", rep.figures["cascade"], "cascade curve",
+            body += ["<h2>Cascade</h2>", figure_html("cascade", rep.figures["cascade"], "cascade curve",
                      f"Escalating documents below a threshold to the teacher: expected agreement and escalation "
                      f"on validation. Dashed: the threshold `predict --cascade --target-agreement {cascade_target}` "
                      "would choose."),
@@ -157,9 +164,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, corpus: Cor
     body += ["<h2>History</h2>", _history_table(view.history_csv),
              "<h2>Configuration</h2>", f"<pre id=\"config\">{_e(json.dumps(view.config, indent=2, default=str))}</pre>",
              "<h2>Model card</h2>", f"<pre id=\"model-card\">{_e(json.dumps(view.model_card, indent=2, default=str))}</pre>"]
-    page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>thrifty report {_e(view.run_id)}</title><style>{CSS}</style></head><body>"
-            + "\n".join(body) + "</body></html>")
+    page = page_html(f"thrifty report {view.run_id}", body)
     rep.path.parent.mkdir(parents=True, exist_ok=True)
     rep.path.write_text(page, encoding="utf-8")
     rep.n_bytes = rep.path.stat().st_size
