@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from .config import DistillConfig
 from .corpus import Corpus
@@ -25,6 +26,7 @@ from .stopping import Budget, Stopping
 from .run import RunDir
 from .strategies import PoolState, StatefulStrategy, WeightingStrategy, make_strategy
 from .students import TextModel, full_proba, make_student
+from .synthesis.base import RoundContext
 from .task import Task
 from .teachers import teacher_recipe
 from .teachers.base import Teacher, TeacherLabel
@@ -335,13 +337,29 @@ class Distiller:
         self._finish()
 
     def _train_round(self) -> dict[str, Any]:
-        """Fit and evaluate the student on the labels so far (plus a PGKD cycle): the round's history row."""
+        """Fit and evaluate the student on the labels so far (then a synthesis cycle): the round's history row."""
         row = self._train_and_evaluate()
-        extra = self.synthesis.after_round(self) if self.synthesis is not None else {}
-        if extra.get("pgkd_cycle"):  # a cycle ran: re-evaluate (student and spend changed)
-            row.update({k: v for k, v in self._train_and_evaluate().items() if k not in ("select_s", "scored")})
-        row.update(extra)
+        if self.synthesis is not None:
+            change = self.synthesis.after_round(self._round_context())
+            if change.student is not None:
+                self.student_ = change.student
+            if change.reevaluate:  # the student or the spend changed
+                row.update({k: v for k, v in self._evaluate().items() if k not in ("select_s", "scored", "fit_s")})
+            row.update(change.history)
         return row
+
+    def _round_context(self) -> RoundContext:
+        """What a synthesiser may see and call after this round (it never sees the Distiller)."""
+        y_val, _ = self._label_arrays([self.answers[int(i)] for i in self.val_idx])
+        return RoundContext(
+            task=self.task, round=self.round, random_state=self.config.random_state, texts=self.corpus.texts,
+            X=self.X, usable=np.flatnonzero(self.valid), val_idx=np.asarray(self.val_idx, dtype=int), val_y=y_val,
+            student=self.student_, labels_left=self.config.budget.remaining_labels(self.spent()),
+            transform=self.features.transform, refit=lambda X, y: self._fit_student((X, y)),
+            relabel=self.cached.label, checkpoint=self._save_state,
+            record_generation=lambda model, usage, key: self.ledger.record_event(
+                "generate", self.run_id, model, usage, key=key),
+        )
 
     def _record(self, row: dict[str, Any]) -> None:
         self.history_.append(row)
@@ -459,7 +477,8 @@ class Distiller:
         conf = np.asarray([a.confidence if a.confidence is not None else (1.0 if a.label else 0.0) for a in labs])
         return y, conf
 
-    def _fit_student(self) -> Any:
+    def _fit_student(self, extra: tuple[Any, np.ndarray] | None = None) -> Any:
+        """A new student on the labels so far plus ``extra`` rows (default: the synthesiser's kept examples)."""
         idx = np.asarray(self.train_idx, dtype=int)
         y, _ = self._train_arrays()
         keep, weight, soft = y >= 0, None, False
@@ -474,8 +493,11 @@ class Distiller:
             if keep.sum() == 0:
                 raise ThriftyError(f"Strategy {self.config.strategy!r} set aside every label this round: {plan.counts}.")
         X, yk = self.X[idx[keep]], y[keep]
-        if self.synthesis is not None:  # generated texts join the training set (never pool or validation)
-            X, yk = self.synthesis.augment(X, yk, self)
+        if extra is None and self.synthesis is not None:  # generated texts join the training set (never pool or validation)
+            extra = self.synthesis.training_rows(self.features.transform, self.task)
+        if extra is not None:
+            Xa = (sp.vstack if sp.issparse(X) else np.vstack)([X, extra[0]])
+            X, yk = (Xa.tocsr() if sp.issparse(Xa) else Xa), np.concatenate([yk, extra[1]])
             if weight is not None:
                 weight = np.concatenate([weight, np.ones(len(yk) - len(weight))])
         if soft:  # (n, K) targets: the teacher's distributions (one-hot where it gave none)
@@ -493,6 +515,11 @@ class Distiller:
         fit_s = time.perf_counter() - t0
         pending = getattr(self, "_pending", {})
         self._pending = {}
+        return {**self._evaluate(), "select_s": round(pending.get("select_s", 0.0), 4),
+                "scored": int(pending.get("scored", 0)), "fit_s": round(fit_s, 4)}
+
+    def _evaluate(self) -> dict[str, Any]:
+        """The round's history row for the current student and spend."""
         spent = self.spent()
         stats = self.ledger.stats(run=self.run_id)
         y, _ = self._train_arrays()
@@ -509,9 +536,9 @@ class Distiller:
             "requests": stats.calls,
             "cache_hits": stats.cache_hits,
             "dollars_paid": round(stats.dollars, 6),
-            "select_s": round(pending.get("select_s", 0.0), 4),
-            "scored": int(pending.get("scored", 0)),
-            "fit_s": round(fit_s, 4),
+            "select_s": 0.0,
+            "scored": 0,
+            "fit_s": 0.0,
             "wall_s": round(self._elapsed(), 3),
             "val_agreement": None,
             "test_accuracy": None,
