@@ -31,7 +31,7 @@ import numpy as np
 
 from ..cascade import wilson_interval
 from ..corpus import Corpus
-from ..errors import BudgetExhausted, TeacherError, ThriftyError
+from ..errors import RunError, TeacherError, ThriftyError
 from ..task import Task
 from ..teachers.base import Teacher, TeacherLabel
 from ..teachers.ledger import CachedTeacher, Ledger
@@ -74,7 +74,7 @@ class LabelConfig:
         return int(audit), int(val)
 
 
-class LabelBudgetError(BudgetExhausted):
+class LabelBudgetError(RunError):
     """--max-dollars would be passed: the job stops before paying and says what it would cost."""
 
 
