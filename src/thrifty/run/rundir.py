@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import ThriftyError
 from ..fileio import atomic_write
+from .state import RunState
 
 FORMAT = 2
 # What a run directory may hold besides hidden temporary files and lock files.
@@ -193,22 +194,23 @@ class RunDir:
     def state_exists(self) -> bool:
         return (self.path / "state.json").exists()
 
-    def read_state(self) -> dict[str, Any] | None:
+    def read_state(self) -> RunState | None:
         p = self.path / "state.json"
         if not p.exists():
             return None
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ThriftyError(f"{p} is not readable JSON ({e}); the run directory is damaged.") from None
+            return RunState.from_dict(json.loads(p.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+            raise ThriftyError(f"{p} is not a readable run state ({e!r}); the run directory is damaged.") from None
 
-    def write_state(self, state: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        atomic_write(self.path / "state.json", json.dumps(_jsonable(state)))
-        if history:
+    def write_state(self, state: RunState) -> None:
+        """state.json (atomically), and history.csv: a copy of the history for people and spreadsheets."""
+        atomic_write(self.path / "state.json", json.dumps(_jsonable(state.to_dict())))
+        if state.history:
             buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
+            w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in state.history for k in row)))
             w.writeheader()
-            w.writerows(history)
+            w.writerows(state.history)
             atomic_write(self.path / "history.csv", buf.getvalue())
 
     def validation_rows(self) -> np.ndarray:
@@ -216,7 +218,7 @@ class RunDir:
         state = self.read_state()
         if state is None:
             raise ThriftyError(f"{self.path} has no state.json; finish `thrifty distill` before predicting with --cascade.")
-        return np.asarray(state["val_idx"], dtype=int)
+        return np.asarray(state.val_idx, dtype=int)
 
     # ---- the model ----------------------------------------------------------------------------------------------
     @property
