@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
 from .config import DistillConfig
 from .corpus import Corpus
 from .errors import EmptyPoolError, TeacherError, ThriftyError
 from .features import make_features
 from .run import RunDir, RunState
+from .run.rundir import new_record, open_ledger
+from .run.training import training_set
 from .run.metrics import accuracy
 from .run.progress import ProgressBar
 from .runlock import RunLock
@@ -30,7 +31,6 @@ from .strategies import PoolState, StatefulStrategy, WeightingStrategy, make_str
 from .students import TextModel, full_proba, make_student
 from .synthesis.base import RoundContext
 from .task import Task
-from .teachers import teacher_recipe
 from .teachers.base import Teacher, TeacherLabel
 from .teachers.ledger import CachedTeacher, Ledger
 from .teachers.pricing import require_known
@@ -137,38 +137,14 @@ class Distiller:
         rd = RunDir.open(run_dir)
         corpus = corpus if corpus is not None else rd.open_pool()
         teacher = teacher if teacher is not None else rd.build_teacher(corpus)
-        if rd.source.get("eval") and "eval_texts" not in kw:
-            from .corpus import read_corpus
-
-            ev = read_corpus(rd.source["eval"], text_col=rd.source.get("text_col") or "text",
-                             gold_col=rd.source.get("gold_col") or "label")
+        ev = rd.open_eval() if "eval_texts" not in kw else None
+        if ev is not None:
             kw.update(eval_texts=ev.texts, eval_gold=ev.gold, eval_source=rd.source["eval"])
         kw.setdefault("ledger", rd.source.get("ledger"))
         d = cls(rd.task, teacher, config=rd.config, out=rd.path, meta=rd.record.get("meta"), run_id=rd.run_id, **kw)
         return d.fit(corpus)
 
     # ---- setup ---------------------------------------------------------------------------
-    def _open_ledger(self) -> Ledger:
-        if isinstance(self._ledger_arg, Ledger):
-            return self._ledger_arg
-        if self._ledger_arg is not None:
-            return Ledger(self._ledger_arg)
-        if self.out is not None:
-            return Ledger(self.out / "ledger.sqlite")
-        from .paths import default_ledger_path  # persistent: a re-run notebook cell pays nothing
-
-        return Ledger(default_ledger_path())
-
-    def _run_record(self, corpus: Corpus) -> dict[str, Any]:
-        """What config.json says about this run (see thrifty.run.rundir)."""
-        led = self._ledger_arg.path if isinstance(self._ledger_arg, Ledger) else self._ledger_arg
-        source = {"corpus": str(Path(corpus.source).resolve()) if corpus.source and Path(corpus.source).is_file() else None,
-                  **{k: corpus.columns.get(k) for k in ("text_col", "id_col", "gold_col")}, "eval": self.eval_source,
-                  "ledger": str(Path(led).resolve()) if led is not None and str(led) != ":memory:" else None}
-        return {"run_id": self.run_id, "config": self.config.to_dict(), "task": self.task.to_dict(),
-                "teacher": self.teacher.identity(), "teacher_recipe": teacher_recipe(self.teacher),
-                "source": source, "meta": self.meta}
-
     def _setup(self, corpus: Corpus) -> None:
         cfg = self.config
         self._t0 = time.perf_counter()  # wall time since the last save (wall_s includes computing the features)
@@ -179,9 +155,11 @@ class Distiller:
             for payer in (self.teacher, self._generator):
                 require_known(payer, f"The budget {cfg.budget.describe()}")
         if self.out is not None:
-            self.rundir = RunDir.create(self.out, self._run_record(corpus))
+            record = new_record(run_id=self.run_id, config=self.config, task=self.task, teacher=self.teacher,
+                                corpus=corpus, eval_source=self.eval_source, ledger=self._ledger_arg, meta=self.meta)
+            self.rundir = RunDir.create(self.out, record)
             self.run_id = self.rundir.run_id  # an existing run keeps its id, so ledger statistics stay per run
-        self.ledger = self._open_ledger()
+        self.ledger = open_ledger(self._ledger_arg, self.out)
         self.cached = CachedTeacher(self.teacher, self.ledger, run=self.run_id)
         self.valid = corpus.require_texts()
         if self._features_arg is not None:
@@ -464,7 +442,6 @@ class Distiller:
         idx = np.asarray(self.state.train_idx, dtype=int)
         y, _ = self._train_arrays()
         keep, weight, soft = y >= 0, None, False
-        student = make_student(self.config.classifier(), **self.config.student_params)
         if keep.sum() == 0:
             raise TeacherError("The teacher abstained on every training document; check the prompt and labels.")
         self._train_counts = {}
@@ -474,21 +451,12 @@ class Distiller:
             weight, self._train_counts, soft = plan.weights[keep], plan.counts, plan.soft
             if keep.sum() == 0:
                 raise ThriftyError(f"Strategy {self.config.strategy!r} set aside every label this round: {plan.counts}.")
-        X, yk = self.X[idx[keep]], y[keep]
         if extra is None and self.synthesis is not None:  # generated texts join the training set (never pool or validation)
             extra = self.synthesis.training_rows(self.features.transform, self.task)
-        if extra is not None:
-            Xa = (sp.vstack if sp.issparse(X) else np.vstack)([X, extra[0]])
-            X, yk = (Xa.tocsr() if sp.issparse(Xa) else Xa), np.concatenate([yk, extra[1]])
-            if weight is not None:
-                weight = np.concatenate([weight, np.ones(len(yk) - len(weight))])
-        if soft:  # (n, K) targets: the teacher's distributions (one-hot where it gave none)
-            targets = np.eye(self.task.n_labels)[yk]
-            real = idx[keep]
-            targets[: len(real)] = [self.answers[i].probs if self.answers[i].probs is not None else targets[j]
-                                    for j, i in enumerate(real)]
-            yk = targets
-        student.fit(X, yk, sample_weight=weight)
+        probs = [self.answers[i].probs for i in idx[keep]] if soft else None
+        X, target, weight = training_set(self.X[idx[keep]], y[keep], self.task.n_labels, weight, extra, probs)
+        student = make_student(self.config.classifier(), **self.config.student_params)
+        student.fit(X, target, sample_weight=weight)
         return student
 
     def _train_and_evaluate(self) -> dict[str, Any]:
