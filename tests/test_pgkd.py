@@ -15,7 +15,7 @@ import pytest
 from conftest import dataset_path
 from thrifty import Distiller, Task, read_corpus
 from thrifty.corpus import Corpus
-from thrifty.errors import TeacherError, ThriftyError
+from thrifty.errors import GeneratorError, TeacherError, ThriftyError
 from thrifty.features import TfidfFeatures
 from thrifty.synthesis import OpenAIGenerator, PGKDConfig
 from thrifty.synthesis.prompts import build_messages, class_report, output_schema, select_examples
@@ -329,11 +329,11 @@ def test_openai_generator_retries_falls_back_without_schema_and_hides_the_key(ge
     g.generate([{"role": "user", "content": "again"}], {"type": "object"}, 50)
     assert "response_format" not in srv.bodies[-1]  # remembered: no second schema attempt
     bad = gen_server(["x"], statuses=[401])
-    with pytest.raises(TeacherError) as e:
+    with pytest.raises(GeneratorError) as e:
         OpenAIGenerator("m", base_url=bad.base_url, api_key_env="PGKD_TEST_KEY").generate([], {}, 5)
     assert "sk-secret" not in str(e.value) and "PGKD_TEST_KEY" in str(e.value)
     down = gen_server(["x"], statuses=[500] * 10)
-    with pytest.raises(TeacherError, match="kept failing"):
+    with pytest.raises(GeneratorError, match="kept failing"):
         OpenAIGenerator("m", base_url=down.base_url, max_retries=2, backoff_s=0.01).generate([], {}, 5)
 
 

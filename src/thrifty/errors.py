@@ -45,8 +45,15 @@ class TeacherError(RunError):
     """
 
 
-class BudgetExhausted(RunError):
-    """The budget or dollar cap does not allow what the run needs (``thrifty label --max-dollars``)."""
+class LedgerError(RunError):
+    """A ledger cannot be opened, is not a thrifty ledger, or was asked for something it does not do."""
+
+
+class GeneratorError(RunError):
+    """PGKD's generator could not be reached, refused the request or sent an unusable answer.
+
+    What was paid for is in the ledger; re-running resumes from there.
+    """
 
 
 class EmptyPoolError(RunError):

@@ -1,9 +1,9 @@
-"""The distillation loop: seed, then rounds of select -> pay the teacher -> retrain -> evaluate.
+"""The distillation loop: seed, then rounds of train -> record -> select -> pay the teacher.
 
-One state object, saved to the run directory after every labelling step and every round.
-Teacher answers live in the ledger, so a killed run resumed with ``Distiller.resume``
-repeats exactly the same selections and gets the answers it already paid for from the
-cache: nothing is paid twice and nothing is lost.
+Where the run is lives in one :class:`~thrifty.run.RunState`, saved to the run directory after
+every labelling step and every round. Teacher answers live in the ledger, so a killed run resumed
+with ``Distiller.resume`` repeats exactly the same selections and gets the answers it already paid
+for from the cache: nothing is paid twice and nothing is lost.
 """
 
 from __future__ import annotations
@@ -20,13 +20,17 @@ from .config import DistillConfig
 from .corpus import Corpus
 from .errors import EmptyPoolError, TeacherError, ThriftyError
 from .features import make_features
+from .run import RunDir, RunState
+from .run.rundir import new_record, open_ledger
+from .run.training import training_set
+from .run.metrics import accuracy
+from .run.progress import ProgressBar
 from .runlock import RunLock
 from .stopping import Budget, Stopping
-from .run import RunDir
 from .strategies import PoolState, StatefulStrategy, WeightingStrategy, make_strategy
 from .students import TextModel, full_proba, make_student
+from .synthesis.base import RoundContext
 from .task import Task
-from .teachers import teacher_recipe
 from .teachers.base import Teacher, TeacherLabel
 from .teachers.ledger import CachedTeacher, Ledger
 from .teachers.pricing import require_known
@@ -34,13 +38,8 @@ from .teachers.pricing import require_known
 HistoryCallback = Callable[[dict[str, Any]], None]
 
 
-def _accuracy(pred: np.ndarray, truth: Sequence[str | None], labels: Sequence[str]) -> float | None:
-    idx = {lab: i for i, lab in enumerate(labels)}
-    ok = [(p, idx[t]) for p, t in zip(pred, truth) if t in idx]
-    if not ok:
-        return None
-    a = np.asarray(ok)
-    return float((a[:, 0] == a[:, 1]).mean())
+def _view(name: str, doc: str) -> property:
+    return property(lambda self: getattr(self.state, name), doc=doc)
 
 
 class Distiller:
@@ -50,8 +49,15 @@ class Distiller:
     >>> d.fit(corpus).predict(["some text"])                                    # doctest: +SKIP
 
     After ``fit``: ``history_`` (one dict per round), ``model_`` (a :class:`TextModel`),
-    ``stop_reason_``.
+    ``stop_reason_``; ``state`` is the whole :class:`~thrifty.run.RunState`.
     """
+
+    history_ = _view("history", "One dict per round: labels, spend, timings, metrics.")
+    stop_reason_ = _view("stop_reason", "Why the run stopped (None while it runs).")
+    round = _view("round", "Rounds of buying done after the seed.")
+    val_idx = _view("val_idx", "Pool rows of the teacher-labelled validation slice.")
+    train_idx = _view("train_idx", "Pool rows labelled for training, in the order bought.")
+    set_aside = _view("set_aside", "Pool rows the teacher refused -> its error (never selected again).")
 
     def __init__(
         self,
@@ -131,41 +137,17 @@ class Distiller:
         rd = RunDir.open(run_dir)
         corpus = corpus if corpus is not None else rd.open_pool()
         teacher = teacher if teacher is not None else rd.build_teacher(corpus)
-        if rd.source.get("eval") and "eval_texts" not in kw:
-            from .corpus import read_corpus
-
-            ev = read_corpus(rd.source["eval"], text_col=rd.source.get("text_col") or "text",
-                             gold_col=rd.source.get("gold_col") or "label")
+        ev = rd.open_eval() if "eval_texts" not in kw else None
+        if ev is not None:
             kw.update(eval_texts=ev.texts, eval_gold=ev.gold, eval_source=rd.source["eval"])
         kw.setdefault("ledger", rd.source.get("ledger"))
         d = cls(rd.task, teacher, config=rd.config, out=rd.path, meta=rd.record.get("meta"), run_id=rd.run_id, **kw)
         return d.fit(corpus)
 
     # ---- setup ---------------------------------------------------------------------------
-    def _open_ledger(self) -> Ledger:
-        if isinstance(self._ledger_arg, Ledger):
-            return self._ledger_arg
-        if self._ledger_arg is not None:
-            return Ledger(self._ledger_arg)
-        if self.out is not None:
-            return Ledger(self.out / "ledger.sqlite")
-        from .paths import default_ledger_path  # persistent: a re-run notebook cell pays nothing
-
-        return Ledger(default_ledger_path())
-
-    def _run_record(self, corpus: Corpus) -> dict[str, Any]:
-        """What config.json says about this run (see thrifty.run.rundir)."""
-        led = self._ledger_arg.path if isinstance(self._ledger_arg, Ledger) else self._ledger_arg
-        source = {"corpus": str(Path(corpus.source).resolve()) if corpus.source and Path(corpus.source).is_file() else None,
-                  **{k: corpus.columns.get(k) for k in ("text_col", "id_col", "gold_col")}, "eval": self.eval_source,
-                  "ledger": str(Path(led).resolve()) if led is not None and str(led) != ":memory:" else None}
-        return {"run_id": self.run_id, "config": self.config.to_dict(), "task": self.task.to_dict(),
-                "teacher": self.teacher.identity(), "teacher_recipe": teacher_recipe(self.teacher),
-                "source": source, "meta": self.meta}
-
     def _setup(self, corpus: Corpus) -> None:
         cfg = self.config
-        self.t_start = time.perf_counter()  # wall_s includes computing the features
+        self._t0 = time.perf_counter()  # wall time since the last save (wall_s includes computing the features)
         self.corpus = corpus
         if len(corpus) == 0:
             raise EmptyPoolError("The corpus is empty.")
@@ -173,13 +155,13 @@ class Distiller:
             for payer in (self.teacher, self._generator):
                 require_known(payer, f"The budget {cfg.budget.describe()}")
         if self.out is not None:
-            self.rundir = RunDir.create(self.out, self._run_record(corpus))
+            record = new_record(run_id=self.run_id, config=self.config, task=self.task, teacher=self.teacher,
+                                corpus=corpus, eval_source=self.eval_source, ledger=self._ledger_arg, meta=self.meta)
+            self.rundir = RunDir.create(self.out, record)
             self.run_id = self.rundir.run_id  # an existing run keeps its id, so ledger statistics stay per run
-        self.ledger = self._open_ledger()
+        self.ledger = open_ledger(self._ledger_arg, self.out)
         self.cached = CachedTeacher(self.teacher, self.ledger, run=self.run_id)
         self.valid = corpus.require_texts()
-        self._fingerprint = corpus.fingerprint()
-        t0 = time.perf_counter()
         if self._features_arg is not None:
             self.features = self._features_arg
         else:
@@ -188,72 +170,35 @@ class Distiller:
             self.features.fit(corpus.texts)
         self.X = self.features.transform(corpus.texts)
         self.X_eval = self.features.transform(self.eval_texts) if self.eval_texts is not None else None
-        self.features_s = time.perf_counter() - t0
-        self.clf_name = cfg.classifier()
         self.strategy = make_strategy(cfg.strategy, **cfg.strategy_params)
-        self._free: tuple[np.ndarray, np.ndarray] | None = None
         self.synthesis = None
         if cfg.synthesize:
             from .synthesis import make_synthesizer
 
             self.synthesis = make_synthesizer(cfg.synthesize, cfg.synthesis_params, generator=self._generator)
-        # state
-        self.rng = np.random.default_rng(cfg.random_state)
-        self.val_idx = np.zeros(0, dtype=int)
-        self.train_idx: list[int] = []
-        self.answers: dict[int, TeacherLabel] = {}
-        self.set_aside: dict[int, str] = {}  # pool rows the teacher refused -> its error (never selected again)
-        self.history_: list[dict[str, Any]] = []
+        self._free: tuple[np.ndarray, np.ndarray] | None = None  # a recording's answers (see _free_answers)
+        self._timing: dict[str, Any] = {}  # the last selection's timing, for the next history row
+        self._train_counts: dict[str, Any] = {}  # a weighting strategy's counts for the last fit
+        self.answers: dict[int, TeacherLabel] = {}  # pool row -> the teacher's answer (from the ledger)
         self.student_: Any = None  # the fitted student (None until the first fit)
-        self.round = 0
-        self.stop_reason_: str | None = None
-        self.elapsed_before = 0.0
-        self._load_state()
+        self.state = self._restore(RunState.new(cfg.random_state, len(corpus), corpus.fingerprint()))
 
     # ---- state ---------------------------------------------------------------------------
-    def _save_state(self) -> None:
-        if self.rundir is None:
-            return
-        state = {
-            "round": self.round,
-            "val_idx": [int(i) for i in self.val_idx],
-            "train_idx": [int(i) for i in self.train_idx],
-            "set_aside": {str(i): e for i, e in self.set_aside.items()},
-            "rng": self.rng.bit_generator.state,
-            "history": self.history_,
-            "stop_reason": self.stop_reason_,
-            "elapsed_s": self._elapsed(),
-            "n_pool": len(self.corpus),
-            "corpus_sha256": self._fingerprint,
-        }
-        if isinstance(self.strategy, StatefulStrategy):  # e.g. LLKD's adaptive thresholds
-            state["strategy_state"] = self.strategy.state_dict()
-        if self.synthesis is not None:
-            state["synthesis"] = self.synthesis.state_dict()
-        self.rundir.write_state(state, self.history_)
-
-    def _load_state(self) -> None:
+    def _restore(self, new: RunState) -> RunState:
+        """The run directory's saved state, checked against the corpus and the ledger; ``new`` if none."""
         state = self.rundir.read_state() if self.rundir is not None else None
         if state is None:
-            return
-        if state.get("corpus_sha256") != self._fingerprint:
+            return new
+        if state.corpus_sha256 != new.corpus_sha256:
             raise ThriftyError(
-                f"The run in {self.out} was made on a different corpus ({state.get('n_pool')} rows; this one has "
+                f"The run in {self.out} was made on a different corpus ({state.n_pool} rows; this one has "
                 f"{len(self.corpus)}). Resume with the same corpus, or start a new --out directory."
             )
-        self.round = int(state["round"])
-        self.val_idx = np.asarray(state["val_idx"], dtype=int)
-        self.train_idx = [int(i) for i in state["train_idx"]]
-        self.set_aside = {int(i): str(e) for i, e in state.get("set_aside", {}).items()}
-        self.rng.bit_generator.state = state["rng"]
-        self.history_ = list(state["history"])
-        self.stop_reason_ = state.get("stop_reason")
-        self.elapsed_before = float(state.get("elapsed_s", 0.0))
-        if "strategy_state" in state:
-            self.strategy.load_state_dict(state["strategy_state"])
+        if state.strategy_state is not None:
+            self.strategy.load_state_dict(state.strategy_state)
         if self.synthesis is not None:
-            self.synthesis.load_state(state.get("synthesis"))
-        idx = list(self.val_idx) + self.train_idx
+            self.synthesis.load_state(state.synthesis_state)
+        idx = state.labelled
         got = self.cached.lookup([self.corpus.texts[i] for i in idx])
         lost = [i for j, i in enumerate(idx) if j not in got]
         if lost:
@@ -262,12 +207,22 @@ class Distiller:
                 f"{self.ledger.path}. Was the ledger moved? Pass the original with --ledger."
             )
         self.answers = {i: got[j] for j, i in enumerate(idx)}
-        if (self.stop_reason_ or "").startswith("budget") and self.config.budget.remaining_labels(self.spent()) > 0:
-            self.stop_reason_ = None  # resumed with a larger budget: carry on
-            self.history_[-1].pop("stop_reason", None)
+        if (state.stop_reason or "").startswith("budget") and self.config.budget.remaining_labels(self.spent()) > 0:
+            state.stop_reason = None  # resumed with a larger budget: carry on
+            state.history[-1].pop("stop_reason", None)
+        return state
+
+    def _save_state(self) -> None:
+        if self.rundir is None:
+            return
+        s, now = self.state, time.perf_counter()
+        s.elapsed_s, self._t0 = s.elapsed_s + (now - self._t0), now
+        s.strategy_state = self.strategy.state_dict() if isinstance(self.strategy, StatefulStrategy) else None
+        s.synthesis_state = self.synthesis.state_dict() if self.synthesis is not None else None
+        self.rundir.write_state(s)
 
     def _elapsed(self) -> float:
-        return self.elapsed_before + (time.perf_counter() - self.t_start)
+        return self.state.elapsed_s + (time.perf_counter() - self._t0)
 
     # ---- spending --------------------------------------------------------------------------
     def spent(self) -> dict[str, float]:
@@ -287,7 +242,7 @@ class Distiller:
     def _ask(self, idx: Sequence[int], what: str) -> list[int]:
         """Buy the teacher's answers for pool rows ``idx``; returns the rows answered (refused ones are set aside)."""
         texts = [self.corpus.texts[i] for i in idx]
-        bar = _Bar(self.progress, f"{what}: asking the teacher", len(texts))
+        bar = ProgressBar(self.progress, f"{what}: asking the teacher", len(texts))
         try:
             # answers are committed to the ledger one by one as they arrive
             labs = self.cached.label(texts, on_result=lambda i, lab: bar.advance())
@@ -296,81 +251,78 @@ class Distiller:
         kept = []
         for i, lab in zip(idx, labs):
             if lab.rejected:
-                self.set_aside[int(i)] = lab.raw
+                self.state.set_aside[int(i)] = lab.raw
             else:
                 self.answers[int(i)] = lab
                 kept.append(int(i))
         return kept
 
     # ---- the loop ----------------------------------------------------------------------------
-    def _candidates(self) -> np.ndarray:
-        mask = self.valid.copy()
-        mask[self.val_idx] = False
-        if self.train_idx:
-            mask[np.asarray(self.train_idx)] = False
-        if self.set_aside:
-            mask[np.asarray(list(self.set_aside))] = False
-        return np.flatnonzero(mask)
-
     def _run(self) -> None:
-        """seed -> (train -> record -> stop? -> select -> pay)*. State is saved after every step, at
-        consistent points only, so an interrupted step is repeated with the same RNG on resume."""
-        if self.round == 0 and not self.train_idx:
+        """seed -> (train -> record -> select -> pay)* until a stopping rule fires. State is saved after every
+        step, at consistent points only, so an interrupted step is repeated with the same RNG on resume."""
+        s = self.state
+        if s.round == 0 and not s.train_idx:
             self._seed()
-        if self.history_ and len(self.history_) > self.round and self.student_ is None:
-            self.student_ = self._fit_student()  # resumed after this round was evaluated
         while True:
-            if len(self.history_) <= self.round:
+            if len(s.history) <= s.round:
                 self._record(self._train_round())
-            n, cand = min(self.config.batch, self.config.budget.remaining_labels(self.spent())), self._candidates()
-            if self._stopped(n, cand):
+            elif self.student_ is None:
+                self.student_ = self._fit_student()  # resumed after this round was recorded
+            sel = self._select()
+            if sel is None:
                 break
-            state = self._pool_state(cand)
-            t0 = time.perf_counter()
-            sel = np.asarray(self.strategy.select(state, n), dtype=int)
-            if len(sel) == 0:
-                self.stop_reason_ = "strategy selected nothing"
-                continue
-            self._pay(sel, {"select_s": time.perf_counter() - t0, "scored": state.scored})
+            self._pay(sel)
         self._finish()
 
-    def _train_round(self) -> dict[str, Any]:
-        """Fit and evaluate the student on the labels so far (plus a PGKD cycle): the round's history row."""
-        row = self._train_and_evaluate()
-        extra = self.synthesis.after_round(self) if self.synthesis is not None else {}
-        if extra.get("pgkd_cycle"):  # a cycle ran: re-evaluate (student and spend changed)
-            row.update({k: v for k, v in self._train_and_evaluate().items() if k not in ("select_s", "scored")})
-        row.update(extra)
-        return row
+    def _select(self) -> np.ndarray | None:
+        """The next batch to buy, or None when a stopping rule fires (the reason goes into the history)."""
+        s = self.state
+        n, cand = min(self.config.batch, self.config.budget.remaining_labels(self.spent())), self._candidates()
+        if not self._stopped(n, cand):
+            pool, t0 = self._pool_state(cand), time.perf_counter()
+            sel = np.asarray(self.strategy.select(pool, n), dtype=int)
+            if len(sel):
+                self._timing = {"select_s": time.perf_counter() - t0, "scored": pool.scored}
+                return sel
+            s.stop_reason = "strategy selected nothing"
+            self._stopped(n, cand)
+        return None
+
+    def _stopped(self, n: int, cand: np.ndarray) -> bool:
+        """Check the stopping rules, the budget (``n`` more labels fit) and the pool; record why it stopped."""
+        cfg, s = self.config, self.state
+        if s.stop_reason is None:
+            s.stop_reason = cfg.stopping.check(s.history)
+        if s.stop_reason is None and n < 1:
+            over = cfg.budget.overshoot(self.spent())
+            s.stop_reason = f"budget ({cfg.budget.describe()}) spent" + (f"; {over}" if over else "")
+        if s.stop_reason is None and len(cand) == 0:
+            s.stop_reason = "pool exhausted"
+        if s.stop_reason is None:
+            return False
+        s.history[-1]["stop_reason"] = s.stop_reason
+        self._save_state()
+        return True
+
+    def _pay(self, sel: np.ndarray) -> None:
+        """Buy the selected labels (through the ledger) and start the next round."""
+        s = self.state
+        s.train_idx.extend(self._ask(sel, f"round {s.round + 1}"))  # rows the teacher refused are set aside
+        s.round += 1
+        self._save_state()
 
     def _record(self, row: dict[str, Any]) -> None:
-        self.history_.append(row)
+        self.state.history.append(row)
         self._save_state()
         if self.on_round:
             self.on_round(row)
 
-    def _stopped(self, n: int, cand: np.ndarray) -> bool:
-        """Check the stopping rules, the budget (``n`` more labels fit) and the pool; record why it stopped."""
-        cfg = self.config
-        if self.stop_reason_ is None:
-            self.stop_reason_ = cfg.stopping.check(self.history_)
-        if self.stop_reason_ is None and n < 1:
-            over = cfg.budget.overshoot(self.spent())
-            self.stop_reason_ = f"budget ({cfg.budget.describe()}) spent" + (f"; {over}" if over else "")
-        if self.stop_reason_ is None and len(cand) == 0:
-            self.stop_reason_ = "pool exhausted"
-        if self.stop_reason_ is None:
-            return False
-        self.history_[-1]["stop_reason"] = self.stop_reason_
-        self._save_state()
-        return True
-
-    def _pay(self, sel: np.ndarray, timing: dict[str, Any]) -> None:
-        """Buy the selected labels (through the ledger) and start the next round."""
-        self.train_idx.extend(self._ask(sel, f"round {self.round + 1}"))  # rows the teacher refused are set aside
-        self.round += 1
-        self._pending = timing
-        self._save_state()
+    def _candidates(self) -> np.ndarray:
+        """Pool rows that may still be selected."""
+        mask = self.valid.copy()
+        mask[np.asarray(self.state.labelled + list(self.state.set_aside), dtype=int)] = False
+        return np.flatnonzero(mask)
 
     def _seed(self) -> None:
         """Draw the validation slice and the seed set (random, or the strategy's own choice when it
@@ -380,21 +332,21 @@ class Distiller:
         trimmed to what the budget allows: at once for a label budget, batch by batch for a
         token or dollar budget (see ``_seed_within_cost``).
         """
-        cfg = self.config
+        cfg, s = self.config, self.state
         cand = self._candidates()
         if len(cand) < 2:
             raise EmptyPoolError(f"Only {len(cand)} non-empty, distinct texts in the corpus: nothing to learn from.")
         n_val = min(cfg.resolved_val_size(), len(cand) - 1)
-        val = self.rng.choice(cand, size=n_val, replace=False) if n_val else np.zeros(0, dtype=int)
+        val = s.rng.choice(cand, size=n_val, replace=False) if n_val else np.zeros(0, dtype=int)
         mask = np.ones(len(self.corpus), dtype=bool)
         mask[val] = False
         rest = cand[mask[cand]]
         if getattr(self.strategy, "cold_start", False):  # the strategy picks the seed set (e.g. TypiClust coverage)
-            state = self._pool_state(rest)
-            state.predict_proba = None
-            seed = np.asarray(self.strategy.select(state, min(cfg.seed_size, len(rest))), dtype=int)
+            pool = self._pool_state(rest)
+            pool.predict_proba = None
+            seed = np.asarray(self.strategy.select(pool, min(cfg.seed_size, len(rest))), dtype=int)
         else:
-            seed = self.rng.choice(rest, size=min(cfg.seed_size, len(rest)), replace=False)
+            seed = s.rng.choice(rest, size=min(cfg.seed_size, len(rest)), replace=False)
         room = cfg.budget.remaining_labels({})
         if room < 1:
             raise ThriftyError(f"The budget ({cfg.budget.describe()}) leaves no labels to train on.")
@@ -405,8 +357,8 @@ class Distiller:
         else:
             n_val, n_seed = self._seed_within_cost(val, seed)
         # rows the teacher refused are set aside (see _ask), never used for validation or training
-        self.val_idx = np.asarray([int(i) for i in val[:n_val] if int(i) in self.answers], dtype=int)
-        self.train_idx = [int(i) for i in seed[:n_seed] if int(i) in self.answers]
+        s.val_idx = np.asarray([int(i) for i in val[:n_val] if int(i) in self.answers], dtype=int)
+        s.train_idx = [int(i) for i in seed[:n_seed] if int(i) in self.answers]
         self._save_state()
 
     def _seed_within_cost(self, val: np.ndarray, seed: np.ndarray) -> tuple[int, int]:
@@ -430,14 +382,40 @@ class Distiller:
                 self._ask(seed[got_seed:got_seed + k], "seed")
                 got_seed += k
 
+    # ---- training -------------------------------------------------------------------------
+    def _train_round(self) -> dict[str, Any]:
+        """Fit and evaluate the student on the labels so far (then a synthesis cycle): the round's history row."""
+        row = self._train_and_evaluate()
+        if self.synthesis is not None:
+            change = self.synthesis.after_round(self._round_context())
+            if change.student is not None:
+                self.student_ = change.student
+            if change.reevaluate:  # the student or the spend changed
+                row.update({k: v for k, v in self._evaluate().items() if k not in ("select_s", "scored", "fit_s")})
+            row.update(change.history)
+        return row
+
+    def _round_context(self) -> RoundContext:
+        """What a synthesiser may see and call after this round (it never sees the Distiller)."""
+        y_val, _ = self._label_arrays([self.answers[int(i)] for i in self.state.val_idx])
+        return RoundContext(
+            task=self.task, round=self.state.round, random_state=self.config.random_state, texts=self.corpus.texts,
+            X=self.X, usable=np.flatnonzero(self.valid), val_idx=np.asarray(self.state.val_idx, dtype=int),
+            val_y=y_val, student=self.student_, labels_left=self.config.budget.remaining_labels(self.spent()),
+            transform=self.features.transform, refit=lambda X, y: self._fit_student((X, y)),
+            relabel=self.cached.label, checkpoint=self._save_state,
+            record_generation=lambda model, usage, key: self.ledger.record_event(
+                "generate", self.run_id, model, usage, key=key),
+        )
+
     def _pool_state(self, cand: np.ndarray) -> PoolState:
         y, conf = self._train_arrays()
         return PoolState(
             X=self.X,
             unlabelled=cand,
-            labelled=np.asarray(self.train_idx, dtype=int),
+            labelled=np.asarray(self.state.train_idx, dtype=int),
             n_labels=self.task.n_labels,
-            rng=self.rng,
+            rng=self.state.rng,
             predict_proba=lambda X: full_proba(self.student_, X, self.task.n_labels),
             y=y,
             teacher_confidence=conf,
@@ -452,56 +430,53 @@ class Distiller:
         return self._free[0][idx], self._free[1][idx]
 
     def _train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._label_arrays([self.answers[i] for i in self.train_idx])
+        return self._label_arrays([self.answers[i] for i in self.state.train_idx])
 
     def _label_arrays(self, labs: Sequence[TeacherLabel]) -> tuple[np.ndarray, np.ndarray]:
         y = np.asarray([self.task.index(a.label) if a.label is not None else -1 for a in labs], dtype=int)
         conf = np.asarray([a.confidence if a.confidence is not None else (1.0 if a.label else 0.0) for a in labs])
         return y, conf
 
-    def _fit_student(self) -> Any:
-        idx = np.asarray(self.train_idx, dtype=int)
+    def _fit_student(self, extra: tuple[Any, np.ndarray] | None = None) -> Any:
+        """A new student on the labels so far plus ``extra`` rows (default: the synthesiser's kept examples)."""
+        idx = np.asarray(self.state.train_idx, dtype=int)
         y, _ = self._train_arrays()
         keep, weight, soft = y >= 0, None, False
-        student = make_student(self.clf_name, **self.config.student_params)
         if keep.sum() == 0:
             raise TeacherError("The teacher abstained on every training document; check the prompt and labels.")
-        self._train_counts: dict[str, Any] = {}
+        self._train_counts = {}
         if isinstance(self.strategy, WeightingStrategy):  # e.g. LLKD: gate and weight the labels it is given
             plan = self.strategy.train_weights(self._pool_state(np.zeros(0, dtype=int)))
             keep = keep & plan.mask
             weight, self._train_counts, soft = plan.weights[keep], plan.counts, plan.soft
             if keep.sum() == 0:
                 raise ThriftyError(f"Strategy {self.config.strategy!r} set aside every label this round: {plan.counts}.")
-        X, yk = self.X[idx[keep]], y[keep]
-        if self.synthesis is not None:  # generated texts join the training set (never pool or validation)
-            X, yk = self.synthesis.augment(X, yk, self)
-            if weight is not None:
-                weight = np.concatenate([weight, np.ones(len(yk) - len(weight))])
-        if soft:  # (n, K) targets: the teacher's distributions (one-hot where it gave none)
-            targets = np.eye(self.task.n_labels)[yk]
-            real = idx[keep]
-            targets[: len(real)] = [self.answers[i].probs if self.answers[i].probs is not None else targets[j]
-                                    for j, i in enumerate(real)]
-            yk = targets
-        student.fit(X, yk, sample_weight=weight)
+        if extra is None and self.synthesis is not None:  # generated texts join the training set (never pool or validation)
+            extra = self.synthesis.training_rows(self.features.transform, self.task)
+        probs = [self.answers[i].probs for i in idx[keep]] if soft else None
+        X, target, weight = training_set(self.X[idx[keep]], y[keep], self.task.n_labels, weight, extra, probs)
+        student = make_student(self.config.classifier(), **self.config.student_params)
+        student.fit(X, target, sample_weight=weight)
         return student
 
     def _train_and_evaluate(self) -> dict[str, Any]:
         t0 = time.perf_counter()
         self.student_ = self._fit_student()
         fit_s = time.perf_counter() - t0
-        pending = getattr(self, "_pending", {})
-        self._pending = {}
-        spent = self.spent()
-        stats = self.ledger.stats(run=self.run_id)
+        timing, self._timing = self._timing, {}
+        return {**self._evaluate(), "select_s": round(timing.get("select_s", 0.0), 4),
+                "scored": int(timing.get("scored", 0)), "fit_s": round(fit_s, 4)}
+
+    def _evaluate(self) -> dict[str, Any]:
+        """The round's history row for the current student and spend."""
+        s, spent, stats = self.state, self.spent(), self.ledger.stats(run=self.run_id)
         y, _ = self._train_arrays()
         row: dict[str, Any] = {
-            "round": self.round,
-            "labels": len(self.train_idx),
-            "val_labels": int(len(self.val_idx)),
+            "round": s.round,
+            "labels": len(s.train_idx),
+            "val_labels": int(len(s.val_idx)),
             "abstained": int((y < 0).sum()),
-            "set_aside": len(self.set_aside),
+            "set_aside": len(s.set_aside),
             "labels_total": int(spent["labels"]),
             "prompt_tokens": int(spent["prompt_tokens"]),
             "completion_tokens": int(spent["completion_tokens"]),
@@ -509,35 +484,25 @@ class Distiller:
             "requests": stats.calls,
             "cache_hits": stats.cache_hits,
             "dollars_paid": round(stats.dollars, 6),
-            "select_s": round(pending.get("select_s", 0.0), 4),
-            "scored": int(pending.get("scored", 0)),
-            "fit_s": round(fit_s, 4),
+            "select_s": 0.0,
+            "scored": 0,
+            "fit_s": 0.0,
             "wall_s": round(self._elapsed(), 3),
             "val_agreement": None,
             "test_accuracy": None,
             "pool_gold_accuracy": None,
             **self._train_counts,
         }
-        if len(self.val_idx):
-            vl = [(i, self.answers[i].label) for i in self.val_idx if self.answers[i].label is not None]
-            if vl:
-                vi = np.asarray([i for i, _ in vl])
-                pred = full_proba(self.student_, self.X[vi], self.task.n_labels).argmax(1)
-                row["val_agreement"] = round(float(np.mean(pred == [self.task.index(l) for _, l in vl])), 4)
+        labels = self.task.labels
+        vi = np.asarray([i for i in s.val_idx if self.answers[i].label is not None], dtype=int)
+        row["val_agreement"] = accuracy(self.student_, self.X[vi], [self.answers[i].label for i in vi], labels)
         if self.X_eval is not None and self.eval_gold is not None:
-            pred = full_proba(self.student_, self.X_eval, self.task.n_labels).argmax(1)
-            acc = _accuracy(pred, self.eval_gold, self.task.labels)
-            row["test_accuracy"] = None if acc is None else round(acc, 4)
-        if self.corpus.gold is not None:
-            # an evaluation-only pass over the unlabelled pool (it is never used for selection)
-            mask = np.ones(len(self.corpus), dtype=bool)
-            mask[np.asarray(self.train_idx, dtype=int)] = False
-            mask[self.val_idx] = False
-            rest = np.flatnonzero(mask)
-            if len(rest):
-                pred = full_proba(self.student_, self.X[rest], self.task.n_labels).argmax(1)
-                acc = _accuracy(pred, [self.corpus.gold[i] for i in rest], self.task.labels)
-                row["pool_gold_accuracy"] = None if acc is None else round(acc, 4)
+            row["test_accuracy"] = accuracy(self.student_, self.X_eval, self.eval_gold, labels)
+        if self.corpus.gold is not None:  # an evaluation-only pass over the unlabelled pool (never used to select)
+            rest = np.ones(len(self.corpus), dtype=bool)
+            rest[np.asarray(s.labelled, dtype=int)] = False
+            rest = np.flatnonzero(rest)
+            row["pool_gold_accuracy"] = accuracy(self.student_, self.X[rest], [self.corpus.gold[i] for i in rest], labels)
         return row
 
     def _finish(self) -> None:
@@ -561,9 +526,10 @@ class Distiller:
             "labels_used": last.get("labels_total"),
             "metrics": {k: last.get(k) for k in ("val_agreement", "test_accuracy", "pool_gold_accuracy")},
             "dollars": last.get("dollars"),
-            "stop_reason": self.stop_reason_,
+            "stop_reason": self.state.stop_reason,
             "run_id": self.run_id,
         }
+
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -571,24 +537,3 @@ def _split(room: int, n_seed: int, n_val: int) -> tuple[int, int]:
     """``(seed, validation)`` sizes for ``room`` labels: at least one seed label; validation at most half."""
     seed = max(1, min(n_seed, room - min(n_val, room // 2)))
     return seed, max(0, min(n_val, room - seed))
-
-
-class _Bar:
-    """A rich progress bar that is a no-op when progress is off or there is nothing to do."""
-
-    def __init__(self, enabled: bool, desc: str, total: int):
-        self.p = None
-        if enabled and total > 0:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-            self.p.start()
-            self.t = self.p.add_task(desc, total=total)
-
-    def advance(self) -> None:
-        if self.p is not None:
-            self.p.advance(self.t)
-
-    def close(self) -> None:
-        if self.p is not None:
-            self.p.stop()

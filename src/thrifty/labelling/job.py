@@ -31,7 +31,7 @@ import numpy as np
 
 from ..cascade import wilson_interval
 from ..corpus import Corpus
-from ..errors import BudgetExhausted, TeacherError, ThriftyError
+from ..errors import RunError, TeacherError, ThriftyError
 from ..task import Task
 from ..teachers.base import Teacher, TeacherLabel
 from ..teachers.ledger import CachedTeacher, Ledger
@@ -96,7 +96,7 @@ def scaled(n_docs: int) -> float:
     return 1000.0 * (max(n_docs, 1) / SCALE_FROM) ** (2 / 3)
 
 
-class LabelBudgetError(BudgetExhausted):
+class LabelBudgetError(RunError):
     """--max-dollars would be passed: the job stops before paying and says what it would cost."""
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import ThriftyError
 from ..fileio import atomic_write
+from .state import RunState
 
 FORMAT = 2
 # What a run directory may hold besides hidden temporary files and lock files.
@@ -144,6 +145,15 @@ class RunDir:
         return Path(self.source["ledger"]) if self.source.get("ledger") else self.path / "ledger.sqlite"
 
     # ---- what the run was made from ---------------------------------------------------------------------
+    def open_eval(self) -> Any:
+        """The run's evaluation corpus (gold labels), or None if it has none."""
+        if not self.source.get("eval"):
+            return None
+        from ..corpus import read_corpus
+
+        return read_corpus(self.source["eval"], text_col=self.source.get("text_col") or "text",
+                           gold_col=self.source.get("gold_col") or "label")
+
     def corpus_path(self) -> Path:
         p = self.source.get("corpus")
         if not p:
@@ -193,22 +203,23 @@ class RunDir:
     def state_exists(self) -> bool:
         return (self.path / "state.json").exists()
 
-    def read_state(self) -> dict[str, Any] | None:
+    def read_state(self) -> RunState | None:
         p = self.path / "state.json"
         if not p.exists():
             return None
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ThriftyError(f"{p} is not readable JSON ({e}); the run directory is damaged.") from None
+            return RunState.from_dict(json.loads(p.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+            raise ThriftyError(f"{p} is not a readable run state ({e!r}); the run directory is damaged.") from None
 
-    def write_state(self, state: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        atomic_write(self.path / "state.json", json.dumps(_jsonable(state)))
-        if history:
+    def write_state(self, state: RunState) -> None:
+        """state.json (atomically), and history.csv: a copy of the history for people and spreadsheets."""
+        atomic_write(self.path / "state.json", json.dumps(_jsonable(state.to_dict())))
+        if state.history:
             buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
+            w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in state.history for k in row)))
             w.writeheader()
-            w.writerows(history)
+            w.writerows(state.history)
             atomic_write(self.path / "history.csv", buf.getvalue())
 
     def validation_rows(self) -> np.ndarray:
@@ -216,7 +227,7 @@ class RunDir:
         state = self.read_state()
         if state is None:
             raise ThriftyError(f"{self.path} has no state.json; finish `thrifty distill` before predicting with --cascade.")
-        return np.asarray(state["val_idx"], dtype=int)
+        return np.asarray(state.val_idx, dtype=int)
 
     # ---- the model ----------------------------------------------------------------------------------------------
     @property
@@ -230,6 +241,37 @@ class RunDir:
 
     def load_model(self) -> Any:
         return load_model(self.model_dir)
+
+
+def new_record(*, run_id: str, config: Any, task: Any, teacher: Any, corpus: Any, eval_source: str | None,
+               ledger: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """What config.json says about a new run: its configuration, task, teacher (identity and how to rebuild
+    it), where its corpus, evaluation file and ledger are, and the caller's notes."""
+    from ..teachers import teacher_recipe
+
+    led = getattr(ledger, "path", ledger)  # a Ledger object or a path
+    src = Path(corpus.source) if corpus.source else None
+    source = {"corpus": str(src.resolve()) if src is not None and src.is_file() else None,
+              **{k: corpus.columns.get(k) for k in ("text_col", "id_col", "gold_col")}, "eval": eval_source,
+              "ledger": str(Path(led).resolve()) if led is not None and str(led) != ":memory:" else None}
+    return {"run_id": run_id, "config": config.to_dict(), "task": task.to_dict(), "teacher": teacher.identity(),
+            "teacher_recipe": teacher_recipe(teacher), "source": source, "meta": meta}
+
+
+def open_ledger(ledger: Any, out: Path | None) -> Any:
+    """A run's ledger: the one given (a Ledger or a path), else OUT/ledger.sqlite, else the user's default
+    ledger (persistent, so a re-run notebook cell pays nothing)."""
+    from ..teachers.ledger import Ledger
+
+    if isinstance(ledger, Ledger):
+        return ledger
+    if ledger is not None:
+        return Ledger(ledger)
+    if out is not None:
+        return Ledger(out / "ledger.sqlite")
+    from ..paths import default_ledger_path
+
+    return Ledger(default_ledger_path())
 
 
 def model_dir_of(run: str | Path) -> Path:

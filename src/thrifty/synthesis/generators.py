@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import TeacherError, ThriftyError
+from ..errors import GeneratorError, ThriftyError
 from ..teachers.base import Usage, estimate_tokens
 from ..teachers.pricing import Price, load_price_table, load_user_table, price_for
 
@@ -94,14 +94,14 @@ class OpenAIGenerator:
                     return r
                 last = f"HTTP {r.status_code}"
                 if r.status_code not in RETRY_STATUS and r.status_code < 500:
-                    raise TeacherError(
+                    raise GeneratorError(
                         f"The generator server {self.base_url} refused the request ({last}: {r.text[:200]}). "
                         f"Check the model name and the key in ${self.api_key_env}."
                     )
                 wait = min(30.0, retry_after_seconds(r.headers.get("retry-after")) or wait)
             if attempt < self.max_retries:
                 time.sleep(wait)
-        raise TeacherError(
+        raise GeneratorError(
             f"The generator server {self.base_url} kept failing ({last}) after {self.max_retries + 1} tries. "
             "Nothing was lost: labels already paid for are in the ledger; re-run to resume."
         )
@@ -121,12 +121,12 @@ class OpenAIGenerator:
         if r is None:
             r = self._post(body)
             if r.status_code == 400:
-                raise TeacherError(f"The generator server {self.base_url} rejected the request: {r.text[:200]}")
+                raise GeneratorError(f"The generator server {self.base_url} rejected the request: {r.text[:200]}")
         try:
             data = r.json()
             text = data["choices"][0]["message"]["content"] or ""
         except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise TeacherError(f"The generator server {self.base_url} sent an unexpected answer ({e!r}).") from e
+            raise GeneratorError(f"The generator server {self.base_url} sent an unexpected answer ({e!r}).") from e
         return Generation(text, _usage(data.get("usage"), messages, text, self.price, t0))
 
     def close(self) -> None:

@@ -26,22 +26,19 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.metrics import log_loss
 
 from ..errors import ThriftyError
 from ..students import full_proba
+from ..task import Task
 from ..teachers.base import Usage
+from .base import RoundChange, RoundContext
 from .generators import Generator
 from .prompts import build_messages, class_report, output_schema, select_examples, weakest_classes
 from .validation import Deduper, parse_generation
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..loop import Distiller
-
 
 @dataclass
 class PGKDConfig:
@@ -79,15 +76,14 @@ class PGKDConfig:
         return asdict(self)
 
 
-def validation_loss(d: "Distiller", student: Any) -> float | None:
-    """Cross-entropy of the student against the teacher's labels on the validation slice."""
-    vl = [(i, d.answers[int(i)].label) for i in d.val_idx if d.answers[int(i)].label is not None]
-    if not vl:
+def validation_loss(ctx: RoundContext, student: Any) -> float | None:
+    """Cross-entropy of ``student`` against the teacher's labels on the validation slice."""
+    idx, y = ctx.val_labelled
+    if not len(idx):
         return None
-    idx = np.asarray([i for i, _ in vl], dtype=int)
-    y = np.asarray([d.task.index(lab) for _, lab in vl])
-    p = np.clip(full_proba(student, d.X[idx], d.task.n_labels), 1e-12, 1.0)  # unseen classes have p = 0
-    return float(log_loss(y, p / p.sum(axis=1, keepdims=True), labels=np.arange(d.task.n_labels)))
+    n = ctx.task.n_labels
+    p = np.clip(full_proba(student, ctx.X[idx], n), 1e-12, 1.0)  # unseen classes have p = 0
+    return float(log_loss(y, p / p.sum(axis=1, keepdims=True), labels=np.arange(n)))
 
 
 class PGKD:
@@ -106,8 +102,7 @@ class PGKD:
         self.stop_reason: str | None = None
         self.spend_: dict[str, float] = {"labels": 0, "tokens": 0.0, "prompt_tokens": 0.0, "completion_tokens": 0.0,
                                          "dollars": 0.0, "gen_tokens": 0.0, "gen_dollars": 0.0}
-        self._tentative: list[dict[str, Any]] = []
-        self._X: Any = None  # feature rows of self.examples (+ tentative), rebuilt lazily
+        self._X: Any = None  # feature rows of self.examples, rebuilt lazily
         self._dedupe: Deduper | None = None
 
     # ---- state ------------------------------------------------------------------------------
@@ -147,76 +142,68 @@ class PGKD:
             s["labels"] += 1
 
     # ---- training data ------------------------------------------------------------------------
-    def augment(self, X: Any, y: np.ndarray, d: "Distiller") -> tuple[Any, np.ndarray]:
-        """The loop's training rows plus the kept (and tentatively added) generated examples."""
-        rows = self.examples + self._tentative
-        if not rows:
-            return X, y
-        if self._X is None or self._X.shape[0] != len(rows):
-            self._X = d.features.transform([r["text"] for r in rows])
-        ys = np.asarray([d.task.index(r["label"]) for r in rows], dtype=int)
-        stack = sp.vstack if sp.issparse(X) else np.vstack
-        Xa = stack([X, self._X])
-        return (Xa.tocsr() if sp.issparse(Xa) else Xa), np.concatenate([y, ys])
+    def training_rows(self, transform: Callable[[Sequence[str]], Any], task: Task) -> tuple[Any, np.ndarray] | None:
+        """Feature rows and class indices of the kept generated examples (None: none yet)."""
+        if not self.examples:
+            return None
+        if self._X is None or self._X.shape[0] != len(self.examples):
+            self._X = transform([r["text"] for r in self.examples])
+        return self._X, np.asarray([task.index(r["label"]) for r in self.examples], dtype=int)
 
     # ---- one cycle ----------------------------------------------------------------------------
     def _stop(self, reason: str) -> None:
         self.active = False
         self.stop_reason = reason
 
-    def after_round(self, d: "Distiller") -> dict[str, Any]:
-        """Run one PGKD cycle on the distiller's current student. Returns history fields (the
-        generation spend so far on every row; the cycle's counts when one ran)."""
+    def after_round(self, ctx: RoundContext) -> RoundChange:
+        """Run one PGKD cycle on the round's student. The history fields carry the generation spend
+        so far on every row, and the cycle's counts when one ran; the student is the one trained
+        with the new examples when they lowered the validation loss."""
         cfg = self.config
         if not self.active:
-            return self._spend_fields()
-        if len(d.val_idx) == 0:
-            self._stop("no validation slice")
-            return {"pgkd_stop": self.stop_reason, **self._spend_fields()}
-        loss0 = validation_loss(d, d.student_)
+            return RoundChange(self._spend_fields())
+        if len(ctx.val_idx) == 0:
+            return self._stopped("no validation slice")
+        loss0 = validation_loss(ctx, ctx.student)
         if loss0 is None:
-            self._stop("the teacher abstained on the whole validation slice")
-            return {"pgkd_stop": self.stop_reason, **self._spend_fields()}
+            return self._stopped("the teacher abstained on the whole validation slice")
         pending = self.cycles[-1] if self.cycles and "decision" not in self.cycles[-1] else None
         if pending is None:
-            if d.config.budget.remaining_labels(d.spent()) < cfg.n_generate:
-                self._stop("budget too small for another cycle")
-                return {"pgkd_stop": self.stop_reason, **self._spend_fields()}
-            pending = self._generate(d)
-            d._save_state()  # the paid generation survives a crash: a resume re-uses it
-        parsed = parse_generation(pending["raw"], d.task, max_chars=cfg.max_chars)
-        kept, dups = self._deduper(d).filter(parsed.items)
+            if ctx.labels_left < cfg.n_generate:
+                return self._stopped("budget too small for another cycle")
+            pending = self._generate(ctx)
+            ctx.checkpoint()  # the paid generation survives a crash: a resume re-uses it
+        parsed = parse_generation(pending["raw"], ctx.task, max_chars=cfg.max_chars)
+        kept, dups = self._deduper(ctx).filter(parsed.items)
         texts = [c.text for c in kept]
-        labs = d.cached.label(texts) if texts else []
+        labs = ctx.relabel(texts) if texts else []
         self.candidates.extend(texts)
         for lab in labs:
             self._charge(lab.usage, generation=False)
         agree = [{"text": c.text, "label": c.label, "cycle": pending["cycle"]} for c, lab in zip(kept, labs)
                  if lab.label == c.label]
-        loss1 = loss0
-        accepted = False
+        loss1, student = loss0, None
         if agree:
-            self._tentative = agree
-            student = d._fit_student()
-            self._tentative = []
-            loss1 = validation_loss(d, student)
-            accepted = loss1 is not None and loss1 < loss0 - cfg.min_delta
-            if accepted:
+            rows = self.examples + agree
+            tried = ctx.refit(ctx.transform([r["text"] for r in rows]),
+                              np.asarray([ctx.task.index(r["label"]) for r in rows], dtype=int))
+            loss1 = validation_loss(ctx, tried)
+            if loss1 is not None and loss1 < loss0 - cfg.min_delta:
                 self.examples.extend(agree)
-                d.student_ = student
+                student = tried
+        accepted = student is not None
         self._X = None
         self.bad = 0 if accepted else self.bad + 1
-        n_cycles = len(self.cycles)
         if self.bad >= cfg.patience:
             self._stop(f"validation loss did not improve for {cfg.patience} cycles")
-        elif n_cycles >= cfg.max_cycles:
+        elif len(self.cycles) >= cfg.max_cycles:
             self._stop(f"max cycles ({cfg.max_cycles}) reached")
         row = {
             "pgkd_cycle": pending["cycle"],
             "pgkd_items": len(parsed.items),
             "pgkd_malformed": parsed.n_rejected,
             "pgkd_duplicates": int(sum(dups.values())),
-            "pgkd_dedupe_threshold": round(self._deduper(d).threshold, 4),
+            "pgkd_dedupe_threshold": round(self._deduper(ctx).threshold, 4),
             "pgkd_relabelled": len(texts),
             "pgkd_agreed": len(agree),
             "pgkd_accepted": accepted,
@@ -229,40 +216,42 @@ class PGKD:
         pending.update(decision="accepted" if accepted else "rolled back", rejected=dict(parsed.rejected),
                        duplicates=dict(dups), **{k: row[k] for k in ("pgkd_relabelled", "pgkd_agreed",
                                                                      "val_loss_before", "val_loss_with")})
-        return row
+        return RoundChange(row, student=student, reevaluate=True)
+
+    def _stopped(self, reason: str) -> RoundChange:
+        self._stop(reason)
+        return RoundChange({"pgkd_stop": self.stop_reason, **self._spend_fields()})
 
     def _spend_fields(self) -> dict[str, Any]:
         return {"gen_tokens": int(self.spend_["gen_tokens"]), "gen_dollars": round(self.spend_["gen_dollars"], 6),
                 "relabels": int(self.spend_["labels"])}
 
-    def _generate(self, d: "Distiller") -> dict[str, Any]:
+    def _generate(self, ctx: RoundContext) -> dict[str, Any]:
         cfg = self.config
-        task = d.task
-        val = [int(i) for i in d.val_idx if d.answers[int(i)].label is not None]
-        y = np.asarray([task.index(d.answers[i].label) for i in val], dtype=int)
-        proba = full_proba(d.student_, d.X[np.asarray(val, dtype=int)], task.n_labels)
+        task = ctx.task
+        val, y = ctx.val_labelled
+        proba = full_proba(ctx.student, ctx.X[val], task.n_labels)
         report = class_report(task, y, proba.argmax(axis=1))
-        rng = np.random.default_rng([d.config.random_state, d.round, len(self.cycles)])
-        sets = select_examples(task, [d.corpus.texts[i] for i in val], y, proba, rng, n_correct=cfg.n_correct,
+        rng = np.random.default_rng([ctx.random_state, ctx.round, len(self.cycles)])
+        sets = select_examples(task, [ctx.texts[i] for i in val], y, proba, rng, n_correct=cfg.n_correct,
                                n_wrong=cfg.n_wrong, n_hard=cfg.n_hard, hard_confidence=cfg.hard_confidence)
         targets = weakest_classes(report, cfg.n_targets or task.n_labels)
         messages = build_messages(task, report if cfg.report else None, sets, cfg.n_generate, targets, cfg.max_chars)
         schema = output_schema(task, cfg.n_generate, cfg.max_chars, bounded=getattr(self.generator, "bounded_schema", True))
-        seed = int(d.config.random_state) * 1000 + len(self.cycles)
+        seed = int(ctx.random_state) * 1000 + len(self.cycles)
         gen = self.generator.generate(messages, schema, cfg.token_limit(), seed=seed)
         self._charge(gen.usage, generation=True)
         key = hashlib.sha256(json.dumps([self.generator.identity(), messages, seed], sort_keys=True).encode()).hexdigest()
-        d.ledger.record_event("generate", d.run_id, str(self.generator.identity().get("model", "")), gen.usage, key=key)
-        cycle = {"cycle": len(self.cycles) + 1, "round": d.round, "raw": gen.text, "targets": targets,
+        ctx.record_generation(str(self.generator.identity().get("model", "")), gen.usage, key)
+        cycle = {"cycle": len(self.cycles) + 1, "round": ctx.round, "raw": gen.text, "targets": targets,
                  "prompt_tokens": gen.usage.prompt_tokens, "completion_tokens": gen.usage.completion_tokens,
                  "dollars": gen.usage.cost_usd}
         self.cycles.append(cycle)
         return cycle
 
-    def _deduper(self, d: "Distiller") -> Deduper:
+    def _deduper(self, ctx: RoundContext) -> Deduper:
         if self._dedupe is None:
-            valid = np.flatnonzero(d.valid)
-            self._dedupe = Deduper(d.features.transform, [d.corpus.texts[i] for i in valid], d.X[valid],
+            self._dedupe = Deduper(ctx.transform, [ctx.texts[i] for i in ctx.usable], ctx.X[ctx.usable],
                                    threshold=self.config.dedupe_threshold)
             self._dedupe.add(self.candidates)
         return self._dedupe

@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import TeacherError
+from ..errors import LedgerError, TeacherError
 from ..task import Task, text_sha256
 from .base import ResultCallback, TeacherLabel, Teacher, TextsRejected, Usage
 
@@ -196,7 +196,7 @@ class Ledger:
         try:
             self._db = _connect(self.path)
         except sqlite3.DatabaseError as e:
-            raise TeacherError(f"Cannot open ledger {self.path}: {e}. Is it a thrifty ledger file?") from e
+            raise LedgerError(f"Cannot open ledger {self.path}: {e}. Is it a thrifty ledger file?") from e
 
     def close(self) -> None:
         with self._lock:
@@ -434,7 +434,7 @@ class Ledger:
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         """Read-only rows for reports and exports (``SELECT`` only)."""
         if not sql.lstrip().upper().startswith("SELECT"):
-            raise TeacherError("Ledger.query runs SELECT statements only.")
+            raise LedgerError("Ledger.query runs SELECT statements only.")
         with self._lock:
             return list(self._db.execute(sql, tuple(args)))
 
