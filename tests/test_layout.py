@@ -13,7 +13,7 @@ import thrifty
 
 SRC = Path(thrifty.__file__).parent
 LAYERS = {  # top-level module or package -> rank; a module may import only modules of its rank or below
-    "errors": 0, "fileio": 0, "paths": 0, "task": 0, "corpus": 0, "stopping": 0, "runlock": 0,
+    "errors": 0, "fileio": 0, "paths": 0, "task": 0, "corpus": 0, "stopping": 0, "runlock": 0, "registry": 0,
     "teachers": 1, "features": 1, "students": 1, "strategies": 1, "synthesis": 1, "calibration": 1,
     "config": 2,
     "loop": 3, "run": 3,
