@@ -20,6 +20,7 @@ from .base import Teacher, TeacherLabel, Usage
 from .ledger import CachedTeacher, Ledger, LedgerStats
 from .pricing import Price, load_price_table, price_for, price_for_spec
 
+
 def make_teacher(
     spec: str,
     task: Task,
