@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-from thrifty.sim import Fault, Faults, SimServer
+from thrifty.testing.sim import Fault, Faults, SimServer
 from thrifty.task import Task
 from thrifty.teachers.openai import OpenAITeacher
 

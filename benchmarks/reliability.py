@@ -71,7 +71,7 @@ def main() -> None:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            from thrifty.sim import SimServer
+            from thrifty.testing.sim import SimServer
 
             with SimServer.from_path(h.pool) as sim:  # a trained run to predict with
                 r = h.run(h.distill_cmd(sim, work / "model-run"))

@@ -233,7 +233,7 @@ def main() -> None:
             finally:
                 server.stop()
     if a.cascade:
-        from thrifty.sim import SimServer
+        from thrifty.testing.sim import SimServer
 
         sim = SimServer.from_path(a.data, noise=0.1, latency=0.05, port=cascade_run_port(a.work)).start()
         try:

@@ -62,7 +62,7 @@ def ag_news_csv(ag_news: Path, tmp_path_factory: pytest.TempPathFactory) -> Call
 def sim_server() -> Iterator[Callable[..., Any]]:
     """Factory: ``sim_server(dataset="ag_news", **SimServer options)`` starts a simulated teacher on
     127.0.0.1 (any free port) and stops it after the test."""
-    from thrifty.sim import SimServer
+    from thrifty.testing.sim import SimServer
 
     started: list[SimServer] = []
 
@@ -154,7 +154,7 @@ def tfidf_run(small_pool: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """A run directory with a small TF-IDF student (fast to load in predict workers), distilled in process."""
     from thrifty.corpus import read_corpus
     from thrifty.loop import Distiller
-    from thrifty.sim import SimServer
+    from thrifty.testing.sim import SimServer
     from thrifty.task import Task
     from thrifty.teachers.openai import OpenAITeacher
 

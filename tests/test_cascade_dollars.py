@@ -19,7 +19,7 @@ PRICE = ["--price-in", "1.0", "--price-out", "2.0"]
 @pytest.fixture(scope="module")
 def run_dir(ag_news, ag_news_csv):
     """A distilled run on 300 ag_news rows with the sim as teacher; the sim keeps serving for predict."""
-    from thrifty.sim import SimServer
+    from thrifty.testing.sim import SimServer
 
     pool, more = ag_news_csv(0, 300), ag_news_csv(300, 900)
     sim = SimServer.from_path(ag_news, noise=0.1).start()
@@ -74,7 +74,7 @@ def test_dry_run_then_max_dollars_then_full(run_dir, tmp_path):
 def test_max_dollars_needs_a_price(ag_news, ag_news_csv, tmp_path):
     """A run whose teacher has no known price (the sim model is in no price table): the cascade's --max-dollars
     is refused before any request. (A run made with --price-in/--price-out keeps those prices.)"""
-    from thrifty.sim import SimServer
+    from thrifty.testing.sim import SimServer
 
     pool, more = ag_news_csv(0, 120), ag_news_csv(120, 220)
     with SimServer.from_path(ag_news, noise=0.1) as sim:

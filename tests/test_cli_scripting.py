@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from thrifty import __version__
 from thrifty.cli import app
-from thrifty.sim import Fault, Faults
+from thrifty.testing.sim import Fault, Faults
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""Imports flow one way: core <- components <- config <- run <- predict/cascade/engines <- bench <- cli.
+"""Imports flow one way: core <- components <- config <- run <- predict/cascade/engines <- testing <- bench <- cli.
 
 Every ``import`` in the package counts, including those inside functions (they run too); only
 imports under ``if TYPE_CHECKING:`` (annotations) are ignored. See docs/architecture.md.
@@ -13,16 +13,18 @@ import thrifty
 
 SRC = Path(thrifty.__file__).parent
 LAYERS = {  # top-level module or package -> rank; a module may import only modules of its rank or below
-    "errors": 0, "fileio": 0, "paths": 0, "task": 0, "corpus": 0, "stopping": 0, "runlock": 0,
-    "teachers": 1, "features": 1, "students": 1, "strategies": 1, "synthesis": 1, "calibration": 1, "sim": 1, "sim_batch": 1,
+    "errors": 0, "fileio": 0, "paths": 0, "task": 0, "corpus": 0, "stopping": 0, "runlock": 0, "registry": 0,
+    "teachers": 1, "features": 1, "students": 1, "strategies": 1, "synthesis": 1, "calibration": 1,
     "config": 2,
     "loop": 3, "run": 3,
     "predict": 4, "cascade": 4, "engines": 4, "labelling": 4, "report": 4, "audit": 4, "export": 4,
     "serve": 4,
-    "bench": 5,
-    "cli": 6, "__main__": 6, "__init__": 6,
+    "testing": 5,  # the simulated OpenAI server: for tests, the bench and `thrifty serve-sim` only
+    "bench": 6,
+    "cli": 7, "__main__": 7, "__init__": 7,
 }
-NAMES = {0: "core", 1: "components", 2: "config", 3: "run", 4: "predict/cascade/engines/labelling/report/audit/export/serve", 5: "bench", 6: "cli"}
+NAMES = {0: "core", 1: "components", 2: "config", 3: "run", 4: "predict/cascade/engines/labelling/report/audit/export/serve",
+         5: "testing", 6: "bench", 7: "cli"}
 
 
 def _top(path: Path) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from thrifty.errors import TeacherError
-from thrifty.sim import GARBAGE, Fault, Faults, _first_token
+from thrifty.testing.sim import GARBAGE, Fault, Faults, _first_token
 from thrifty.task import Task
 from thrifty.teachers import CachedTeacher, Ledger, make_teacher
 from thrifty.teachers.openai import OpenAITeacher, first_token_candidates, label_distribution, retry_after_seconds

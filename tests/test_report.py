@@ -29,7 +29,7 @@ def invoke(*args: str):
 
 @pytest.fixture(scope="module")
 def sim(ag_news):
-    from thrifty.sim import SimServer
+    from thrifty.testing.sim import SimServer
 
     with SimServer.from_path(ag_news, noise=0.15) as s:
         yield s

@@ -28,7 +28,7 @@ uvicorn = pytest.importorskip("uvicorn")
 from thrifty.cli import app as cli_app  # noqa: E402
 from thrifty.serve import build_server_app  # noqa: E402
 from thrifty.serve.app import ServeLimits, build_app  # noqa: E402
-from thrifty.sim import Fault, Faults, SimServer  # noqa: E402
+from thrifty.testing.sim import Fault, Faults, SimServer  # noqa: E402
 from thrifty.students import TextModel, load_model, make_features, make_student, save_model  # noqa: E402
 
 SECRET = "sk-test-DO-NOT-LEAK-4242"

@@ -107,7 +107,10 @@ def check_component(what: str, name: str, registry: Mapping[str, Any], params: M
         close = difflib.get_close_matches(name, list(registry), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         return [f"Unknown {what} {name!r}; choose from {sorted(registry)}.{hint}"]
-    factory = registry[name]
+    try:
+        factory = registry[name]
+    except ConfigError as e:  # a plug-in that fails to import
+        return e.problems
     valid = parameters(factory)
     problems = []
     for k, v in params.items():
@@ -223,7 +226,7 @@ class DistillConfig:
     def _canonical_synthesis(self) -> list[str]:
         if self.synthesize is None:
             return []
-        from .synthesis.pgkd import PGKDConfig
+        from .synthesis import SYNTHESIZERS
 
         try:
             name, params = parse_spec(self.synthesize, "synthesizer")
@@ -231,7 +234,7 @@ class DistillConfig:
             return e.problems
         self.synthesize = name.lower()
         self.synthesis_params, problems = _merge("synthesizer", params, self.synthesis_params)
-        return problems or check_component("synthesizer", self.synthesize, {"pgkd": PGKDConfig}, self.synthesis_params)
+        return problems or check_component("synthesizer", self.synthesize, SYNTHESIZERS, self.synthesis_params)
 
     def features_spec(self) -> tuple[str, dict[str, Any]]:
         """The feature extractor's name and parameters (``('tfidf', {'char': False})``)."""

@@ -28,7 +28,7 @@ def test_two_distills_sharing_a_ledger_pay_each_text_once(harness, sim_server):
 def test_a_second_process_on_the_same_run_directory_is_refused(harness, tmp_path):
     out = tmp_path / "busy"
     with RunLock(out):  # as a running distill holds it
-        from thrifty.sim import SimServer
+        from thrifty.testing.sim import SimServer
 
         with SimServer.from_path(harness.pool) as sim:
             r = harness.run(harness.distill_cmd(sim, out))

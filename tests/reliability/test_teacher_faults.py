@@ -16,7 +16,7 @@ import pytest
 from thrifty.errors import TeacherError, ThriftyError
 from thrifty.loop import Distiller
 from thrifty.corpus import read_corpus
-from thrifty.sim import ODD_KINDS, Fault, Faults
+from thrifty.testing.sim import ODD_KINDS, Fault, Faults
 from thrifty.task import Task
 from thrifty.teachers import CachedTeacher, Ledger, make_teacher
 from thrifty.teachers.ledger import HOST

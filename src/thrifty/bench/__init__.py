@@ -8,11 +8,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import pandas as pd
+from ..errors import ThriftyError
+
+# The harness is the optional ``bench`` extra (small-text, its peer library, stays optional within it):
+# without it, say so in one line before any run is started, not as a crash after the grid.
+_MISSING = [m for m in ("pandas", "matplotlib") if importlib.util.find_spec(m) is None]
+if _MISSING:
+    raise ThriftyError(f"thrifty bench needs the bench extra ({', '.join(_MISSING)} not installed): "
+                       "pip install 'thrifty[bench]'.")
+
+import pandas as pd  # noqa: E402
 
 from .datasets import BenchData, TeacherSetup, dataset_names, load_dataset, make_bench_teacher, shared_root
 from .grid import GridSpec, Log, default_strategies, parse_strategy, run_grid

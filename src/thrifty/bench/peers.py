@@ -121,5 +121,6 @@ def register_peers() -> list[str]:
     if importlib.util.find_spec("small_text") is None:
         return []
     for key, qs in PEERS.items():
-        STRATEGIES.setdefault(key, lambda qs=qs, **kw: SmallTextStrategy(qs, **kw))
+        if key not in STRATEGIES.built_in():
+            STRATEGIES.register(key, lambda qs=qs, **kw: SmallTextStrategy(qs, **kw))
     return list(PEERS)

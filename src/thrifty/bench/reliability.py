@@ -1,6 +1,6 @@
 """Fault trials against real processes: kill -9, concurrent runs, Ctrl-C (tests and ``benchmarks/reliability.py``).
 
-Each trial runs the ``thrifty`` CLI in subprocesses against a :class:`~thrifty.sim.SimServer`
+Each trial runs the ``thrifty`` CLI in subprocesses against a :class:`~thrifty.testing.sim.SimServer`
 served over HTTP on 127.0.0.1, breaks it the way users and machines do, and counts from the
 server's own request log what was paid and from the ledger what was kept:
 
@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..sim import Faults, SimServer
+from ..testing.sim import Faults, SimServer
 from ..teachers.ledger import Ledger
 
 STUDENT = "tfidf-svm"  # the fastest built-in student: the loop is what is under test

@@ -42,7 +42,7 @@ def serve_sim(
     label_col: str = typer.Option("label", "--label-col", help="Column holding the gold labels."),
 ) -> None:
     """Serve a simulated teacher (answers from gold labels, with noise and faults) on an OpenAI-compatible API."""
-    from ..sim import Fault, Faults, SimServer
+    from ..testing.sim import Fault, Faults, SimServer
 
     key = None
     if api_key_env:

@@ -1,5 +1,6 @@
 """Feature extractors: text -> vectors."""
 
+from ..registry import Registry
 from .base import FeatureExtractor
 from .mpnet import MPNetFeatures
 from .sentence import MiniLMFeatures, SentenceFeatures
@@ -8,10 +9,10 @@ from .text import TextFeatures
 from .tfidf import TfidfFeatures
 
 # Heavy extractors import their optional dependencies lazily, so all are always listed.
-FEATURES: dict[str, type] = {
-    "tfidf": TfidfFeatures, "minilm": MiniLMFeatures, "static": StaticFeatures, "text": TextFeatures,
-    "st": SentenceFeatures, "mpnet": MPNetFeatures,
-}
+# Plug-ins: entry-point group thrifty.features (a FeatureExtractor class: fit/transform/save/load).
+FEATURES: Registry[type] = Registry("features", "thrifty.features")
+for _cls in (TfidfFeatures, MiniLMFeatures, StaticFeatures, TextFeatures, SentenceFeatures, MPNetFeatures):
+    FEATURES.register(_cls.name, _cls)
 
 
 def make_features(name: str, **kw) -> FeatureExtractor:
@@ -23,9 +24,9 @@ def make_features(name: str, **kw) -> FeatureExtractor:
         if not arg:
             raise ThriftyError("st features need a model directory: st:/path/to/sentence-transformers-model.")
         return SentenceFeatures(arg, **kw)
-    if sep or name not in FEATURES:
-        raise ThriftyError(f"Unknown features {name!r}; choose from {sorted(FEATURES)} (st as st:/path).")
-    return FEATURES[name](**kw)
+    if sep:
+        raise ThriftyError(f"Unknown features {name!r}; choose from {FEATURES.names()} (st as st:/path).")
+    return FEATURES.get(name)(**kw)
 
 
 __all__ = [

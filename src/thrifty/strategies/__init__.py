@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from ..errors import ThriftyError
+from ..registry import Registry
 from .auto import AutoStrategy
 from .base import MEASURES, PoolState, StatefulStrategy, Strategy, WeightingStrategy, entropy, least_confidence, margin
 from .coverage import CoverageStrategy
@@ -15,7 +15,9 @@ from .mraru import MRARUStrategy
 from .uncertainty import RandomStrategy, UncertaintyStrategy
 
 
-STRATEGIES: dict[str, Any] = {
+# name -> class or factory; its keyword parameters are the spec parameters. Plug-ins: entry-point group thrifty.strategies.
+STRATEGIES: Registry[Any] = Registry("strategy", "thrifty.strategies")
+for _name, _factory in {
     "random": RandomStrategy,
     "least_confidence": partial(UncertaintyStrategy, measure="least_confidence"),
     "margin": partial(UncertaintyStrategy, measure="margin"),
@@ -25,7 +27,8 @@ STRATEGIES: dict[str, Any] = {
     "llkd": LLKDStrategy,
     "coverage": CoverageStrategy,
     "auto": AutoStrategy,
-}
+}.items():
+    STRATEGIES.register(_name, _factory)
 
 
 # The strategy used when none is named (Distiller, DistillConfig, `thrifty distill`). Issue 17: "auto"
@@ -34,10 +37,8 @@ DEFAULT_STRATEGY = "auto"
 
 
 def make_strategy(name: str, **kw: Any) -> Strategy:
-    key = name.replace("-", "_").lower()
-    if key not in STRATEGIES:
-        raise ThriftyError(f"Unknown strategy {name!r}; choose from {sorted(STRATEGIES)}.")
-    return STRATEGIES[key](**kw)
+    """Build the strategy ``name`` (built-in or plug-in) with its parameters ``kw``."""
+    return STRATEGIES.get(name.replace("-", "_").lower())(**kw)
 
 
 __all__ = [

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import ThriftyError
 from ..features import make_features
+from ..registry import Registry
 from .base import Student, TextModel, check_targets, expand_soft, full_proba
 from .finetune import FineTuneStudent
 from .lda import LDAStudent
@@ -11,10 +11,12 @@ from .linear import LogisticStudent, SVMStudent
 from .persist import load_model, save_model
 from .trees import ForestStudent, GBDTStudent
 
-STUDENTS: dict[str, type] = {
-    "lr": LogisticStudent, "svm": SVMStudent, "lda": LDAStudent, "rf": ForestStudent, "gbdt": GBDTStudent,
-    "finetune": FineTuneStudent,
-}
+# Classifiers (the part after the last '-' of a student spec). Plug-ins: entry-point group thrifty.students
+# (a class with fit(X, y, sample_weight)/predict_proba; save/load to persist itself, else it is saved with skops).
+STUDENTS: Registry[type] = Registry("classifier", "thrifty.students")
+for _name, _cls in {"lr": LogisticStudent, "svm": SVMStudent, "lda": LDAStudent, "rf": ForestStudent,
+                    "gbdt": GBDTStudent, "finetune": FineTuneStudent}.items():
+    STUDENTS.register(_name, _cls)
 # Students that read raw texts rather than vectors: they pair only with the ``text`` features.
 TEXT_STUDENTS = frozenset({"finetune"})
 DEFAULT_STUDENT = "tfidf-lr"  # the core-install fallback
@@ -36,9 +38,8 @@ def default_student() -> str:
 
 
 def make_student(name: str, **kw) -> Student:
-    if name not in STUDENTS:
-        raise ThriftyError(f"Unknown student {name!r}; choose from {sorted(STUDENTS)}.")
-    return STUDENTS[name](**kw)
+    """Build the classifier ``name`` (built-in or plug-in) with its parameters ``kw``."""
+    return STUDENTS.get(name)(**kw)
 
 
 __all__ = [

@@ -10,18 +10,16 @@ Spec strings used by the CLI and :func:`make_teacher`:
 from __future__ import annotations
 
 import dataclasses
-
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from ..errors import ThriftyError
+from ..errors import ConfigError, ThriftyError
+from ..registry import Registry
 from ..task import Task
 from .base import Teacher, TeacherLabel, Usage
 from .ledger import CachedTeacher, Ledger, LedgerStats
 from .pricing import Price, load_price_table, price_for, price_for_spec
-
-TEACHER_KINDS = ("openai", "replay", "local")  # what make_teacher builds; tests/test_teachers_contract.py covers each
 
 
 def make_teacher(
@@ -39,42 +37,60 @@ def make_teacher(
     price_batch_out: float | None = None,
     **kw: Any,
 ) -> Teacher:
-    """Build a teacher from a spec string (see module docstring). ``price_cached_in`` and
-    ``price_batch_in/out`` ($ per 1k tokens) set the cached-input and Batch API rates, as a run's
-    recipe records them (a ``--prices`` table's, which a resumed run must keep)."""
+    """Build a teacher from a spec string ``KIND[:ARG]`` (see module docstring; plug-in kinds too).
+
+    The kind's builder in :data:`TEACHERS` is called as ``build(arg, task, corpus, price, base_url=...,
+    api_key_env=..., **kw)``. ``price_cached_in`` and ``price_batch_in/out`` ($ per 1k tokens) set the
+    cached-input and Batch API rates, as a run's recipe records them (a ``--prices`` table's, which a
+    resumed run must keep)."""
     kind, _, arg = spec.partition(":")
-    if kind not in TEACHER_KINDS:
-        raise ThriftyError(f"Unknown teacher {spec!r}: use openai:MODEL, replay[:FILE] or local[:MODEL].")
-    if kind == "openai" and not arg:
-        raise ThriftyError("Give the model name: --teacher openai:MODEL (e.g. openai:gpt-4o-mini).")
+    if kind not in TEACHERS:
+        raise ConfigError(f"Unknown teacher {spec!r}: use openai:MODEL, replay[:FILE] or local[:MODEL] "
+                          f"(teacher kinds here: {TEACHERS.names()}).")
+    build = TEACHERS.get(kind)
     price = price_for_spec(spec, prices, price_in, price_out)
     rates = {"cached_prompt_per_1k": price_cached_in, "batch_prompt_per_1k": price_batch_in,
              "batch_completion_per_1k": price_batch_out}
     if any(v is not None for v in rates.values()):
         price = dataclasses.replace(price, **{k: v for k, v in rates.items() if v is not None})
-    if kind == "openai":
-        check_env_name(api_key_env)
-        from .openai import OpenAITeacher
+    return build(arg, task, corpus, price, base_url=base_url, api_key_env=api_key_env, **kw)
 
-        if not base_url:
-            base_url = "https://api.openai.com/v1"
-        return OpenAITeacher(
-            task, model=arg, base_url=base_url, api_key_env=api_key_env,
-            price=price, **kw,
-        )
-    if kind == "replay":
-        from .replay import ReplayTeacher
 
-        if corpus is None:
-            raise ThriftyError("The replay teacher needs the corpus it replays labels for.")
-        pk = {"price_in": price.prompt_per_1k, "price_out": price.completion_per_1k}
-        if arg:
-            return ReplayTeacher.from_file(task, corpus, arg, **pk)
-        col = kw.get("column", "teacher_label")
-        return ReplayTeacher.from_corpus_column(task, corpus, col, **pk)
+def _openai(arg: str, task: Task, corpus: Any, price: Price, *, base_url: str | None, api_key_env: str,
+            **kw: Any) -> Teacher:
+    if not arg:
+        raise ThriftyError("Give the model name: --teacher openai:MODEL (e.g. openai:gpt-4o-mini).")
+    check_env_name(api_key_env)
+    from .openai import OpenAITeacher
+
+    return OpenAITeacher(task, model=arg, base_url=base_url or "https://api.openai.com/v1", api_key_env=api_key_env,
+                         price=price, **kw)
+
+
+def _replay(arg: str, task: Task, corpus: Any, price: Price, *, column: str = "teacher_label",
+            **_server: Any) -> Teacher:  # base_url and api_key_env mean nothing to a recording
+    from .replay import ReplayTeacher
+
+    if corpus is None:
+        raise ThriftyError("The replay teacher needs the corpus it replays labels for.")
+    pk = {"price_in": price.prompt_per_1k, "price_out": price.completion_per_1k}
+    if arg:
+        return ReplayTeacher.from_file(task, corpus, arg, **pk)
+    return ReplayTeacher.from_corpus_column(task, corpus, column, **pk)
+
+
+def _local(arg: str, task: Task, corpus: Any, price: Price, *, base_url: str | None = None,
+           api_key_env: str | None = None, **kw: Any) -> Teacher:  # in process: no server, no key
     from .local import LocalTeacher
 
     return LocalTeacher(task, model=arg or "default", price=price, **kw)
+
+
+# teacher kind -> builder (see make_teacher). Plug-ins: entry-point group thrifty.teachers.
+TEACHERS: Registry[Callable[..., Teacher]] = Registry("teacher", "thrifty.teachers")
+for _kind, _build in {"openai": _openai, "replay": _replay, "local": _local}.items():
+    TEACHERS.register(_kind, _build)
+TEACHER_KINDS = tuple(TEACHERS.built_in())  # the built-in kinds; tests/test_teachers_contract.py covers each
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -131,5 +147,5 @@ def teacher_recipe(teacher: Teacher) -> dict[str, Any] | None:
 
 __all__ = [
     "Teacher", "TeacherLabel", "Usage", "Ledger", "LedgerStats", "CachedTeacher", "make_teacher",
-    "Price", "price_for", "load_price_table", "teacher_recipe", "check_env_name", "TEACHER_KINDS",
+    "Price", "price_for", "load_price_table", "teacher_recipe", "check_env_name", "TEACHERS", "TEACHER_KINDS",
 ]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 class SimBatches:
-    """Files and batches of one :class:`~thrifty.sim.SimServer` (thread-safe)."""
+    """Files and batches of one :class:`~thrifty.testing.sim.SimServer` (thread-safe)."""
 
     def __init__(self, sim: "SimServer", *, line_failure_rate: float = 0.0, expire_after: int | None = None,
                  polls_to_complete: int = 2):

@@ -6,7 +6,7 @@ It returns plausible first-token logprobs in OpenAI's or llama.cpp's format, rea
 ``usage``, and can inject the faults real servers produce: 429 with ``Retry-After``, 500s,
 slow replies, malformed JSON bodies, dropped connections, a 400 for texts matching a pattern
 (a content filter) and usable answers with broken optional fields (``odd``); it can act as a reasoning
-model (``reasoning=True``) and serves the Batch API (:mod:`thrifty.sim_batch`). It counts requests and paid
+model (``reasoning=True``) and serves the Batch API (:mod:`thrifty.testing.sim_batch`). It counts requests and paid
 answers per text (``stats()``, ``GET /stats``) so tests and benchmarks can check that no
 text is ever paid for twice.
 
@@ -31,9 +31,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import ThriftyError
+from ..errors import ThriftyError
 from .sim_batch import SimBatches
-from .teachers.base import estimate_tokens
+from ..teachers.base import estimate_tokens
 
 LOGPROB_FORMATS = ("openai", "llamacpp", "none")
 GARBAGE = "I am not sure; it could be several things."

@@ -1,0 +1,4 @@
+"""Test doubles served for real: the simulated OpenAI-compatible teacher (:mod:`thrifty.testing.sim`).
+
+Used by the tests, the benchmark harness and ``thrifty serve-sim``; the library itself (core,
+components, run, apps) never imports it (``tests/test_layout.py``)."""
