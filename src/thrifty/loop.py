@@ -27,7 +27,7 @@ from .run.metrics import accuracy
 from .run.progress import ProgressBar
 from .runlock import RunLock
 from .stopping import Budget, Stopping
-from .strategies import PoolState, StatefulStrategy, WeightingStrategy, make_strategy
+from .strategies import ColdStartStrategy, PoolState, StatefulStrategy, WeightingStrategy, make_strategy
 from .students import TextModel, full_proba, make_student
 from .synthesis.base import RoundContext
 from .task import Task
@@ -326,7 +326,7 @@ class Distiller:
 
     def _seed(self) -> None:
         """Draw the validation slice and the seed set (random, or the strategy's own choice when it
-        has ``cold_start = True``), and label them.
+        is a ``ColdStartStrategy``), and label them.
 
         Both are drawn at full size first (so the RNG stream does not depend on costs), then
         trimmed to what the budget allows: at once for a label budget, batch by batch for a
@@ -341,10 +341,10 @@ class Distiller:
         mask = np.ones(len(self.corpus), dtype=bool)
         mask[val] = False
         rest = cand[mask[cand]]
-        if getattr(self.strategy, "cold_start", False):  # the strategy picks the seed set (e.g. TypiClust coverage)
+        if isinstance(self.strategy, ColdStartStrategy):  # the strategy picks the seed set (e.g. TypiClust coverage)
             pool = self._pool_state(rest)
             pool.predict_proba = None
-            seed = np.asarray(self.strategy.select(pool, min(cfg.seed_size, len(rest))), dtype=int)
+            seed = np.asarray(self.strategy.select_seed(pool, min(cfg.seed_size, len(rest))), dtype=int)
         else:
             seed = s.rng.choice(rest, size=min(cfg.seed_size, len(rest)), replace=False)
         room = cfg.budget.remaining_labels({})

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..registry import Registry
 from .auto import AutoStrategy
-from .base import MEASURES, PoolState, StatefulStrategy, Strategy, WeightingStrategy, entropy, least_confidence, margin
+from .base import MEASURES, ColdStartStrategy, PoolState, StatefulStrategy, Strategy, WeightingStrategy, entropy, least_confidence, margin
 from .coverage import CoverageStrategy
 from .diversity import DiversityStrategy
 from .llkd import LLKDStrategy
@@ -42,7 +42,7 @@ def make_strategy(name: str, **kw: Any) -> Strategy:
 
 
 __all__ = [
-    "PoolState", "Strategy", "StatefulStrategy", "WeightingStrategy", "STRATEGIES", "DEFAULT_STRATEGY", "make_strategy",
+    "PoolState", "Strategy", "ColdStartStrategy", "StatefulStrategy", "WeightingStrategy", "STRATEGIES", "DEFAULT_STRATEGY", "make_strategy",
     "RandomStrategy", "UncertaintyStrategy", "MRARUStrategy", "DiversityStrategy", "CoverageStrategy", "AutoStrategy",
     "LLKDStrategy", "MEASURES", "entropy", "margin", "least_confidence",
 ]

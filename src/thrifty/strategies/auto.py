@@ -63,7 +63,6 @@ class AutoStrategy:
     """Coverage seed, then class-balanced margin; sampled candidates when the pool is huge."""
 
     name = "auto"
-    cold_start = True  # the loop asks it for the seed set too
 
     def __init__(
         self, balance: float = 0.5, measure: str = "margin", huge_pool: int = 100_000, candidates: int = 20_000,
@@ -84,6 +83,10 @@ class AutoStrategy:
         self.candidates = candidates
         self.embedding = PoolEmbedding(dim)
         self.chunk = chunk
+
+    def select_seed(self, state: PoolState, n: int) -> np.ndarray:
+        """The seed set, chosen before any student exists (``state.predict_proba`` is None)."""
+        return self.select(state, n)
 
     def select(self, state: PoolState, n: int) -> np.ndarray:
         cand = np.asarray(state.unlabelled, dtype=int)

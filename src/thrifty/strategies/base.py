@@ -52,6 +52,13 @@ class Strategy(Protocol):
 
 
 @runtime_checkable
+class ColdStartStrategy(Protocol):
+    """A strategy that also picks the seed set, before any student exists (e.g. TypiClust coverage)."""
+
+    def select_seed(self, state: PoolState, n: int) -> np.ndarray: ...
+
+
+@runtime_checkable
 class StatefulStrategy(Protocol):
     """A strategy with state that is saved with the run and restored on resume (e.g. LLKD's thresholds)."""
 

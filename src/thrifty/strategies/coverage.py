@@ -81,12 +81,15 @@ class CoverageStrategy:
     """TypiClust on the student's features: typical documents of clusters not yet labelled (needs no student)."""
 
     name = "coverage"
-    cold_start = True  # the loop asks it for the seed set too
 
     def __init__(self, dim: int = 64, max_points: int = 20_000, k_nn: int = 20):
         self.embedding = PoolEmbedding(dim)
         self.max_points = max_points
         self.k_nn = k_nn
+
+    def select_seed(self, state: PoolState, n: int) -> np.ndarray:
+        """The seed set, chosen before any student exists (``state.predict_proba`` is None)."""
+        return self.select(state, n)
 
     def select(self, state: PoolState, n: int) -> np.ndarray:
         return typical_per_cluster(
