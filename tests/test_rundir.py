@@ -122,3 +122,51 @@ def test_a_key_given_as_the_env_var_name_is_refused_and_never_written(pool, tmp_
     r = runner.invoke(app, ["distill", str(pool / "pool.csv"), "-l", str(pool / "labels.json"), "-t", "openai:sim",
                             "--base-url", sim.base_url, "--api-key-env", long_alnum, "--out", str(tmp_path / "run"), "-q"])
     assert r.exit_code == 2 and long_alnum not in r.output
+
+
+class _FirstWordTeacher:
+    """A plug-in teacher kind (as an entry point would register it): labels by a keyword, says how it is rebuilt."""
+
+    def __init__(self, task, rule: str, fallback: str):
+        self.task, self.rule, self.fallback = task, rule, fallback
+
+    def identity(self):
+        return {"kind": "keyword", "rule": self.rule, "fallback": self.fallback}
+
+    def recipe(self):
+        return {"spec": f"keyword:{self.rule}", "fallback": self.fallback}
+
+    def label(self, texts, on_result=None):
+        from thrifty.teachers.base import TeacherLabel, one_hot
+
+        out = []
+        for i, t in enumerate(texts):
+            lab = self.task.labels[0] if self.rule.lower() in t.lower() else self.fallback
+            out.append(TeacherLabel(lab, one_hot(self.task, lab), 1.0, raw=lab))
+            if on_result:
+                on_result(i, out[-1])
+        return out
+
+
+def test_a_plug_in_teacher_kind_is_rebuilt_by_resume_from_its_recipe(pool, tmp_path):
+    """A teacher kind registered in TEACHERS (e.g. through the thrifty.teachers entry-point group) that
+    implements RebuildableTeacher.recipe() resumes from the CLI: the run records its recipe, not None."""
+    from thrifty.teachers import TEACHERS, teacher_recipe
+
+    def build(arg, task, corpus, price, *, base_url=None, api_key_env=None, fallback="World"):
+        return _FirstWordTeacher(task, arg, fallback)
+
+    TEACHERS.register("keyword", build)
+    try:
+        task = Task.load(pool / "labels.json")
+        corpus = read_corpus(pool / "pool.csv", text_col="text")
+        teacher = make_teacher("keyword:sport", task, fallback=task.labels[1])
+        assert teacher_recipe(teacher) == {"spec": "keyword:sport", "fallback": task.labels[1]}
+        out = tmp_path / "run"
+        Distiller(task, teacher, strategy="random", budget=40, batch=10, seed_size=10, val_size=10,
+                  student="tfidf[char=false]-lr", out=out).fit(corpus)
+        r = runner.invoke(app, ["distill", "--resume", str(out), "--budget", "60", "-q"])
+        assert r.exit_code == 0, r.output
+        assert json.loads((out / "state.json").read_text())["history"][-1]["labels_total"] == 60
+    finally:
+        TEACHERS._items.pop("keyword", None)

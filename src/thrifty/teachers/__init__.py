@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ..errors import ConfigError, ThriftyError
 from ..registry import Registry
 from ..task import Task
-from .base import Teacher, TeacherLabel, Usage
+from .base import RebuildableTeacher, Teacher, TeacherLabel, Usage
 from .ledger import CachedTeacher, Ledger, LedgerStats
 from .pricing import Price, load_price_table, price_for, price_for_spec
 
@@ -112,7 +112,8 @@ def check_env_name(name: str) -> None:
 def teacher_recipe(teacher: Teacher) -> dict[str, Any] | None:
     """How to rebuild ``teacher`` with :func:`make_teacher` (spec, server, env-var name, prices, HTTP knobs):
     the inverse of ``make_teacher``, saved with a run so that --resume and predict --cascade rebuild the same
-    teacher at the same prices. Never a secret. None for a teacher made some other way."""
+    teacher at the same prices. Never a secret. A plug-in kind gives its own (``RebuildableTeacher.recipe``);
+    None for a teacher made some other way."""
     from .local import LocalTeacher
     from .openai import OpenAITeacher
     from .replay import ReplayTeacher
@@ -138,6 +139,12 @@ def teacher_recipe(teacher: Teacher) -> dict[str, Any] | None:
         spec = f"replay:{teacher.recorded['file']}" if "file" in teacher.recorded else "replay"
         extra = {"column": teacher.recorded["column"]} if "column" in teacher.recorded else {}
         return {"spec": spec, "price_in": teacher.price_in, "price_out": teacher.price_out, **extra}
+    if isinstance(teacher, RebuildableTeacher):  # a plug-in kind says how it is rebuilt
+        recipe = dict(teacher.recipe())
+        if not str(recipe.get("spec", "")).partition(":")[0] in TEACHERS:
+            raise ThriftyError(f"{type(teacher).__name__}.recipe() must name a registered teacher kind as 'spec' "
+                               f"(KIND[:ARG]; kinds: {TEACHERS.names()}); got {recipe.get('spec')!r}.")
+        return recipe
     if isinstance(teacher, LocalTeacher):
         return {"spec": f"local:{teacher.model}", "price_in": teacher.price.prompt_per_1k,
                 "price_out": teacher.price.completion_per_1k, "max_doc_tokens": teacher.max_doc_tokens,

@@ -94,6 +94,15 @@ class Teacher(Protocol):
     def label(self, texts: Sequence[str], on_result: ResultCallback | None = None) -> list[TeacherLabel]: ...
 
 
+@runtime_checkable
+class RebuildableTeacher(Protocol):
+    """A teacher that says how :func:`~thrifty.teachers.make_teacher` rebuilds it (a plug-in kind):
+    ``{"spec": "KIND[:ARG]", **keyword arguments}``, saved in a run so that --resume and predict
+    --cascade ask it again. Never a secret (name the environment variable that holds one)."""
+
+    def recipe(self) -> dict[str, Any]: ...
+
+
 def one_hot(task: Task, label: str | None) -> np.ndarray | None:
     if label is None:
         return None
