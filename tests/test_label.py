@@ -202,6 +202,10 @@ def test_dry_run_pays_only_the_audit_and_prints_the_projection(sim_server, pool,
     assert sim.stats()["answered"] == AUDIT
     assert "plan (dry run)" in out and "escalations" in out and "teacher on everything" in out
     assert not (tmp_path / "l.csv").exists()
+    # a label cap beyond what the corpus holds is planned as what it holds; at 10^6 documents, the grown cap
+    out = invoke(label_cmd(pool, sim, tmp_path / "m.csv", "--dry-run", "--max-train-labels", "5000"))
+    row = " ".join(next(line for line in out.splitlines() if "training labels (at most)" in line).split())
+    assert f"│ {POOL_ROWS - AUDIT - VAL} │ 5,000 │" in row, row
 
 
 def test_max_dollars_binds_and_says_what_the_target_would_cost(sim_server, pool, tmp_path):

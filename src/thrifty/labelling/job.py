@@ -457,7 +457,7 @@ class LabelJob:
         choice = ltt_threshold(oof.max(1), oof.argmax(1), y, self.config.target_agreement, self.config.delta)
         k_esc = int(round(choice.escalation_rate * len(idx)))
         lo, hi = wilson_interval(k_esc, len(idx))
-        train = self.config.train_cap(n)
+        train = min(self.config.train_cap(n), max(0, n - n_audit - n_val))  # no more than the corpus holds
         out: dict[str, Any] = {"audit": n_audit, "validation": n_val, "training_at_most": train,
                                "samples_at_1e6": list(self.config.sizes(max(n, SCALE_1E6))),
                                "training_at_most_at_1e6": self.config.train_cap(max(n, SCALE_1E6)),
