@@ -206,6 +206,9 @@ def test_dry_run_pays_only_the_audit_and_prints_the_projection(sim_server, pool,
     out = invoke(label_cmd(pool, sim, tmp_path / "m.csv", "--dry-run", "--max-train-labels", "5000"))
     row = " ".join(next(line for line in out.splitlines() if "training labels (at most)" in line).split())
     assert f"│ {POOL_ROWS - AUDIT - VAL} │ 5,000 │" in row, row
+    # resuming with another option says which one, and what the job used
+    r = run(label_cmd(pool, sim, tmp_path / "m.csv", "--resume", "--max-train-labels", "300"), code=2)
+    assert "It used --max-train-labels 5000 (now 300)." in " ".join(r.stderr.split()), r.stderr
 
 
 def test_max_dollars_binds_and_says_what_the_target_would_cost(sim_server, pool, tmp_path):

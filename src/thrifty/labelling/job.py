@@ -181,6 +181,9 @@ class LabelJob:
             diff = [k for k in mine if saved.get(k) != mine[k]]
             if diff:
                 hint = f" It used --student {saved['student']}." if "student" in diff and saved.get("student") else ""
+                was, now = saved.get("config") or {}, mine["config"]
+                changed = [f"--{k.replace('_', '-')} {was.get(k)} (now {now.get(k)})" for k in now if was.get(k) != now.get(k)]
+                hint += f" It used {', '.join(changed)}." if changed else ""
                 raise ThriftyError(f"{self.work} holds a different label job (its {', '.join(diff)} differ); "
                                    f"resume with the same corpus and options, or choose another --out.{hint}")
             return
