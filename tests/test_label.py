@@ -202,6 +202,13 @@ def test_dry_run_pays_only_the_audit_and_prints_the_projection(sim_server, pool,
     assert sim.stats()["answered"] == AUDIT
     assert "plan (dry run)" in out and "escalations" in out and "teacher on everything" in out
     assert not (tmp_path / "l.csv").exists()
+    # a job.json written before the sizes grew with the corpus (its sizes in "config", no "samples") resumes
+    job = tmp_path / "l.csv.thrifty" / "job.json"
+    saved = json.loads(job.read_text())
+    saved["config"].update(saved.pop("samples"))
+    job.write_text(json.dumps(saved))
+    invoke(label_cmd(pool, sim, tmp_path / "l.csv", "--dry-run", "--resume"))
+    assert sim.stats()["answered"] == AUDIT  # the same job: its audit came from the ledger
     # a label cap beyond what the corpus holds is planned as what it holds; at 10^6 documents, the grown cap
     out = invoke(label_cmd(pool, sim, tmp_path / "m.csv", "--dry-run", "--max-train-labels", "5000"))
     row = " ".join(next(line for line in out.splitlines() if "training labels (at most)" in line).split())

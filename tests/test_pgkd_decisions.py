@@ -176,3 +176,23 @@ def test_state_round_trips_and_a_resumed_cycle_reuses_the_paid_generation():
     assert gen.calls == 2  # not asked (nor paid) twice
     assert change.history["pgkd_cycle"] == 2 and change.history["pgkd_accepted"] and len(resumed.examples) == 8
     assert resumed.spend_["gen_tokens"] == 280 and resumed.spend_["labels"] == 8
+
+
+def test_a_plugin_synthesizer_gets_the_generator_object_not_its_spec_twice():
+    """``mine[generator=local,n=3]``: the generator spec builds the generator the plug-in receives (it used to be
+    passed a second time as a keyword: a TypeError)."""
+    from thrifty.config import DistillConfig
+    from thrifty.synthesis import SYNTHESIZERS, make_synthesizer
+
+    class Mine:
+        def __init__(self, generator=None, n: int = 1):
+            self.generator, self.n = generator, n
+
+    SYNTHESIZERS.register("mine_test", Mine)
+    try:
+        cfg = DistillConfig(synthesize="mine_test[generator=local,n=3]")
+        gen = object()
+        made = make_synthesizer(cfg.synthesize, cfg.synthesis_params, generator=gen)
+        assert isinstance(made, Mine) and made.generator is gen and made.n == 3
+    finally:
+        SYNTHESIZERS._items.pop("mine_test", None)

@@ -49,7 +49,8 @@ class FirstRows:
             f.write(f"alpha={self.alpha} n={n} rows={','.join(map(str, chosen))}\\n")
         return chosen
 '''
-ENTRY_POINTS = f"[thrifty.strategies]\ndemo = {PKG}:FirstRows\nbroken = {PKG}.missing:Nope\n"
+ENTRY_POINTS = (f"[thrifty.strategies]\ndemo = {PKG}:FirstRows\nbroken = {PKG}.missing:Nope\n"
+                f"[thrifty.test_names]\nDemo-Two = {PKG}:FirstRows\nfirst.rows = {PKG}:FirstRows\n")
 
 
 def _wheel(directory: Path) -> Path:
@@ -85,7 +86,7 @@ def site(tmp_path_factory) -> Path:
     return target
 
 
-def test_registry_finds_imports_and_reports_plugins(site, monkeypatch):
+def test_registry_finds_imports_and_reports_plugins(site, monkeypatch, caplog):
     monkeypatch.syspath_prepend(str(site))
     reg: Registry[object] = Registry("strategy", "thrifty.strategies")  # a fresh one: the global stays untouched
 
@@ -95,6 +96,9 @@ def test_registry_finds_imports_and_reports_plugins(site, monkeypatch):
 
     assert "demo" in reg and "broken" in reg and "nope" not in reg
     assert reg.names() == ["broken", "demo", "first"] and reg.built_in() == ["first"]
+    # names as a spec spells them ('Demo-Two' -> demo_two); one no spec can spell is skipped, with a warning
+    odd: Registry[object] = Registry("strategy", "thrifty.test_names")
+    assert odd.names() == ["demo_two"] and odd.get("demo_two").__module__ == PKG and "'first.rows'" in caplog.text
     assert reg.get("demo").__module__ == PKG and reg["first"] is First
     with pytest.raises(ConfigError) as e:
         reg.get("broken")

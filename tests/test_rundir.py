@@ -127,14 +127,14 @@ def test_a_key_given_as_the_env_var_name_is_refused_and_never_written(pool, tmp_
 class _FirstWordTeacher:
     """A plug-in teacher kind (as an entry point would register it): labels by a keyword, says how it is rebuilt."""
 
-    def __init__(self, task, rule: str, fallback: str):
-        self.task, self.rule, self.fallback = task, rule, fallback
+    def __init__(self, task, rule: str, fallback: str, timeout: float = 60.0):
+        self.task, self.rule, self.fallback, self.timeout = task, rule, fallback, timeout
 
     def identity(self):
         return {"kind": "keyword", "rule": self.rule, "fallback": self.fallback}
 
     def recipe(self):
-        return {"spec": f"keyword:{self.rule}", "fallback": self.fallback}
+        return {"spec": f"keyword:{self.rule}", "fallback": self.fallback, "timeout": self.timeout}
 
     def label(self, texts, on_result=None):
         from thrifty.teachers.base import TeacherLabel, one_hot
@@ -153,20 +153,32 @@ def test_a_plug_in_teacher_kind_is_rebuilt_by_resume_from_its_recipe(pool, tmp_p
     implements RebuildableTeacher.recipe() resumes from the CLI: the run records its recipe, not None."""
     from thrifty.teachers import TEACHERS, teacher_recipe
 
-    def build(arg, task, corpus, price, *, base_url=None, api_key_env=None, fallback="World"):
-        return _FirstWordTeacher(task, arg, fallback)
+    def build(arg, task, corpus, price, *, base_url=None, api_key_env=None, fallback="World", timeout=60.0):
+        return _FirstWordTeacher(task, arg, fallback, timeout)
 
     TEACHERS.register("keyword", build)
     try:
         task = Task.load(pool / "labels.json")
         corpus = read_corpus(pool / "pool.csv", text_col="text")
-        teacher = make_teacher("keyword:sport", task, fallback=task.labels[1])
-        assert teacher_recipe(teacher) == {"spec": "keyword:sport", "fallback": task.labels[1]}
+        teacher = make_teacher("keyword:sport", task, fallback=task.labels[1], timeout=5.0)
+        assert teacher_recipe(teacher) == {"spec": "keyword:sport", "fallback": task.labels[1], "timeout": 5.0}
         out = tmp_path / "run"
         Distiller(task, teacher, strategy="random", budget=40, batch=10, seed_size=10, val_size=10,
                   student="tfidf[char=false]-lr", out=out).fit(corpus)
         r = runner.invoke(app, ["distill", "--resume", str(out), "--budget", "60", "-q"])
         assert r.exit_code == 0, r.output
         assert json.loads((out / "state.json").read_text())["history"][-1]["labels_total"] == 60
+        from thrifty.run import RunDir
+
+        assert RunDir.open(out).build_teacher(corpus).timeout == 5.0  # its own settings are kept, not stripped
+        # a plug-in built on a built-in teacher class is recorded by its own recipe, not as the base kind
+        from thrifty.teachers.replay import ReplayTeacher
+
+        class Sub(ReplayTeacher):
+            def recipe(self):
+                return {"spec": "keyword:x"}
+
+        sub = Sub.from_corpus_column(task, read_corpus(pool / "pool.csv", text_col="text", extra_cols=["label"]), "label")
+        assert teacher_recipe(sub) == {"spec": "keyword:x"}
     finally:
         TEACHERS._items.pop("keyword", None)

@@ -17,6 +17,8 @@ distribution and entry point.
 from __future__ import annotations
 
 import difflib
+import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar, overload
@@ -24,6 +26,8 @@ from typing import Generic, TypeVar, overload
 from .errors import ConfigError
 
 T = TypeVar("T")
+log = logging.getLogger("thrifty")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")  # what a spec can spell (see Registry._discover)
 
 
 class Registry(Mapping[str, T], Generic[T]):
@@ -116,12 +120,18 @@ class Registry(Mapping[str, T], Generic[T]):
         return f"Registry({self.what!r}, group={self.group!r}, built_in={sorted(self._items)})"
 
     def _discover(self) -> dict[str, EntryPoint]:
-        """The group's entry points not shadowed by a built-in (looked up once; first distribution wins)."""
+        """The group's entry points not shadowed by a built-in (looked up once; first distribution wins),
+        under the name a spec can spell: lower case, ``-`` as ``_`` (specs use ``-`` between features and
+        classifier and ``:`` before a teacher's argument, and lower-case names). Others are skipped, said once."""
         if self._plugins is None:
             found: dict[str, EntryPoint] = {}
             for ep in entry_points(group=self.group):
-                if ep.name not in self._items:
-                    found.setdefault(ep.name, ep)
+                name = ep.name.lower().replace("-", "_")
+                if not _NAME.fullmatch(name):
+                    log.warning("Skipping the %s plug-in %r (group %s): a name must be letters, digits and _.",
+                                self.what, ep.name, self.group)
+                elif name not in self._items:
+                    found.setdefault(name, ep)
             self._plugins = found
         return self._plugins
 

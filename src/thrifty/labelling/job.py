@@ -74,7 +74,7 @@ class LabelConfig:
         ``scaled`` to 5,000 (about 10^6 documents): a larger sample tightens the threshold's
         bound, which saves escalations on every document of a large corpus."""
         audit = self.audit_size if self.audit_size is not None else int(np.clip(round(0.05 * n_docs), 100, 400))
-        val = self.val_size if self.val_size is not None else int(np.clip(min(0.05 * n_docs, scaled(n_docs)), 200, 5000))
+        val = self.val_size if self.val_size is not None else int(np.clip(round(min(0.05 * n_docs, scaled(n_docs))), 200, 5000))
         return int(audit), int(val)
 
     def train_cap(self, n_docs: int) -> int:
@@ -94,6 +94,24 @@ def scaled(n_docs: int) -> float:
     ``size + c * n_docs / sqrt(size)`` is least at ``size ~ n_docs ** (2/3)``. Anchored at 1,000 at
     20,000 documents (5% of the corpus, the small-corpus default)."""
     return 1000.0 * (max(n_docs, 1) / SCALE_FROM) ** (2 / 3)
+
+
+_SIZE_OPTIONS = ("audit_size", "val_size", "max_train_labels")
+
+
+def _samples(cfg: LabelConfig, n_docs: int) -> dict[str, int]:
+    """The audit and validation sizes and the training-label cap a job on ``n_docs`` documents uses (by option name)."""
+    audit, val = cfg.sizes(n_docs)
+    return {"audit_size": audit, "val_size": val, "max_train_labels": cfg.train_cap(n_docs)}
+
+
+def _samples_before_growth(saved_config: dict[str, Any], n_docs: int) -> dict[str, int]:
+    """What a job.json written before the sizes grew with the corpus used: 5% (audit 100..400, validation
+    200..1000) and its recorded label cap (1,000 by default then)."""
+    old = LabelConfig(audit_size=saved_config.get("audit_size"),
+                      val_size=saved_config.get("val_size") or int(np.clip(round(0.05 * n_docs), 200, 1000)),
+                      max_train_labels=saved_config.get("max_train_labels") or 1000)
+    return _samples(old, n_docs)
 
 
 class LabelBudgetError(RunError):
@@ -167,21 +185,28 @@ class LabelJob:
             return
         saved_path = self.work / "job.json"
         # --max-dollars may change between attempts (raising it is how a capped job continues)
-        # the student as resolved (``auto`` -> the strongest installed one) is compared, not as asked for
-        cfg = {k: v for k, v in asdict(self.config).items() if k not in ("max_dollars", "student")}
+        # the student as resolved (``auto`` -> the strongest installed one) is compared, not as asked for;
+        # so are the sample sizes and the label cap (their defaults depend on the corpus and on the version)
+        n = len(corpus)
+        cfg = {k: v for k, v in asdict(self.config).items() if k not in ("max_dollars", "student", *_SIZE_OPTIONS)}
         mine = json.loads(json.dumps({"config": cfg, "task": self.task.to_dict(),
                                       "teacher": self.teacher.identity(), "corpus_sha256": corpus.fingerprint(),
-                                      "student": self._student},
+                                      "student": self._student, "samples": _samples(self.config, n)},
                                      default=str))
         if saved_path.exists():
             saved = json.loads(saved_path.read_text(encoding="utf-8"))
             if not resume:
                 raise ThriftyError(f"{self.work} holds a label job already. Continue it with --resume (nothing is "
                                    "paid twice), or choose another --out.")
+            if "samples" not in saved:  # written before the sizes grew with the corpus: resolve them as it did
+                old = saved.get("config") or {}
+                saved = {**saved, "config": {k: v for k, v in old.items() if k not in _SIZE_OPTIONS},
+                         "samples": _samples_before_growth(old, n)}
             diff = [k for k in mine if saved.get(k) != mine[k]]
             if diff:
                 hint = f" It used --student {saved['student']}." if "student" in diff and saved.get("student") else ""
-                was, now = saved.get("config") or {}, mine["config"]
+                was = {**(saved.get("config") or {}), **saved["samples"]}
+                now = {**mine["config"], **mine["samples"]}
                 changed = [f"--{k.replace('_', '-')} {was.get(k)} (now {now.get(k)})" for k in now if was.get(k) != now.get(k)]
                 hint += f" It used {', '.join(changed)}." if changed else ""
                 raise ThriftyError(f"{self.work} holds a different label job (its {', '.join(diff)} differ); "

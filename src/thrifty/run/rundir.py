@@ -194,7 +194,7 @@ class RunDir:
                 recipe.pop(key, None)
         recipe.update(changes)
         spec = recipe.pop("spec")
-        if not spec.startswith("openai:"):  # HTTP knobs mean something only for a server
+        if spec.partition(":")[0] in ("replay", "local"):  # HTTP knobs mean nothing in process (plug-ins keep theirs)
             for knob in ("concurrency", "max_retries", "timeout", "extra_body", "batch_api", "batch_poll"):
                 recipe.pop(knob, None)
         return make_teacher(spec, self.task, pool, **recipe)

@@ -22,7 +22,8 @@ def make_synthesizer(name: str, params: dict[str, Any] | None = None, generator:
     """Build the synthesizer ``name`` (``pgkd`` or a plug-in) from its spec parameters."""
     if name == "pgkd":
         return _pgkd.make_synthesizer(name, params, generator, **generator_kw)
-    return SYNTHESIZERS.get(name)(generator=generator, **(params or {}))
+    # a ``generator`` spec parameter names the generator built above; the plug-in gets the object
+    return SYNTHESIZERS.get(name)(generator=generator, **{k: v for k, v in (params or {}).items() if k != "generator"})
 
 
 __all__ = [

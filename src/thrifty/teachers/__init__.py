@@ -118,6 +118,12 @@ def teacher_recipe(teacher: Teacher) -> dict[str, Any] | None:
     from .openai import OpenAITeacher
     from .replay import ReplayTeacher
 
+    if isinstance(teacher, RebuildableTeacher):  # first: a plug-in (even a subclass of a built-in) says how it is rebuilt
+        recipe = dict(teacher.recipe())
+        if not str(recipe.get("spec", "")).partition(":")[0] in TEACHERS:
+            raise ThriftyError(f"{type(teacher).__name__}.recipe() must name a registered teacher kind as 'spec' "
+                               f"(KIND[:ARG]; kinds: {TEACHERS.names()}); got {recipe.get('spec')!r}.")
+        return recipe
     if isinstance(teacher, OpenAITeacher):
         # an unknown price is not recorded, so the rebuilt teacher's price is unknown too (and a $ cap is refused)
         p = teacher.price
@@ -139,12 +145,6 @@ def teacher_recipe(teacher: Teacher) -> dict[str, Any] | None:
         spec = f"replay:{teacher.recorded['file']}" if "file" in teacher.recorded else "replay"
         extra = {"column": teacher.recorded["column"]} if "column" in teacher.recorded else {}
         return {"spec": spec, "price_in": teacher.price_in, "price_out": teacher.price_out, **extra}
-    if isinstance(teacher, RebuildableTeacher):  # a plug-in kind says how it is rebuilt
-        recipe = dict(teacher.recipe())
-        if not str(recipe.get("spec", "")).partition(":")[0] in TEACHERS:
-            raise ThriftyError(f"{type(teacher).__name__}.recipe() must name a registered teacher kind as 'spec' "
-                               f"(KIND[:ARG]; kinds: {TEACHERS.names()}); got {recipe.get('spec')!r}.")
-        return recipe
     if isinstance(teacher, LocalTeacher):
         return {"spec": f"local:{teacher.model}", "price_in": teacher.price.prompt_per_1k,
                 "price_out": teacher.price.completion_per_1k, "max_doc_tokens": teacher.max_doc_tokens,

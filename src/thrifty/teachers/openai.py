@@ -626,13 +626,14 @@ class OpenAITeacher:
                                 and isinstance(data, dict) and data.get("choices"):
                             self._mode, self._mode_known = "json", True
                             self._announce()
-                            # this answer was billed: its cost goes onto the text's answer, not lost
+                            # this answer was billed: its cost goes onto the text's answer, not lost (until
+                            # that answer arrives the request stays counted as possibly billed)
                             superseded = self._usage(data, text, "", latency)
-                            run.superseded(i)
                             continue  # ask this text again for a JSON answer with a stated confidence
                         lab = self._parse(data, text, latency)
                         if superseded is not None:
                             lab.usage = _plus(lab.usage, superseded)
+                            run.superseded(i)
                         self._answers += 1
                         self._mode_known = True
                         return lab
