@@ -133,7 +133,7 @@ def baseline_today(v, T, G, target):
     known[val] = True
     known[r["known"] & ~_mask(n, v["audit_idx"]) & ~_mask(n, v["val_idx"])] = True  # the training labels
     vi = val[T[val] >= 0]
-    plan = choose_threshold(r["proba"][vi].max(1), r["proba"][vi].argmax(1), T[vi], target_agreement=target)
+    plan = choose_threshold(r["proba"][vi].max(1), r["proba"][vi].argmax(1), T[vi], target_agreement=target, guarantee="estimate")
     o = cascade_outcome(r["proba"], plan.threshold, known, T, G, r["n_train"] + 100, n)
     rate6 = float(np.mean(r["proba"][v["audit_idx"]].max(1) < plan.threshold))
     p6 = project(SCALE_1E6, 0, 100, r["n_train"], rate6, 1.0)
@@ -196,7 +196,7 @@ def main() -> None:
             oof[ok[te]] = full_proba(s, X[ok[te]], task.n_labels)
         res["ceiling"] = {}
         for t in a.targets:
-            plan = choose_threshold(oof[ok].max(1), oof[ok].argmax(1), T[ok], target_agreement=t)
+            plan = choose_threshold(oof[ok].max(1), oof[ok].argmax(1), T[ok], target_agreement=t, guarantee="estimate")
             res["ceiling"][str(t)] = {"escalation_rate": plan.est_escalation_rate,
                                       "student_agreement": plan.student_agreement}
         variants = {"mraru": ("mraru", False, None), "random": ("random", False, None),

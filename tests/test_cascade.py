@@ -54,6 +54,33 @@ def test_choose_threshold_by_hand(kw, thr, agree, rate, met):
     assert lo <= plan.est_agreement <= hi
 
 
+def test_the_ltt_guarantee_holds_where_the_point_estimate_does_not():
+    """Over many validation draws from one population, the Learn-then-Test threshold meets the target on the
+    population in >= 1 - delta of draws; the point estimate misses about half the time; with too few rows LTT
+    escalates everything and says why."""
+    rng = np.random.default_rng(0)
+    n_pop, n_val, target = 20_000, 400, 0.95
+    conf = rng.uniform(0.3, 1.0, n_pop)
+    student = np.zeros(n_pop, dtype=int)
+    teacher = np.where(rng.uniform(size=n_pop) < conf ** 2, 0, 1)  # the student is right more often when sure
+
+    def realised(thr):  # agreement on the whole population at threshold thr
+        return float(np.mean((conf < thr) | (teacher == 0)))
+
+    met = {"ltt": 0, "estimate": 0}
+    for _ in range(200):
+        v = rng.choice(n_pop, n_val, replace=False)
+        for g in met:
+            plan = choose_threshold(conf[v], student[v], teacher[v], target_agreement=target, guarantee=g, delta=0.1)
+            met[g] += realised(plan.threshold) >= target
+    assert met["ltt"] >= 0.9 * 200 and met["estimate"] < 0.75 * 200, met
+    few = choose_threshold(conf[:30], student[:30], teacher[:30], target_agreement=target, guarantee="ltt")
+    assert few.threshold == ESCALATE_ALL and few.est_escalation_rate == 1.0
+    assert any("cannot show agreement" in line and "thrifty label" in line for line in few.lines())
+    with pytest.raises(ThriftyError, match="--guarantee must be one of"):
+        choose_threshold(CONF, STUDENT, TEACHER, target_agreement=0.9, guarantee="maybe")
+
+
 def test_ties_are_never_split():
     conf, match = np.array([0.5, 0.5, 0.9]), np.array([0, 1, 1])
     thr, agree, esc = agreement_curve(conf, match, np.ones(3, dtype=int))
@@ -107,6 +134,8 @@ def test_cascade_end_to_end_through_the_ledger(tmp_path: Path, ag_news_run: Path
     r1 = CliRunner().invoke(app, args + ["--out", str(tmp_path / "a.parquet"), "--summary-json", str(tmp_path / "a.json")])
     assert r1.exit_code == 0, r1.output
     assert "expected agreement with the teacher" in r1.output
+    said = " ".join(r1.output.split())
+    assert "with probability >= 0.90" in said  # the default: a guarantee (or why it sends everything)
     s1 = json.loads((tmp_path / "a.json").read_text())
     out = pq.read_table(tmp_path / "a.parquet").to_pydict()
     plan = s1["cascade"]

@@ -81,6 +81,8 @@ class CascadePlan:
     max_escalation_rate: float | None = None
     target_met: bool = True
     cost_per_label: float | None = None  # $ per escalated document at the teacher's price (None: price unknown)
+    guarantee: str = "estimate"  # how the target was met: see GUARANTEES
+    delta: float | None = None  # ltt: the target is missed with probability at most delta
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,12 +108,27 @@ class CascadePlan:
             f"student alone {self.student_agreement:.3f}",
             f"expected escalation rate {self.est_escalation_rate:.3f} (95% CI {elo:.3f}-{ehi:.3f})",
         ]
+        if self.guarantee == "ltt" and self.target_agreement is not None:
+            if self.threshold >= ESCALATE_ALL and self.est_escalation_rate >= 1.0:
+                out.append(f"{self.n_val} validation rows cannot show agreement >= {self.target_agreement} with probability "
+                           f">= {1 - (self.delta or 0):.2f} for any threshold, so every document goes to the teacher: "
+                           "distill with a larger --val-size, lower the target, or use thrifty label")
+            else:
+                out.append(f"guarantee: agreement >= {self.target_agreement} with probability >= {1 - (self.delta or 0):.2f} "
+                           "(Learn-then-Test on the validation rows)")
+        elif self.guarantee != "ltt" and self.target_agreement is not None:
+            out.append("no guarantee: the threshold meets the target on the validation "
+                       + ("rows' 95% lower bound" if self.guarantee == "wilson" else "point estimate")
+                       + " (--guarantee ltt for one)")
         if not self.target_met:
             out.append(f"the escalation cap keeps the expected agreement below the target {self.target_agreement}")
         if self.cost_per_label is not None:
             out.append(f"about ${self.cost_per_label:.6f} per escalated document (validation answers' mean tokens "
                        "at the teacher's price)")
         return out
+
+
+GUARANTEES = ("ltt", "wilson", "estimate")
 
 
 def choose_threshold(
@@ -122,13 +139,21 @@ def choose_threshold(
     max_escalation_rate: float | None = None,
     conservative: bool = False,
     level: float = 0.95,
+    guarantee: str = "estimate",
+    delta: float = 0.1,
 ) -> CascadePlan:
     """The lowest threshold whose validation agreement meets ``target_agreement``.
 
-    ``conservative`` asks the Wilson lower bound (not the point estimate) to meet the
-    target. ``max_escalation_rate`` caps the validation escalation rate; with no target it
-    picks the highest threshold under the cap (the most escalations the cap allows).
+    ``guarantee``: ``ltt`` (Learn-then-Test, :func:`thrifty.labelling.thresholds.ltt_threshold`: the
+    agreement is at least the target with probability ``1 - delta`` over the draw of the validation
+    rows), ``wilson`` (the Wilson lower bound of each threshold meets the target; ``conservative``
+    means the same) or ``estimate`` (the point estimate does: no guarantee). ``max_escalation_rate``
+    caps the validation escalation rate; with no target it picks the highest threshold under the cap
+    (the most escalations the cap allows).
     """
+    guarantee = "wilson" if conservative else guarantee
+    if guarantee not in GUARANTEES:
+        raise ThriftyError(f"--guarantee must be one of {', '.join(GUARANTEES)}; got {guarantee!r}.")
     if target_agreement is None and max_escalation_rate is None:
         raise ThriftyError("The cascade needs a target agreement or a maximum number of escalations.")
     if target_agreement is not None and not 0.0 < target_agreement <= 1.0:
@@ -140,8 +165,16 @@ def choose_threshold(
     allowed = np.ones(len(thr), dtype=bool) if max_escalation_rate is None else esc <= max_escalation_rate * n + 1e-9
     j = int(np.flatnonzero(allowed)[-1])  # index 0 (escalate nothing) is always allowed
     met = True
-    if target_agreement is not None:
-        score = np.array([wilson_interval(a, n, level)[0] for a in agree]) if conservative else agree / n
+    if target_agreement is not None and guarantee == "ltt":
+        from .labelling.thresholds import ltt_threshold  # same layer; imported here (it builds on agreement_curve)
+
+        k = int(np.searchsorted(thr, ltt_threshold(confidence, student, teacher, target_agreement, delta).threshold))
+        if allowed[k]:
+            j = k
+        else:
+            met = False
+    elif target_agreement is not None:
+        score = np.array([wilson_interval(a, n, level)[0] for a in agree]) if guarantee == "wilson" else agree / n
         ok = np.flatnonzero((score >= target_agreement - 1e-12) & allowed)
         if len(ok):
             j = int(ok[0])
@@ -158,6 +191,8 @@ def choose_threshold(
         target_agreement=target_agreement,
         max_escalation_rate=max_escalation_rate,
         target_met=met,
+        guarantee=guarantee,
+        delta=delta if guarantee == "ltt" else None,
     )
 
 
@@ -192,8 +227,11 @@ def plan_from_run(
     target_agreement: float | None = None,
     max_escalation_rate: float | None = None,
     conservative: bool = False,
+    guarantee: str = "ltt",
+    delta: float = 0.1,
 ) -> CascadePlan:
-    """Choose the threshold on the run's validation slice: student predictions vs ledger answers (free)."""
+    """Choose the threshold on the run's validation slice: student predictions vs ledger answers (free).
+    By default with a guarantee (Learn-then-Test, ``delta``); see :func:`choose_threshold`."""
     idx = validation_rows(run_dir)
     texts = [pool.texts[i] for i in idx]
     answers = cached.lookup(texts)
@@ -215,7 +253,7 @@ def plan_from_run(
     proba = model.predict_proba([texts[i] for i in keep])
     teacher = np.asarray([model.labels.index(answers[i].label) for i in keep])
     plan = choose_threshold(proba.max(axis=1), proba.argmax(axis=1), teacher, target_agreement,
-                            max_escalation_rate, conservative)
+                            max_escalation_rate, conservative, guarantee=guarantee, delta=delta)
     plan.cost_per_label = cost
     return plan
 

@@ -31,7 +31,9 @@ def predict(
     cascade: bool = typer.Option(False, "--cascade", help="Send low-confidence documents to the run's teacher (via its ledger)."),
     target_agreement: Optional[float] = typer.Option(None, "--target-agreement", help="Cascade: expected agreement with the teacher to reach (e.g. 0.98)."),
     max_escalations: Optional[int] = typer.Option(None, "--max-escalations", help="Cascade: at most this many documents go to the teacher."),
-    conservative: bool = typer.Option(False, "--conservative", help="Cascade: the 95% lower bound, not the estimate, must meet the target."),
+    guarantee: str = typer.Option("ltt", "--guarantee", help="Cascade: ltt = agreement >= --target-agreement with probability 1 - --delta (Learn-then-Test); wilson = each threshold's 95% lower bound meets it; estimate = the point estimate does (no guarantee)."),
+    delta: float = typer.Option(0.1, "--delta", help="Cascade, --guarantee ltt: the target may be missed with probability at most this."),
+    conservative: bool = typer.Option(False, "--conservative", help="Cascade: same as --guarantee wilson (kept for old scripts)."),
     max_dollars: Optional[float] = typer.Option(None, "--max-dollars", help="Cascade: stop escalating once this many dollars are spent (within one batch); the rest keep the student label."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Cascade: print the expected escalations and dollars (95% interval), pay nothing, write nothing."),
     restart: bool = typer.Option(False, "--restart", help="Discard the parts of an unfinished earlier run instead of resuming."),
@@ -59,7 +61,8 @@ def predict(
 
         casc = plan = None
         if cascade:
-            casc, plan = _make_cascade(run, corpus, text_col, target_agreement, max_escalations, conservative,
+            casc, plan = _make_cascade(run, corpus, text_col, target_agreement, max_escalations,
+                                       "wilson" if conservative else guarantee, delta,
                                        {"prices": prices, "price_in": price_in, "price_out": price_out}, max_dollars)
             if dry_run:
                 return _dry_run(casc, plan, corpus, text_col, max_escalations, max_dollars)
@@ -112,7 +115,7 @@ def _dry_run(casc, plan, corpus: Path, text_col: str, max_esc: Optional[int], ma
 
 
 def _make_cascade(run: Path, corpus: Path, text_col: str, target: Optional[float], max_esc: Optional[int],
-                  conservative: bool, price_kw: dict, max_dollars: Optional[float] = None):
+                  guarantee: str, delta: float, price_kw: dict, max_dollars: Optional[float] = None):
     """Threshold from the run's validation slice, teacher + ledger from the run's config."""
     from ..cascade import Cascade, open_run_teacher, plan_from_run
     from ..predict import count_rows
@@ -125,7 +128,7 @@ def _make_cascade(run: Path, corpus: Path, text_col: str, target: Optional[float
     model = load_model(run)
     cached, pool = open_run_teacher(run, **price_kw)
     rate = None if max_esc is None else max_esc / max(count_rows(corpus, text_col), 1)
-    plan = plan_from_run(run, model, cached, pool, target, rate, conservative)
+    plan = plan_from_run(run, model, cached, pool, target, rate, guarantee=guarantee, delta=delta)
     for line in plan.lines():
         console.print(f"cascade: {line}")
     return Cascade(cached, model.labels, plan.threshold, max_esc, max_dollars, plan.cost_per_label), plan

@@ -27,7 +27,9 @@ def serve(
     cascade: bool = typer.Option(False, "--cascade", help="Send unsure texts to the run's teacher (through its ledger)."),
     target_agreement: Optional[float] = typer.Option(None, "--target-agreement", help="Cascade: expected agreement with the teacher to reach (sets the threshold)."),
     max_dollars: Optional[float] = typer.Option(None, "--max-dollars", help="Cascade: the most this server pays the teacher (ledger hits are free)."),
-    conservative: bool = typer.Option(False, "--conservative", help="Cascade: the 95% lower bound must meet the target."),
+    guarantee: str = typer.Option("ltt", "--guarantee", help="Cascade: ltt = agreement >= --target-agreement with probability 1 - --delta (Learn-then-Test); wilson = each threshold's 95% lower bound meets it; estimate = the point estimate does (no guarantee)."),
+    delta: float = typer.Option(0.1, "--delta", help="Cascade, --guarantee ltt: the target may be missed with probability at most this."),
+    conservative: bool = typer.Option(False, "--conservative", help="Cascade: same as --guarantee wilson (kept for old scripts)."),
     teacher_timeout: float = typer.Option(30.0, "--teacher-timeout", help="Cascade: seconds a request waits for the teacher before answering with the student (flagged)."),
     teacher_retries: Optional[int] = typer.Option(None, "--teacher-retries", help="Cascade, openai teachers: retries per text before the student's answer stands (default: the teacher's)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request line (no bodies, no keys)."),
@@ -47,7 +49,8 @@ def serve(
         raise ThriftyError("--max-batch, --max-texts, --max-chars, --max-body-bytes and --teacher-timeout must be "
                            "positive, --max-wait-ms 0 or more.")
     application, plan = build_server_app(
-        run, cascade=cascade, target_agreement=target_agreement, max_dollars=max_dollars, conservative=conservative,
+        run, cascade=cascade, target_agreement=target_agreement, max_dollars=max_dollars, guarantee=guarantee,
+        delta=delta, conservative=conservative,
         teacher_kw={"prices": prices, "price_in": price_in, "price_out": price_out, "max_retries": teacher_retries},
         batching=batching,
         max_batch=max_batch, max_wait_ms=max_wait_ms, teacher_timeout_s=teacher_timeout,

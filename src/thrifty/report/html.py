@@ -149,7 +149,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, corpus: Cor
             from ..cascade import agreement_curve, choose_threshold
 
             thr, agree, esc = agreement_curve(conf[val], pred[val], t_idx[val])
-            plan = choose_threshold(conf[val], pred[val], t_idx[val], target_agreement=cascade_target)
+            plan = choose_threshold(conf[val], pred[val], t_idx[val], target_agreement=cascade_target, guarantee="ltt")
             n = int(val.sum())
             rep.figures["cascade"] = figures.cascade_curve(thr, agree / n, esc / n, plan.threshold)
             body += ["<h2>Cascade</h2>", figure_html("cascade", rep.figures["cascade"], "cascade curve",

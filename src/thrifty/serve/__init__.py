@@ -13,8 +13,9 @@ from ..errors import ThriftyError
 
 
 def make_escalator(run: str | Path, model: Any, target_agreement: float | None, max_dollars: float,
-                   conservative: bool = False, **teacher_kw: Any):
-    """The run's teacher behind its ledger, with the threshold chosen on the run's validation slice.
+                   guarantee: str = "ltt", delta: float = 0.1, **teacher_kw: Any):
+    """The run's teacher behind its ledger, with the threshold chosen on the run's validation slice
+    (``guarantee``, ``delta``: see :func:`thrifty.cascade.choose_threshold`).
 
     ``teacher_kw`` (prices, ``max_retries`` for openai teachers) go to :func:`thrifty.teachers.make_teacher`.
     Returns ``(escalator, plan)``.
@@ -33,13 +34,13 @@ def make_escalator(run: str | Path, model: Any, target_agreement: float | None, 
         if not str(teacher).startswith("openai"):
             raise ThriftyError(f"--teacher-retries applies to openai teachers; this run's teacher is {teacher!r}.")
     cached, pool = open_run_teacher(run, **teacher_kw)
-    plan = plan_from_run(run, model, cached, pool, target_agreement, None, conservative)
+    plan = plan_from_run(run, model, cached, pool, target_agreement, None, guarantee=guarantee, delta=delta)
     return Escalator(cached, plan.threshold, max_dollars), plan
 
 
 def build_server_app(run: str | Path, *, cascade: bool = False, target_agreement: float | None = None,
-                     max_dollars: float | None = None, conservative: bool = False,
-                     teacher_kw: dict[str, Any] | None = None, **app_kw: Any):
+                     max_dollars: float | None = None, guarantee: str = "ltt", delta: float = 0.1,
+                     conservative: bool = False, teacher_kw: dict[str, Any] | None = None, **app_kw: Any):
     """Load the student of ``run`` and build the app (``app_kw`` go to :func:`.app.build_app`).
 
     Returns ``(app, plan)``; ``plan`` is None without a cascade.
@@ -50,7 +51,7 @@ def build_server_app(run: str | Path, *, cascade: bool = False, target_agreement
     model = load_model(run)
     escalator = plan = None
     if cascade:
-        escalator, plan = make_escalator(run, model, target_agreement, max_dollars, conservative,
+        escalator, plan = make_escalator(run, model, target_agreement, max_dollars, "wilson" if conservative else guarantee, delta,
                                          **{k: v for k, v in (teacher_kw or {}).items() if v is not None})
     elif target_agreement is not None or max_dollars is not None:
         raise ThriftyError("--target-agreement and --max-dollars need --cascade.")
