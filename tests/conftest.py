@@ -59,6 +59,24 @@ def ag_news_csv(ag_news: Path, tmp_path_factory: pytest.TempPathFactory) -> Call
 
 
 @pytest.fixture
+def json_server() -> Iterator[Callable[..., str]]:
+    """Factory: ``json_server(respond)`` serves HTTP on 127.0.0.1 where every POST is answered with
+    ``respond(n, body) -> (status, JSON object)`` (``n``: 1 for the first request); returns its ``/v1`` URL
+    (:class:`thrifty.testing.http.JsonServer`, stopped after the test)."""
+    from thrifty.testing.http import JsonServer
+
+    servers: list[JsonServer] = []
+
+    def make(respond: Callable[[int, Any], tuple[int, Any]]) -> str:
+        servers.append(JsonServer(lambda n, body, headers: respond(n, body)))
+        return servers[-1].base_url
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
 def sim_server() -> Iterator[Callable[..., Any]]:
     """Factory: ``sim_server(dataset="ag_news", **SimServer options)`` starts a simulated teacher on
     127.0.0.1 (any free port) and stops it after the test."""

@@ -3,10 +3,6 @@ answers garbage raises GeneratorError; both are run failures (exit 1) with a one
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from thrifty.errors import GeneratorError, LedgerError, RunError, TeacherError
@@ -25,27 +21,9 @@ def test_a_file_that_is_not_a_ledger_raises_ledger_error(tmp_path):
 
 
 @pytest.fixture
-def garbage_server():
+def garbage_server(json_server):
     """Answers every chat completion with HTTP 200 and a body that is not a completion."""
-
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            raw = json.dumps({"result": "ok"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
+    return json_server(lambda n, body: (200, {"result": "ok"}))
 
 
 def test_a_generator_answering_garbage_raises_generator_error(garbage_server):

@@ -5,9 +5,7 @@ early stopping, spend), resume, the OpenAI-compatible generator over real HTTP o
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -22,50 +20,30 @@ from thrifty.synthesis.prompts import build_messages, class_report, output_schem
 from thrifty.synthesis.validation import Candidate, Deduper, auto_threshold, parse_generation
 from thrifty.teachers.ledger import Ledger
 from thrifty.teachers.replay import ReplayTeacher
+from thrifty.testing.http import JsonServer
 
 
 # ---- a tiny real generator server (scripted answers), 127.0.0.1 ------------------------------------
-class GenServer:
+class GenServer(JsonServer):
     """Serves ``POST /v1/chat/completions`` with scripted contents, in order (the last one repeats).
     ``statuses`` are HTTP error codes to answer first; ``no_schema`` answers 400 to response_format."""
 
     def __init__(self, contents, statuses=(), no_schema=False):
         self.contents, self.statuses, self.no_schema = list(contents), list(statuses), no_schema
         self.bodies, self.auth, self.n = [], [], 0
-        server = self
+        super().__init__(self._respond)
 
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.bodies.append(body)
-                server.auth.append(self.headers.get("Authorization"))
-                if server.statuses:
-                    return self._send(server.statuses.pop(0), {"error": {"message": "try later"}})
-                if server.no_schema and "response_format" in body:
-                    return self._send(400, {"error": {"message": "response_format is not supported"}})
-                content = server.contents[min(server.n, len(server.contents) - 1)]
-                server.n += 1
-                self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}],
-                                 "usage": {"prompt_tokens": 900, "completion_tokens": 300}})
-
-            def _send(self, status, obj):
-                raw = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def _respond(self, _n, body, headers):
+        self.bodies.append(body)
+        self.auth.append(headers.get("Authorization"))
+        if self.statuses:
+            return self.statuses.pop(0), {"error": {"message": "try later"}}
+        if self.no_schema and "response_format" in body:
+            return 400, {"error": {"message": "response_format is not supported"}}
+        content = self.contents[min(self.n, len(self.contents) - 1)]
+        self.n += 1
+        return 200, {"choices": [{"message": {"role": "assistant", "content": content}}],
+                     "usage": {"prompt_tokens": 900, "completion_tokens": 300}}
 
 
 @pytest.fixture

@@ -107,50 +107,26 @@ def test_the_answer_discarded_when_the_server_gives_no_logprobs_is_in_the_dollar
     led.close()
 
 
-def test_a_discarded_answer_whose_second_ask_fails_stays_possibly_billed(task, tmp_path):
+def test_a_discarded_answer_whose_second_ask_fails_stays_possibly_billed(task, tmp_path, json_server):
     """Billed, discarded (no logprobs), then the text's second ask never gets an answer: the ledger must
     keep counting that request as possibly billed, not forget it."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from thrifty.errors import TeacherError
     from thrifty.teachers.ledger import CachedTeacher, Ledger
 
-    served = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            served.append(1)
-            status, body = (200, {"choices": [{"message": {"role": "assistant", "content": task.labels[0]}}],
-                                  "usage": {"prompt_tokens": 1000, "completion_tokens": 10}}) if len(served) == 1 \
-                else (503, {"error": {"message": "overloaded"}})
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        t = OpenAITeacher(task, "sim", base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1", max_retries=1, **FAST)
-        led = Ledger(tmp_path / "l.sqlite")
-        try:  # the text is set aside (a server error on it alone) or the call fails: either way nothing is answered
-            labs = CachedTeacher(t, led, run="r").label(["a text"])
-            assert labs[0].label is None
-        except TeacherError:
-            pass
-        st = led.stats()
-        assert len(served) == 3 and st.sent == 3 and st.calls == 0
-        assert st.possibly_billed == 1  # the 200 that was discarded; the two 503s were error replies
-        led.close()
-    finally:
-        srv.shutdown()
+    answer = {"choices": [{"message": {"role": "assistant", "content": task.labels[0]}}],
+              "usage": {"prompt_tokens": 1000, "completion_tokens": 10}}
+    url = json_server(lambda n, body: (200, answer) if n == 1 else (503, {"error": {"message": "overloaded"}}))
+    t = OpenAITeacher(task, "sim", base_url=url, max_retries=1, **FAST)
+    led = Ledger(tmp_path / "l.sqlite")
+    try:  # the text is set aside (a server error on it alone) or the call fails: either way nothing is answered
+        labs = CachedTeacher(t, led, run="r").label(["a text"])
+        assert labs[0].label is None
+    except TeacherError:
+        pass
+    st = led.stats()
+    assert st.sent == 3 and st.calls == 0
+    assert st.possibly_billed == 1  # the 200 that was discarded; the two 503s were error replies
+    led.close()
 
 
 def test_distill_end_to_end_on_a_reasoning_model(sim_server, ag_news_csv, tmp_path):

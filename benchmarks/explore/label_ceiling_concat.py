@@ -1,29 +1,24 @@
-import sys, time, json
+"""All-labels ceilings (5-fold) of mpnet-lr, minilm-lr, both concatenated, and their average; and 1,000 random labels."""
+import json
+import sys
+
 import numpy as np
-from sklearn.model_selection import KFold
+from _common import embed as feats, proba, recorded
 from sklearn.linear_model import LogisticRegression
-from thrifty.bench.datasets import load_dataset, make_bench_teacher
-from thrifty.features import make_features
+from sklearn.model_selection import KFold
+
 from thrifty.cascade import choose_threshold
 from thrifty.labelling.job import escalation_for_target
 
-def feats(name, texts):
-    f = make_features(name); f.fit(texts); return np.asarray(f.transform(texts), dtype=np.float32)
 
 def lr(X, y, C=10.0):
     return LogisticRegression(C=C, max_iter=1000).fit(X, y)
 
-def proba(m, X, k):
-    P = np.zeros((len(X), k)); P[:, m.classes_] = m.predict_proba(X); return P
 
-res = {}
 for name in sys.argv[1:]:
-    data = load_dataset(name)
-    setup = make_bench_teacher("recorded", data, price_model="gpt-4o-mini")
-    task, corpus = data.task, setup.corpus
-    T = np.asarray([task.index(x) if x is not None else -1 for x in setup.answers])
+    task, texts, T = recorded(name)
     k = task.n_labels
-    Xs = {"mpnet": feats("mpnet", corpus.texts), "minilm": feats("minilm", corpus.texts)}
+    Xs = {"mpnet": feats("mpnet", texts), "minilm": feats("minilm", texts)}
     Xs["concat"] = np.hstack([Xs["mpnet"], Xs["minilm"]])
     ok = np.flatnonzero(T >= 0)
     out = {}

@@ -1,19 +1,17 @@
-import sys, json
+"""Escalation for a 0.95 target vs random training labels (500..4,000) and validation size (LTT), and the oracle threshold."""
+import json
+import sys
+
 import numpy as np
+from _common import embed, proba, recorded
 from sklearn.linear_model import LogisticRegression
-from thrifty.bench.datasets import load_dataset, make_bench_teacher
-from thrifty.features import make_features
+
 from thrifty.labelling.job import escalation_for_target
 
-def proba(m, X, k):
-    P = np.zeros((len(X), k)); P[:, m.classes_] = m.predict_proba(X); return P
 for name in sys.argv[2:]:
-    data = load_dataset(name)
-    setup = make_bench_teacher("recorded", data, price_model="gpt-4o-mini")
-    task, corpus = data.task, setup.corpus
-    T = np.asarray([task.index(x) if x is not None else -1 for x in setup.answers])
+    task, texts, T = recorded(name)
     k = task.n_labels
-    f = make_features(sys.argv[1]); f.fit(corpus.texts); X = np.asarray(f.transform(corpus.texts), dtype=np.float32)
+    X = embed(sys.argv[1], texts)
     ok = np.flatnonzero(T >= 0)
     out = {}
     for seed in [0, 1, 2]:
