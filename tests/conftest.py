@@ -25,6 +25,45 @@ def dataset_path(name: str) -> Path:
     return p
 
 
+def write_recorded_csv(dataset: str, pick: Callable[[list[dict]], list[dict]], dest: Path) -> list[dict]:
+    """Write ``pick``'s rows of a shared dataset whose recorded teacher is in its columns to ``dest`` (the text
+    and the teacher's columns: what the replay teacher reads); returns those rows."""
+    import csv
+
+    with open(dataset_path(dataset) / "pool.csv", newline="", encoding="utf-8") as f:
+        rows = pick(list(csv.DictReader(f)))
+    keep = ["text", "teacher_label"] + (["teacher_confidence"] if "teacher_confidence" in rows[0] else [])
+    with open(dest, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=keep, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def sigkill_when(proc: Any, sim: Any, ready: Callable[[], bool], what: str, settle: float = 0.0,
+                 timeout: float = 300) -> None:
+    """SIGKILL ``proc`` (a CLI run against ``sim``, stdout piped) ``settle`` seconds after ``ready()``; it must
+    not end before. Cleans up the process and releases the sim's held requests whatever happens."""
+    import signal
+    import time
+
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, f"the run ended early:\n{proc.stdout.read().decode()[-3000:]}"
+            assert time.monotonic() < deadline, f"never got there ({what}): {sim.stats()['answered']} answers"
+            time.sleep(0.05)
+        time.sleep(settle)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        sim.release()
+
+
 @pytest.fixture(autouse=True)
 def _own_default_ledger(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """A Distiller without out= keeps a persistent ledger (paths.default_ledger_path): one per test here."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from conftest import sigkill_when
 
 BUDGET, BATCH = 150, 25  # 30 validation + 50 seed + 3 rounds of at most 25
 STUDENT = "tfidf-svm"  # the fastest built-in student on 2 busy cores; the loop is what is under test
@@ -83,21 +84,9 @@ def test_sigkill_mid_run_then_resume_pays_each_text_once(sim_server, pool, tmp_p
     sim.hold_after(kill_after)  # then requests hang, so the kill lands with nothing answered-but-unsaved
     t0 = time.perf_counter()
     proc = subprocess.Popen(distill_cmd(pool, sim, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env())
-    try:
-        deadline = time.monotonic() + 300
-        while not (sim.stats()["answered"] == kill_after and sim.stats()["requests"] > kill_after
-                   and (out / "ledger.sqlite").exists() and len(ledger_texts(out / "ledger.sqlite")) == kill_after):
-            assert proc.poll() is None, f"distill ended early:\n{proc.stdout.read().decode()[-3000:]}"
-            assert time.monotonic() < deadline, f"server never reached {kill_after} answers: {sim.stats()['answered']}"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        sim.release()
+    sigkill_when(proc, sim, lambda: sim.stats()["answered"] == kill_after and sim.stats()["requests"] > kill_after
+                 and (out / "ledger.sqlite").exists() and len(ledger_texts(out / "ledger.sqlite")) == kill_after,
+                 f"{kill_after} answers in the ledger")
     killed_s = time.perf_counter() - t0
     paid = sim.stats()
     # every paid answer is in the ledger

@@ -8,7 +8,6 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import sigkill_when, write_recorded_csv
 from thrifty.cascade import ESCALATE_ALL, choose_threshold
 from thrifty.labelling import ltt_threshold, project, stop_buying, stopping_round
 
@@ -134,21 +134,8 @@ def test_label_kill_then_resume_pays_each_text_once_and_labels_every_document(si
     kill_after = AUDIT + VAL + SEED + BATCH // 2  # in the middle of the first bought batch
     sim.hold_after(kill_after)
     proc = subprocess.Popen(label_cmd(pool, sim, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env())
-    try:
-        deadline = time.monotonic() + 300
-        while not (sim.stats()["answered"] == kill_after and sim.stats()["requests"] > kill_after):
-            assert proc.poll() is None, f"label ended early:\n{proc.stdout.read().decode()[-3000:]}"
-            assert time.monotonic() < deadline, f"server never reached {kill_after} answers"
-            time.sleep(0.05)
-        time.sleep(0.3)  # let the last answers reach the ledger
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        sim.release()
+    sigkill_when(proc, sim, lambda: sim.stats()["answered"] == kill_after and sim.stats()["requests"] > kill_after,
+                 f"{kill_after} answers", settle=0.3)  # settle: the last answers reach the ledger
     assert not out.exists()
     refused = invoke(label_cmd(pool, sim, out), code=2)  # an existing job is continued only on purpose
     assert "--resume" in refused and sim.stats()["answered"] == kill_after
@@ -275,13 +262,7 @@ def test_python_api_with_a_recorded_teacher_writes_jsonl_and_a_history(tmp_path)
     from conftest import dataset_path
 
     src = dataset_path("sst2_llama3")
-    with open(src / "pool.csv", newline="", encoding="utf-8") as f:
-        rows = [r for _, r in zip(range(900), csv.DictReader(f))]
-    keep = ["text", "teacher_label"] + (["teacher_confidence"] if "teacher_confidence" in rows[0] else [])
-    with open(tmp_path / "c.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=keep, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    rows = write_recorded_csv("sst2_llama3", lambda rows: rows[:900], tmp_path / "c.csv")
     res = thrifty.label(tmp_path / "c.csv", str(src / "labels.json"), "replay", out=tmp_path / "l.jsonl",
                         target_agreement=0.9, student="tfidf-svm", audit_size=60, val_size=150, seed_size=40,
                         batch=40, max_train_labels=200)

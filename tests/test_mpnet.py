@@ -72,17 +72,11 @@ def test_mpnet_embeddings_make_sense_and_match_torch():
 def test_label_defaults_to_an_mpnet_student_whose_saved_model_reloads(tmp_path):
     """`thrifty.label` on 400 rows of a recorded teacher (gpt-3.5 on movie reviews) picks mpnet-lr by default; the saved model reloads."""
     import thrifty
-    from conftest import dataset_path
+    from conftest import dataset_path, write_recorded_csv
     from thrifty.students import load_model
 
     src = dataset_path("mr_chatgpt")
-    with open(src / "pool.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))[::21][:400]  # the pool is sorted by label: a stride mixes both
-    keep = ["text", "teacher_label"] + (["teacher_confidence"] if "teacher_confidence" in rows[0] else [])
-    with open(tmp_path / "c.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=keep, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    rows = write_recorded_csv("mr_chatgpt", lambda rows: rows[::21][:400], tmp_path / "c.csv")  # sorted by label: a stride mixes both
     res = thrifty.label(tmp_path / "c.csv", str(src / "labels.json"), "replay", out=tmp_path / "l.csv",
                         target_agreement=0.8, audit_size=50, val_size=120, seed_size=40,
                         batch=40, max_train_labels=120)
