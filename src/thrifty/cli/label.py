@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .app import app, console, friendly
@@ -35,6 +36,11 @@ def label_cmd(
     soft: bool = typer.Option(False, "--soft/--hard", help="Train on the teacher's distributions where it gives them."),
     self_train: Optional[float] = typer.Option(None, "--self-train", help="Also train on unlabelled documents the student labels with at least this confidence."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    pool_size: Optional[int] = typer.Option(None, "--pool-size", help="Documents the student selects from and trains on, besides audit and validation (default 20,000); the rest only pass through the cascade."),
+    fast_student: str = typer.Option("auto", "--fast-student", help="Student in front of --student for documents outside the pool, distilled on its probabilities (auto: tfidf-lr; none: no fast tier)."),
+    fast_tolerance: float = typer.Option(0.2, "--fast-tolerance", help="The fast tier keeps what, out of fold over the pool, disagrees with --student on at most this x (1 - target) (90% upper bound)."),
+    engine: str = typer.Option("local", "--engine", help="local, or ray: documents outside the pool go through the student tiers as a Ray Data stage."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster for --engine ray (default: a running one, else a new local one)."),
     text_col: str = TextCol,
     id_col: Optional[str] = IdCol,
     base_url: Optional[str] = BaseUrl,
@@ -55,7 +61,9 @@ def label_cmd(
     tch = build_teacher(teacher, task, docs, base_url, api_key_env, prices, price_in, price_out)
     cfg = LabelConfig(target_agreement=target_agreement, delta=delta, student=student, strategy=strategy, batch=batch,
                       seed_size=seed_size, audit_size=audit_size, val_size=val_size, max_train_labels=max_train_labels,
-                      patience=patience, max_dollars=max_dollars, soft=soft, self_train=self_train, seed=seed)
+                      patience=patience, max_dollars=max_dollars, soft=soft, self_train=self_train, seed=seed,
+                      pool_size=pool_size, fast_student=fast_student, fast_tolerance=fast_tolerance,
+                      engine=engine, ray_address=ray_address)
     work = Path(str(out) + ".thrifty")
     job = LabelJob(task, tch, cfg, work=work, say=None if quiet else console.print,
                    meta={"corpus": str(corpus.resolve()), "teacher": teacher, "out": str(out.resolve())})
@@ -117,7 +125,11 @@ def summary_table(s: dict[str, Any]) -> Table:
     t.add_row("escalation rate / cost at 10^6 docs", f"{100 * s['escalation_rate']:.1f}% / "
               f"{100 * p6['fraction_of_teacher_everything']:.1f}% of teacher-everything")
     ts, tt = s["tiers"]["student"], s["tiers"]["teacher"]
-    t.add_row("student tier", f"{ts['docs']:,} docs" + (f", {ts['docs_per_s']:,.0f} docs/s" if ts["docs_per_s"] else ""))
+    if "fast" in s["tiers"]:
+        tf = s["tiers"]["fast"]
+        t.add_row(f"fast tier ({escape(tf['name'])})", f"{tf['docs']:,} docs answered of {tf['docs_read']:,} read" +
+                  (f", {tf['predict_docs_per_s']:,.0f} docs/s" if tf["predict_docs_per_s"] else ""))
+    t.add_row(f"student tier ({escape(ts['name'])})", f"{ts['docs']:,} docs" + (f", {ts['docs_per_s']:,.0f} docs/s" if ts["docs_per_s"] else ""))
     t.add_row("teacher tier", f"{tt['docs']:,} docs" + (f", {tt['docs_per_s']:,.1f} docs/s" if tt["docs_per_s"] else ""))
     t.add_row("stopped buying labels", s["stop_reason"])
     t.add_row("wall time", f"{s['wall_s']:.1f} s")

@@ -1,4 +1,4 @@
-"""``thrifty predict --engine ray``: the same prediction on Ray Data.
+"""``thrifty predict --engine ray`` and ``thrifty label --engine ray``: the same work on Ray Data.
 
 ``read_parquet`` / ``read_csv`` / ``read_json`` -> ``map_batches`` with a callable class
 (the student is loaded once per actor, a fixed pool of actors) -> ``write_parquet``. Order is preserved
@@ -37,6 +37,79 @@ class StudentPredictor:
         pred, conf, proba = score(self.model, texts_of(batch.column(self.text_col)))
         return result_table(batch.column(self.id_col), self.id_col, self.model.labels, pred, conf,
                             proba if self.probs else None, empty=empty_mask(batch.column(self.text_col)))
+
+
+class TierScorer:
+    """Ray Data callable class: ``thrifty label``'s student tiers (fast, then accurate) on Arrow batches
+    of ``pos``/``text``; the models are the job's own saved ones, loaded once per actor."""
+
+    def __init__(self, accurate_dir: str, fast_dir: str | None, fast_threshold: float):
+        from threadpoolctl import threadpool_limits
+
+        from ..students import load_model
+
+        threadpool_limits(1)
+        self.accurate = load_model(accurate_dir)
+        self.fast = load_model(fast_dir) if fast_dir else None
+        self.threshold = fast_threshold
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from ..labelling.tiers import score_chunk
+
+        texts = batch.column("text").to_pylist()
+        label, score_, kept, _, _ = score_chunk(texts, self.fast.predict_proba if self.fast else None, self.threshold,
+                                                self.accurate.predict_proba)
+        return pa.table({"pos": batch.column("pos"), "label": label, "score": score_, "kept": kept})
+
+
+def label_tiers_ray(
+    texts: list[str], idx: np.ndarray, accurate_dir: str | Path, fast_dir: str | Path | None, fast_threshold: float,
+    *, address: str | None = None, concurrency: int | None = None, num_cpus: int | None = None, batch_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+    """``thrifty label --engine ray``: documents ``idx`` through the saved fast and accurate students as a Ray
+    Data stage (a fixed pool of actors); the same ``(label, score, kept_by_fast, seconds)`` as the local
+    :func:`thrifty.labelling.tiers.stream_tiers`, in the order of ``idx``."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ThriftyError("--engine ray needs Ray: pip install 'thrifty[ray]'.") from e
+    t0 = time.perf_counter()
+    secs = {"fast_s": 0.0, "fast_docs": len(idx) if fast_dir else 0, "accurate_s": 0.0, "accurate_docs": 0, "ray_s": 0.0}
+    if len(idx) == 0:
+        return np.zeros(0, int), np.zeros(0), np.zeros(0, bool), secs
+    _start(ray, address, num_cpus)
+    actors, actor_cpus = _actor_pool(ray, concurrency)
+    table = pa.table({"pos": pa.array(np.arange(len(idx))), "text": [texts[i] for i in idx]})
+    blocks = [table.slice(i, batch_size) for i in range(0, len(idx), batch_size)]  # one block a batch: every actor works
+    ds = ray.data.from_arrow(blocks).map_batches(
+        TierScorer, fn_constructor_args=(str(accurate_dir), str(fast_dir) if fast_dir else None, float(fast_threshold)),
+        batch_size=batch_size, batch_format="pyarrow", num_cpus=actor_cpus, compute=ray.data.ActorPoolStrategy(size=actors))
+    out = pa.concat_tables(ray.get(ds.to_arrow_refs()))
+    order = np.argsort(out.column("pos").to_numpy())
+    kept = out.column("kept").to_numpy(zero_copy_only=False)[order]
+    secs["accurate_docs"] = int((~kept).sum())
+    secs["ray_s"] = time.perf_counter() - t0
+    return (out.column("label").to_numpy()[order], out.column("score").to_numpy()[order], kept, secs)
+
+
+def _start(ray: Any, address: str | None, num_cpus: int | None) -> Any:
+    """Connect to ``address`` (or a running Ray), else start a local one; the Data context, quiet and ordered."""
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
+    return ctx
+
+
+def _actor_pool(ray: Any, concurrency: int | None) -> tuple[int, float]:
+    """(actors, CPUs each): ``concurrency`` actors (default one per CPU) that together reserve all CPUs but
+    one: the read and write tasks need a free CPU to be scheduled at all, or the pipeline deadlocks on
+    small clusters."""
+    n_cpus = max(1.0, float(ray.cluster_resources().get("CPU", 1)))
+    actors = max(1, int(concurrency or n_cpus))
+    return actors, min(1.0, max(0.05, (n_cpus - 1) / actors))
 
 
 def _read(ray: Any, corpus: Path, columns: list[str]) -> Any:
@@ -96,20 +169,11 @@ def predict_ray(
         raise CorpusError(f"{corpus} has no column(s) {missing}; it has {names}. Use --text-col/--id-col.")
     if out.is_file() or (out.is_dir() and any(out.iterdir())):
         raise ThriftyError(f"{out} already exists; Ray writes a directory of Parquet files: choose a new --out.")
-    if not ray.is_initialized():
-        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True
-    ctx.enable_progress_bars = False
+    ctx = _start(ray, address, num_cpus)
     # Blocks of about one batch: Ray spreads blocks, not rows, over the actors, and a whole
     # file read as one block would keep every actor but one idle.
     ctx.target_max_block_size = max(1 << 16, int(_bytes_per_row(corpus, text_col) * batch_size))
-    n_cpus = max(1.0, float(ray.cluster_resources().get("CPU", 1)))
-    actors = max(1, int(concurrency or n_cpus))
-    # A fixed pool whose actors together reserve all CPUs but one: the read and write tasks
-    # need a free CPU to be scheduled at all, or the pipeline deadlocks on small clusters.
-    actor_cpus = min(1.0, max(0.05, (n_cpus - 1) / actors))
+    actors, actor_cpus = _actor_pool(ray, concurrency)
     ds = _read(ray, corpus, list(dict.fromkeys([id_col, text_col])))
     ds = ds.map_batches(StudentPredictor, fn_constructor_args=(str(model_dir), text_col, id_col, probs),
                         batch_size=batch_size, batch_format="pyarrow", num_cpus=actor_cpus,

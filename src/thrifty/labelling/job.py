@@ -38,6 +38,7 @@ from ..teachers.ledger import CachedTeacher, Ledger
 from .learner import Learner
 from .projection import SCALE_1E6, Projection, project, stop_buying
 from .thresholds import ThresholdChoice, ltt_threshold
+from .tiers import FastTier, cascade_scores, resolve_fast, stream_tiers
 
 PHASES = ("audit", "validation", "training", "escalations")
 
@@ -66,6 +67,11 @@ class LabelConfig:
     soft: bool = False
     self_train: float | None = None
     seed: int = 0
+    pool_size: int | None = None  # None: 20,000 documents (besides audit and validation) to select and train on
+    fast_student: str | None = "auto"  # in front of the student outside the pool; auto: tfidf-lr (none: no fast tier)
+    engine: str = "local"  # local | ray: where documents outside the pool go through the student tiers
+    ray_address: str | None = None  # a Ray cluster to use with engine="ray" (default: a running or a new local one)
+    fast_tolerance: float = 0.2  # the fast tier keeps what disagrees with the student on <= this x (1 - target) (90% bound)
 
     def sizes(self, n_docs: int) -> tuple[int, int]:
         """(audit, validation) sizes for a corpus of ``n_docs`` documents.
@@ -77,6 +83,11 @@ class LabelConfig:
         val = self.val_size if self.val_size is not None else int(np.clip(round(min(0.05 * n_docs, scaled(n_docs))), 200, 5000))
         return int(audit), int(val)
 
+    def pool(self, n_docs: int) -> int:
+        """Documents (besides audit and validation) the student selects from and trains on: ``pool_size``
+        or 20,000. Outside it documents only pass through the cascade (see :mod:`thrifty.labelling.tiers`)."""
+        return int(self.pool_size) if self.pool_size is not None else POOL_DEFAULT
+
     def train_cap(self, n_docs: int) -> int:
         """Most training labels to buy: ``max_train_labels``, or 1,000 growing with ``scaled`` to
         5,000 (whether a batch is bought is still decided by the projected cost)."""
@@ -85,6 +96,7 @@ class LabelConfig:
         return int(np.clip(scaled(n_docs), 1000, 5000))
 
 
+POOL_DEFAULT = 20_000  # mpnet embeds it in ~4 min on 2 cores; 4x the largest training-label cap
 SCALE_FROM = 20_000  # documents from which the validation sample and the training-label cap grow
 
 
@@ -96,21 +108,22 @@ def scaled(n_docs: int) -> float:
     return 1000.0 * (max(n_docs, 1) / SCALE_FROM) ** (2 / 3)
 
 
-_SIZE_OPTIONS = ("audit_size", "val_size", "max_train_labels")
+_SIZE_OPTIONS = ("audit_size", "val_size", "max_train_labels", "pool_size")
 
 
 def _samples(cfg: LabelConfig, n_docs: int) -> dict[str, int]:
     """The audit and validation sizes and the training-label cap a job on ``n_docs`` documents uses (by option name)."""
     audit, val = cfg.sizes(n_docs)
-    return {"audit_size": audit, "val_size": val, "max_train_labels": cfg.train_cap(n_docs)}
+    return {"audit_size": audit, "val_size": val, "max_train_labels": cfg.train_cap(n_docs),
+            "pool_size": min(cfg.pool(n_docs), max(0, n_docs - audit - val))}
 
 
 def _samples_before_growth(saved_config: dict[str, Any], n_docs: int) -> dict[str, int]:
     """What a job.json written before the sizes grew with the corpus used: 5% (audit 100..400, validation
-    200..1000) and its recorded label cap (1,000 by default then)."""
+    200..1000), its recorded label cap (1,000 by default then) and every other document as the pool."""
     old = LabelConfig(audit_size=saved_config.get("audit_size"),
                       val_size=saved_config.get("val_size") or int(np.clip(round(0.05 * n_docs), 200, 1000)),
-                      max_train_labels=saved_config.get("max_train_labels") or 1000)
+                      max_train_labels=saved_config.get("max_train_labels") or 1000, pool_size=n_docs)
     return _samples(old, n_docs)
 
 
@@ -188,7 +201,8 @@ class LabelJob:
         # the student as resolved (``auto`` -> the strongest installed one) is compared, not as asked for;
         # so are the sample sizes and the label cap (their defaults depend on the corpus and on the version)
         n = len(corpus)
-        cfg = {k: v for k, v in asdict(self.config).items() if k not in ("max_dollars", "student", *_SIZE_OPTIONS)}
+        cfg = {k: v for k, v in asdict(self.config).items()
+               if k not in ("max_dollars", "student", "engine", "ray_address", *_SIZE_OPTIONS)}
         mine = json.loads(json.dumps({"config": cfg, "task": self.task.to_dict(),
                                       "teacher": self.teacher.identity(), "corpus_sha256": corpus.fingerprint(),
                                       "student": self._student, "samples": _samples(self.config, n)},
@@ -202,6 +216,11 @@ class LabelJob:
                 old = saved.get("config") or {}
                 saved = {**saved, "config": {k: v for k, v in old.items() if k not in _SIZE_OPTIONS},
                          "samples": _samples_before_growth(old, n)}
+            # written before the selection pool and the fast tier: every document was the pool (no fast tier ran)
+            ss = saved["samples"]
+            ss.setdefault("pool_size", max(0, n - ss.get("audit_size", 0) - ss.get("val_size", 0)))
+            for k in ("fast_student", "fast_tolerance"):
+                saved.setdefault("config", {}).setdefault(k, mine["config"][k])
             diff = [k for k in mine if saved.get(k) != mine[k]]
             if diff:
                 hint = f" It used --student {saved['student']}." if "student" in diff and saved.get("student") else ""
@@ -274,6 +293,15 @@ class LabelJob:
         if clf_params:
             raise ThriftyError(f"thrifty label takes the classifier's defaults; drop [{clf_params}] from {student!r}.")
         DistillConfig(student=student)  # unknown features/classifier/parameters: one ConfigError before anything is paid
+        if cfg.pool_size is not None and cfg.pool_size < cfg.seed_size:
+            raise ThriftyError(f"--pool-size {cfg.pool_size} cannot hold the seed set ({cfg.seed_size} labels).")
+        if cfg.engine not in ("local", "ray"):
+            raise ThriftyError(f"--engine must be local or ray; got {cfg.engine!r}.")
+        if not 0.0 <= cfg.fast_tolerance <= 1.0:
+            raise ThriftyError(f"--fast-tolerance must be in [0, 1]; got {cfg.fast_tolerance}.")
+        fast_spec = resolve_fast(cfg.fast_student, student)
+        if fast_spec is not None:
+            DistillConfig(student=fast_spec)
         self._check_work(corpus, resume)
         texts = corpus.texts
         rng = np.random.default_rng(cfg.seed)
@@ -297,16 +325,32 @@ class LabelJob:
         per_call = self._per_call()
         teacher_all = n * per_call
 
+        # the selection pool: the student selects from and trains on it; documents outside it only pass
+        # through the cascade (fast tier -> student -> teacher). Drawn only when it is smaller than the rest,
+        # so that a corpus that fits makes the very same draws as before the pool existed.
+        others = np.setdiff1d(valid, np.concatenate([audit_idx, val_idx]))
+        n_pool = min(cfg.pool(n), len(others))
+        pool_idx = np.sort(rng.permutation(others)[:n_pool]) if n_pool < len(others) else others
+        work_idx = np.sort(np.concatenate([audit_idx, val_idx, pool_idx]))  # documents the student reads
+        outside = np.setdiff1d(valid, work_idx)
+        local = np.full(n, -1)
+        local[work_idx] = np.arange(len(work_idx))
+        w_texts = [texts[i] for i in work_idx]
+        a_loc, v_loc, p_loc = local[audit_idx], local[val_idx], local[pool_idx]
+
         t0 = time.perf_counter()
         features = make_features(feats_name, **feats_params)
-        features.fit(texts)
-        X = features.transform(texts)
-        features_s = time.perf_counter() - t0
-
+        features.fit(w_texts)
         if dry_run:
-            plan = self._pilot_plan(X, audit_idx, clf, n, n_audit, n_val, per_call)
+            plan = self._pilot_plan(features.transform([texts[i] for i in audit_idx]), audit_idx, clf, n, n_audit,
+                                    n_val, per_call)
             return LabelResult([], np.zeros(0), [], {"dry_run": True, "plan": plan, "student": student,
                                                      "dollars_spent": self.spent(), "n_docs": n})
+        if len(outside):
+            self.say(f"selection pool: {n_pool:,} random documents (+ audit and validation); the other "
+                     f"{len(outside):,} go through the cascade only")
+        X = features.transform(w_texts)
+        features_s = time.perf_counter() - t0
 
         # 2. validation
         if not self._afford(n_val):
@@ -314,14 +358,13 @@ class LabelJob:
         self.say(f"validation: asking the teacher about {n_val} random documents (for the cascade threshold)")
         val_labs = self._ask("validation", val_idx, texts)
         vkeep = np.asarray([a.label is not None for a in val_labs])
-        cal_idx = val_idx[vkeep]
+        cal_loc = v_loc[vkeep]
         cal_y = np.asarray([self.task.index(a.label) for a in val_labs if a.label is not None], dtype=int)
 
         # 3. training rounds, stopped by the cost projection
-        known = np.zeros(n, dtype=bool)
-        known[audit_idx] = known[val_idx] = True
-        cand = np.setdiff1d(valid, np.concatenate([audit_idx, val_idx]))
-        self.learner = Learner(self.task, X, texts, self.cached["training"], cand, rng, classifier=clf,
+        known = np.zeros(len(work_idx), dtype=bool)
+        known[a_loc] = known[v_loc] = True
+        self.learner = Learner(self.task, X, w_texts, self.cached["training"], p_loc, rng, classifier=clf,
                                strategy=cfg.strategy, batch=cfg.batch, seed_size=cfg.seed_size, soft=cfg.soft,
                                self_train=cfg.self_train)
         history: list[dict[str, Any]] = []
@@ -331,16 +374,18 @@ class LabelJob:
         if not self._afford(cfg.seed_size):
             raise LabelBudgetError(self._budget_message(f"the seed set ({cfg.seed_size} labels)", cfg.seed_size))
         for rnd in self.learner.rounds():
-            trained = np.zeros(n, dtype=bool)
+            trained = np.zeros(len(work_idx), dtype=bool)
             trained[self.learner.train_idx] = True
             rest = np.flatnonzero(~(known | trained))
-            choice, rate = escalation_for_target(rnd.proba, cal_idx, cal_y, rest, cfg.target_agreement, cfg.delta)
+            choice, rate = escalation_for_target(rnd.proba, cal_loc, cal_y, rest, cfg.target_agreement, cfg.delta)
+            # documents outside the pool look like the validation rows (uniform), not like what selection left over
+            n_left = len(rest) + len(outside)
+            rate = (rate * len(rest) + choice.escalation_rate * len(outside)) / n_left if n_left else 0.0
             p = project(n, n_audit, n_val, rnd.n_train, rate, per_call)
-            # a new corpus looks like the validation rows (uniform), not like what selection left over
             p6 = project(max(n, SCALE_1E6), *cfg.sizes(max(n, SCALE_1E6)), rnd.n_train, choice.escalation_rate, per_call)
             calls.append(p.calls)
             row = {"round": rnd.round, "train_labels": rnd.n_train, "val_agreement": round(float(
-                np.mean(rnd.proba[cal_idx].argmax(1) == cal_y)), 4) if len(cal_y) else None,
+                np.mean(rnd.proba[cal_loc].argmax(1) == cal_y)), 4) if len(cal_y) else None,
                 "threshold": round(choice.threshold, 4), "escalation_rate": round(rate, 4),
                 "projected_calls": round(p.calls, 1), "projected_dollars": round(p.dollars, 4),
                 "projected_pct_of_teacher_everything": round(100 * p.fraction_of_teacher_everything, 2),
@@ -355,10 +400,12 @@ class LabelJob:
                 stop_reason = f"the last {cfg.patience} batches did not lower the projected cost"
             elif rnd.n_train + cfg.batch > cfg.train_cap(n):
                 stop_reason = f"the training-label cap ({cfg.train_cap(n):,}; --max-train-labels) was reached"
-            elif not self._afford(cfg.batch + rate * len(rest)):
+            elif not self._afford(cfg.batch + rate * n_left):
                 stop_reason = "another batch plus the escalations would pass --max-dollars"
-            elif len(rest) == 0:
+            elif n_left == 0:
                 stop_reason = "every document is labelled"
+            elif len(rest) == 0:
+                stop_reason = "every pool document is labelled (a larger --pool-size gives the student more to choose from)"
             if stop_reason:
                 break
         else:
@@ -367,16 +414,48 @@ class LabelJob:
         history[-1]["stop_reason"] = stop_reason
         self.say(f"stopped buying training labels: {stop_reason}")
 
-        # 4. threshold (validation only) and the cascade over the corpus
-        trained = np.zeros(n, dtype=bool)
+        # 4. the fast tier (outside the pool only), the threshold (validation only) and the cascade
+        trained = np.zeros(len(work_idx), dtype=bool)
         trained[self.learner.train_idx] = True
         known_all = known | trained
         rest = np.flatnonzero(~known_all)
-        conf = rnd.proba.max(axis=1)
-        choice, rate = escalation_for_target(rnd.proba, cal_idx, cal_y, rest, cfg.target_agreement, cfg.delta)
-        rate6 = float(np.mean(conf[audit_idx] < choice.threshold))  # uniform, never trained on: new documents
-        pred = rnd.proba.argmax(axis=1)
-        esc_idx = rest[conf[rest] < choice.threshold]
+        fast_spec = fast_spec if len(outside) else None
+        fast: FastTier | None = None
+        fast_p = None
+        if fast_spec is not None:
+            self.say(f"fast tier: distilling {fast_spec} on the student's probabilities over the {n_pool:,} pool documents")
+            fast = FastTier(fast_spec, tolerance=cfg.fast_tolerance * (1 - cfg.target_agreement), seed=cfg.seed)
+            fast.fit([w_texts[i] for i in p_loc], rnd.proba[p_loc])
+            t0 = time.perf_counter()
+            fast_p = fast.predict_proba(w_texts)  # the pool's leftovers follow the same policy as every document
+            fast_w_s = time.perf_counter() - t0
+        fast_t = fast.threshold_ if fast is not None else np.inf
+        pred, score, kept_fast = cascade_scores(fast_p, fast_t, rnd.proba)
+        choice = ltt_threshold(score[cal_loc], pred[cal_loc], cal_y, cfg.target_agreement, cfg.delta)
+        t = choice.threshold
+        rate6 = float(np.mean(score[a_loc] < t))  # uniform, never trained on: new documents
+
+        from ..students import TextModel
+
+        model = TextModel(features, rnd.student, self.task.labels, name=student)
+        models = self._save_models(model, fast)
+        o_secs: dict[str, float] = {"fast_s": 0.0, "fast_docs": 0, "accurate_s": 0.0, "accurate_docs": 0}
+        o_pred, o_score, o_kept = np.zeros(0, int), np.zeros(0), np.zeros(0, bool)
+        if len(outside):
+            self.say(f"cascade: {len(outside):,} documents outside the pool" + (", fast tier first" if fast else "") +
+                     (" (Ray)" if cfg.engine == "ray" else ""))
+            if cfg.engine == "ray":
+                from ..engines.ray import label_tiers_ray
+
+                assert models is not None
+                o_pred, o_score, o_kept, o_secs = label_tiers_ray(
+                    texts, outside, models / "model", models / "fast_model" if fast else None, fast_t,
+                    address=cfg.ray_address)
+            else:
+                o_pred, o_score, o_kept, o_secs = stream_tiers(texts, outside, fast, model.predict_proba, say=self.say)
+        esc_idx = np.sort(np.concatenate([work_idx[rest[score[rest] < t]], outside[o_score < t]])).astype(int)
+        n_unlabelled = len(rest) + len(outside)
+        rate = len(esc_idx) / n_unlabelled if n_unlabelled else 0.0
         if not self._afford(len(esc_idx)):
             p = project(n, n_audit, n_val, len(self.learner.train_idx), rate, per_call)
             raise LabelBudgetError(
@@ -384,36 +463,40 @@ class LabelJob:
                 f"${p.dollars:,.4f} in all against --max-dollars ${cfg.max_dollars:g} (teacher-everything "
                 f"${teacher_all:,.4f}). Spent so far ${self.spent():.4f}, kept in {self.ledger.path}: raise "
                 "--max-dollars or lower --target-agreement and run again with --resume; nothing is paid twice.")
-        self.say(f"cascade: threshold {choice.threshold:.4f}; {len(esc_idx):,} of {len(rest):,} unlabelled "
+        self.say(f"cascade: threshold {t:.4f}; {len(esc_idx):,} of {n_unlabelled:,} unlabelled "
                  "documents go to the teacher")
         t0 = time.perf_counter()
         esc_labs = self._ask("escalations", esc_idx, texts) if len(esc_idx) else []
         teacher_s = time.perf_counter() - t0
 
-        labels: list[str | None] = [self.task.labels[k] for k in pred]
-        confidence = conf.astype(float).copy()
-        tier = ["student"] * n
+        labels: list[str | None] = [None] * n  # empty texts keep no label
+        confidence = np.zeros(n)
+        tier = ["empty"] * n
+        for idx, lab, sc, kept in ((work_idx, pred, score, kept_fast), (outside, o_pred, o_score, o_kept)):
+            for i, k, c, f in zip(idx, lab, sc, kept):
+                labels[i], confidence[i], tier[i] = self.task.labels[k], c - 1.0 if f else c, "fast" if f else "student"
         all_known: dict[int, TeacherLabel] = {}
         for ph in ("audit", "validation"):
             all_known.update(self.answers[ph])
-        all_known.update(self.learner.answers)
+        all_known.update((int(work_idx[i]), a) for i, a in self.learner.answers.items())
         all_known.update(dict(zip((int(i) for i in esc_idx), esc_labs)))
         for i, a in all_known.items():
             if a.label is not None:
                 labels[i], confidence[i], tier[i] = a.label, float(a.confidence if a.confidence is not None else 1.0), "teacher"
-        # duplicates and empty texts follow the first copy's teacher answer (the ledger dedupes them)
+        # a repeated text gets its first copy's answer (only first copies are read or asked about)
         first: dict[str, int] = {}
-        for i, t in enumerate(texts):
-            j = first.setdefault(t, i)
-            if j != i and tier[j] == "teacher" and t.strip():
-                labels[i], confidence[i], tier[i] = labels[j], confidence[j], "teacher"
+        for i, t_ in enumerate(texts):
+            j = first.setdefault(t_, i)
+            if j != i and t_.strip():
+                labels[i], confidence[i], tier[i] = labels[j], confidence[j], tier[j]
 
         # 5. the honest estimate: the cascade as it would treat the audit documents (never seen)
-        akeep = [i for i in audit_idx if self.answers["audit"][int(i)].label is not None]
-        a_teacher = np.asarray([self.task.index(self.answers["audit"][int(i)].label) for i in akeep], dtype=int)
-        a_cascade = np.where(conf[akeep] < choice.threshold, a_teacher, pred[akeep]) if akeep else np.zeros(0, int)
+        akeep = np.asarray([self.answers["audit"][int(i)].label is not None for i in audit_idx], dtype=bool)
+        a_teacher = np.asarray([self.task.index(self.answers["audit"][int(i)].label) for i in audit_idx[akeep]], dtype=int)
+        ak = a_loc[akeep]
+        a_cascade = np.where(score[ak] < t, a_teacher, pred[ak]) if len(ak) else np.zeros(0, int)
         est = audit_estimate(a_cascade, a_teacher)
-        k_known = int(known_all.sum())
+        k_known = len(all_known)
         lo, hi = est["ci95"]
         corpus_est = {"agreement": None if est["agreement"] is None else (k_known + (n - k_known) * est["agreement"]) / n,
                       "ci95": [(k_known + (n - k_known) * lo) / n, (k_known + (n - k_known) * hi) / n]}
@@ -425,6 +508,26 @@ class LabelJob:
         final_p = project(n, n_audit, n_val, counts["training"], rate, per_call)
         final_p6 = project(max(n, SCALE_1E6), *cfg.sizes(max(n, SCALE_1E6)), counts["training"], rate6, per_call)
         wall = time.perf_counter() - t_start
+        acc_s, acc_docs = features_s + o_secs["accurate_s"], len(work_idx) + o_secs["accurate_docs"]
+        on_ray = "ray_s" in o_secs  # then the time of the documents outside the pool is the Ray stage's, not per tier
+        acc_timed = len(work_idx) if on_ray else acc_docs
+        tiers: dict[str, Any] = {
+            "student": {"name": student, "docs": tier.count("student"), "docs_read": acc_docs, "seconds": round(acc_s, 3),
+                        "docs_per_s": round(acc_timed / acc_s, 1) if acc_s > 0 else None,
+                        "note": "features + prediction of every document it read"},
+            "teacher": {"docs": tier.count("teacher"), "escalated": int(len(esc_idx)), "seconds": round(teacher_s, 3),
+                        "docs_per_s": round(len(esc_idx) / teacher_s, 1) if teacher_s > 0 and len(esc_idx) else None}}
+        if on_ray:
+            tiers["ray"] = {"docs": int(len(outside)), "seconds": round(o_secs["ray_s"], 3),
+                            "docs_per_s": round(len(outside) / o_secs["ray_s"], 1) if o_secs["ray_s"] > 0 else None}
+        if fast is not None:
+            f_s, f_docs = fast_w_s + o_secs["fast_s"], len(work_idx) + o_secs["fast_docs"]
+            tiers = {"fast": {"name": fast.spec, "docs": tier.count("fast"), "docs_read": int(f_docs),
+                              "outside_docs_answered": int(o_kept.sum()),
+                              "seconds": round(fast.fit_s_ + f_s, 3), "fit_s": round(fast.fit_s_, 3),
+                              "predict_docs_per_s": round((len(work_idx) if on_ray else f_docs) / f_s, 1) if f_s > 0 else None,
+                              "threshold": fast.threshold_, "tolerance": fast.tolerance, "held_out": fast.held_out_},
+                     **tiers}
         summary: dict[str, Any] = {
             "n_docs": n, "target_agreement": cfg.target_agreement, "delta": cfg.delta, "student": student,
             "teacher": self.teacher.identity(),
@@ -440,30 +543,39 @@ class LabelJob:
             "escalation_rate": rate, "escalation_rate_new_docs": rate6,
             "projection": {"corpus": final_p.as_dict(), "at_1e6": final_p6.as_dict()},
             "stop_reason": stop_reason,
-            "tiers": {"student": {"docs": tier.count("student"), "seconds": round(features_s, 3),
-                                  "docs_per_s": round(n / features_s, 1) if features_s > 0 else None,
-                                  "note": "features + prediction over every document"},
-                      "teacher": {"docs": tier.count("teacher"), "escalated": int(len(esc_idx)),
-                                  "seconds": round(teacher_s, 3),
-                                  "docs_per_s": round(len(esc_idx) / teacher_s, 1) if teacher_s > 0 and len(esc_idx) else None}},
+            "engine": cfg.engine if len(outside) else "local",
+            "pool": {"documents": int(n_pool), "outside": int(len(outside)), "empty_texts": int(n - len(valid))},
+            "tiers": tiers,
             "wall_s": round(wall, 3),
             "teacher_s_per_call": round(self.teacher_time[0] / self.teacher_time[1], 4) if self.teacher_time[1] else None,
             "teacher_everything_s_est": round(n * self.teacher_time[0] / self.teacher_time[1], 1) if self.teacher_time[1] else None,
             "history": history,
         }
         if self.work is not None:
-            from ..students import TextModel, save_model
-
-            save_model(TextModel(features, rnd.student, self.task.labels, name=student), self.work / "model")
             (self.work / "summary.json").write_text(json.dumps(summary, indent=2, default=_native), encoding="utf-8")
             _write_csv(self.work / "history.csv", history)
         return LabelResult(labels, confidence, tier, summary, history)
+
+    def _save_models(self, model: Any, fast: FastTier | None) -> Path | None:
+        """Save the student (``model/``) and the fast tier (``fast_model/``), loadable by ``thrifty predict``
+        and by Ray actors; into the work directory, else (Ray without one) a temporary directory."""
+        import tempfile
+
+        from ..students import save_model
+
+        if self.work is None and self.config.engine != "ray":
+            return None
+        where = self.work if self.work is not None else Path(tempfile.mkdtemp(prefix="thrifty-label-"))
+        save_model(model, where / "model")
+        if fast is not None:
+            save_model(fast.model(self.task.labels), where / "fast_model")
+        return where
 
     def _budget_message(self, what: str, n_calls: int) -> str:
         return (f"--max-dollars ${self.config.max_dollars:g} does not cover {what}: about "
                 f"${n_calls * self._per_call():.4f} more; spent ${self.spent():.4f} (kept in {self.ledger.path}).")
 
-    def _pilot_plan(self, X: Any, audit_idx: np.ndarray, clf: str, n: int, n_audit: int, n_val: int,
+    def _pilot_plan(self, X_audit: Any, audit_idx: np.ndarray, clf: str, n: int, n_audit: int, n_val: int,
                     per_call: float) -> dict[str, Any]:
         """Dry run: a student cross-fitted on the audit (5 folds) says roughly what the cascade will need.
 
@@ -476,12 +588,12 @@ class LabelJob:
 
         labs = [self.answers["audit"][int(i)] for i in audit_idx]
         keep = np.asarray([a.label is not None for a in labs])
-        idx = audit_idx[keep]
+        idx = np.flatnonzero(keep)  # rows of X_audit
         y = np.asarray([self.task.index(a.label) for a in labs if a.label is not None], dtype=int)
         oof = np.zeros((len(idx), self.task.n_labels))
         for tr, te in KFold(n_splits=min(5, len(idx)), shuffle=True, random_state=self.config.seed).split(idx):
-            s = make_student(clf).fit(X[idx[tr]], y[tr])
-            oof[te] = full_proba(s, X[idx[te]], self.task.n_labels)
+            s = make_student(clf).fit(X_audit[idx[tr]], y[tr])
+            oof[te] = full_proba(s, X_audit[idx[te]], self.task.n_labels)
         choice = ltt_threshold(oof.max(1), oof.argmax(1), y, self.config.target_agreement, self.config.delta)
         k_esc = int(round(choice.escalation_rate * len(idx)))
         lo, hi = wilson_interval(k_esc, len(idx))
