@@ -84,15 +84,17 @@ def run_variant(task, teacher, texts, X, T, G, seed, cfg: LabelConfig, strategy,
     for rnd in learner.rounds():
         known = known0.copy()
         known[learner.train_idx] = True
-        rounds.append({"n_train": rnd.n_train, "proba": rnd.proba.astype(np.float32), "known": known})
+        rounds.append({"n_train": rnd.n_train, "proba": rnd.proba.astype(np.float32), "known": known,
+                       "train_idx": np.asarray(learner.train_idx, dtype=int)})
         if rnd.n_train + cfg.batch > max_train:
             break
     return {"audit_idx": audit_idx, "val_idx": val_idx, "rounds": rounds, "learn_s": time.perf_counter() - t0,
             "n_audit": n_audit, "n_val": n_val, "per_call": float(np.mean([a.usage.cost_usd for a in learner.answers.values()]))}
 
 
-def evaluate_variant(v, T, G, target, delta, patience, use_cap):
-    """Replay the job's stopping rule and cascade for one target on recorded rounds."""
+def evaluate_variant(v, T, G, target, delta, patience, use_cap, final=None):
+    """Replay the job's stopping rule and cascade for one target on recorded rounds; ``final(round)`` gives the
+    probabilities the cascade uses after the stopping round (default: that round's student)."""
     n = len(T)
     cal = v["val_idx"][T[v["val_idx"]] >= 0]
     calls, choices = [], []
@@ -103,6 +105,9 @@ def evaluate_variant(v, T, G, target, delta, patience, use_cap):
         choices.append((ch, rate, rest))
     k = len(v["rounds"]) - 1 if use_cap else stopping_round(calls, patience)
     r, (ch, rate, rest) = v["rounds"][k], choices[k]
+    if final is not None:
+        r = {**r, "proba": final(r)}
+        ch, rate = escalation_for_target(r["proba"], cal, T[cal], rest, target, delta)
     fixed = v["n_audit"] + v["n_val"] + r["n_train"]
     out = cascade_outcome(r["proba"], ch.threshold, r["known"], T, G, fixed, n)
     # the audit estimate: the cascade as it would treat the (never seen) audit documents
@@ -141,6 +146,22 @@ def baseline_today(v, T, G, target):
             "train": r["n_train"], "val": 100, "audit": 0}
 
 
+def ensembled(task, texts, feats, X, T, seed, features):
+    """``final(round)`` for evaluate_variant: the label job's ensemble fitted on that round's training labels
+    (cached per round: the stopping rule picks the same round for several targets)."""
+    from thrifty.labelling.ensemble import Ensemble, ensemble_members
+
+    cache: dict[int, np.ndarray] = {}
+    members = ensemble_members(f"{features}-lr")
+
+    def final(r):
+        if r["n_train"] not in cache:
+            tr = r["train_idx"][T[r["train_idx"]] >= 0]
+            cache[r["n_train"]] = Ensemble(members, task.n_labels, seed=seed).fit(texts, tr, T[tr], first=(feats, X)).proba_
+        return cache[r["n_train"]]
+    return final
+
+
 def _mask(n: int, idx: np.ndarray) -> np.ndarray:
     m = np.zeros(n, dtype=bool)
     m[idx] = True
@@ -158,6 +179,8 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["mraru", "random", "soft", "self_train", "today", "scale"])
     ap.add_argument("--scale-max", type=int, default=2000,
                     help="The 'scale' variant's validation sample and label cap, each at most this.")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="Also evaluate the job's final ensemble (labelling/ensemble.py) on the stopping round.")
     ap.add_argument("--extra-seeds", type=int, nargs="+", default=[0], help="Seeds for the soft / self-train variants.")
     ap.add_argument("--extra-datasets", nargs="+", default=["gwsd_gpt4o", "ag_news", "trec6"],
                     help="Datasets for the soft / self-train variants (self-training refits on the pool: slow).")
@@ -215,6 +238,11 @@ def main() -> None:
                     v = run_variant(task, setup.teacher, corpus.texts, X, T, G, seed, big, "mraru", False, None, cap)
                     for t in a.targets:
                         res["runs"][f"scale@cap|{t}|{seed}"] = evaluate_variant(v, T, G, t, cfg.delta, cfg.patience, use_cap=True)
+                    if a.ensemble:  # the job's final student: the log-linear pool, on the same (last) round's labels
+                        ens = ensembled(task, corpus.texts, feats, X, T, seed, a.features)
+                        for t in a.targets:
+                            res["runs"][f"scale+ens@cap|{t}|{seed}"] = evaluate_variant(
+                                v, T, G, t, cfg.delta, cfg.patience, use_cap=True, final=ens)
                     print(f"{name} seed {seed} scale (val {n_val}, cap {cap}): {v['learn_s']:.1f}s", flush=True)
                     continue
                 if vname == "today" or (vname in EXTRA and (seed not in a.extra_seeds or name not in a.extra_datasets)):
@@ -233,6 +261,10 @@ def main() -> None:
                     if vname == "mraru":
                         if "today" in a.variants:
                             res["runs"][f"today|{t}|{seed}"] = baseline_today(v, T, G, t)
+                        if a.ensemble:
+                            ens = ensembled(task, corpus.texts, feats, X, T, seed, a.features)
+                            res["runs"][f"{vname}+ens@p4|{t}|{seed}"] = evaluate_variant(
+                                v, T, G, t, cfg.delta, 4, use_cap=False, final=ens)
                 print(f"{name} seed {seed} {vname}: {v['learn_s']:.1f}s, {len(v['rounds'])} rounds", flush=True)
         res["wall_s"] = time.perf_counter() - t_ds
         path.write_text(json.dumps(res, indent=1, default=float))

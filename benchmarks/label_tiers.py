@@ -107,6 +107,32 @@ def main() -> None:
                       f"{100 * f['escalation_rate_new_docs']:.1f}% vs {100 * b['escalation_rate_new_docs']:.1f}%; "
                       f"realised {f['realised']:.4f} vs {b['realised']:.4f}", flush=True)
         path.write_text(json.dumps(res, indent=1, default=float))
+    (a.out / "report.md").write_text(report(a.out), encoding="utf-8")
+
+
+def report(out: Path) -> str:
+    """One row per dataset and target: means over seeds, with the fast tier (auto) vs without (none)."""
+    lines = ["| dataset (docs, pool) | target | fast tier answered, outside the pool | escalations: with / without | "
+             "new-doc escalation rate: with / without | realised agreement: with / without (met) | "
+             "student-tier hours at 10^6: with / without |", "|---|---|---|---|---|---|---|"]
+    for path in sorted(out.glob("*.json")):
+        d = json.loads(path.read_text())
+        for t in sorted({r["target"] for r in d["runs"]}):
+            rs = [r for r in d["runs"] if r["target"] == t]
+            m = lambda f: float(np.mean([f(r) for r in rs]))  # noqa: E731
+            met = lambda k: sum(r[k]["realised"] >= t for r in rs)  # noqa: E731
+            hours = [r["student_s_1e6"] for r in rs if "student_s_1e6" in r]
+            h = (f"{np.mean([x['with_fast'] for x in hours]) / 3600:.1f} / {np.mean([x['without'] for x in hours]) / 3600:.1f}"
+                 if hours else "-")
+            pool = int(d["pool_share"] * d["n_docs"])
+            lines.append(
+                f"| {d['dataset']} ({d['n_docs']:,}, {pool:,}) | {t} | {100 * m(lambda r: r['fast_share_outside']):.1f}% | "
+                f"{m(lambda r: r['auto']['escalations']):,.0f} / {m(lambda r: r['none']['escalations']):,.0f} | "
+                f"{100 * m(lambda r: r['auto']['escalation_rate_new_docs']):.1f}% / "
+                f"{100 * m(lambda r: r['none']['escalation_rate_new_docs']):.1f}% | "
+                f"{m(lambda r: r['auto']['realised']):.4f} / {m(lambda r: r['none']['realised']):.4f} "
+                f"({met('auto')}/{len(rs)}, {met('none')}/{len(rs)}) | {h} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -41,15 +41,16 @@ class StudentPredictor:
 
 class TierScorer:
     """Ray Data callable class: ``thrifty label``'s student tiers (fast, then accurate) on Arrow batches
-    of ``pos``/``text``; the models are the job's own saved ones, loaded once per actor."""
+    of ``pos``/``text``; the models are the job's own saved ones (the student or its ensemble), loaded once per actor."""
 
     def __init__(self, accurate_dir: str, fast_dir: str | None, fast_threshold: float):
         from threadpoolctl import threadpool_limits
 
+        from ..labelling.ensemble import Ensemble, is_ensemble
         from ..students import load_model
 
         threadpool_limits(1)
-        self.accurate = load_model(accurate_dir)
+        self.accurate = Ensemble.load(accurate_dir) if is_ensemble(accurate_dir) else load_model(accurate_dir)
         self.fast = load_model(fast_dir) if fast_dir else None
         self.threshold = fast_threshold
 

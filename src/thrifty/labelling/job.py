@@ -38,6 +38,7 @@ from ..teachers.ledger import CachedTeacher, Ledger
 from .learner import Learner
 from .projection import SCALE_1E6, Projection, project, stop_buying
 from .thresholds import ThresholdChoice, ltt_threshold
+from .ensemble import Ensemble, ensemble_members
 from .tiers import FastTier, cascade_scores, resolve_fast, stream_tiers
 
 PHASES = ("audit", "validation", "training", "escalations")
@@ -69,6 +70,7 @@ class LabelConfig:
     seed: int = 0
     pool_size: int | None = None  # None: 20,000 documents (besides audit and validation) to select and train on
     fast_student: str | None = "auto"  # in front of the student outside the pool; auto: tfidf-lr (none: no fast tier)
+    ensemble: bool = True  # the final student is a log-linear pool of the installed students + kNN (labelling/ensemble.py)
     engine: str = "local"  # local | ray: where documents outside the pool go through the student tiers
     ray_address: str | None = None  # a Ray cluster to use with engine="ray" (default: a running or a new local one)
     fast_tolerance: float = 0.2  # the fast tier keeps what disagrees with the student on <= this x (1 - target) (90% bound)
@@ -219,7 +221,7 @@ class LabelJob:
             # written before the selection pool and the fast tier: every document was the pool (no fast tier ran)
             ss = saved["samples"]
             ss.setdefault("pool_size", max(0, n - ss.get("audit_size", 0) - ss.get("val_size", 0)))
-            for k in ("fast_student", "fast_tolerance"):
+            for k in ("fast_student", "fast_tolerance", "ensemble"):
                 saved.setdefault("config", {}).setdefault(k, mine["config"][k])
             diff = [k for k in mine if saved.get(k) != mine[k]]
             if diff:
@@ -419,26 +421,36 @@ class LabelJob:
         trained[self.learner.train_idx] = True
         known_all = known | trained
         rest = np.flatnonzero(~known_all)
+        from ..students import TextModel
+
+        model = TextModel(features, rnd.student, self.task.labels, name=student)
+        acc_proba, accurate, ens = rnd.proba, model.predict_proba, None
+        members = ensemble_members(student) if cfg.ensemble else [student]
+        if len(members) > 1:
+            tr = np.asarray(self.learner.train_idx, dtype=int)
+            y = np.asarray([self.task.index(a.label) if a.label is not None else -1
+                            for a in (self.learner.answers[int(i)] for i in tr)], dtype=int)
+            self.say(f"student: a log-linear pool of {' + '.join(members)} + kNN, weighted out of fold on the "
+                     f"{int((y >= 0).sum()):,} training labels")
+            ens = Ensemble(members, self.task.n_labels, seed=cfg.seed).fit(w_texts, tr[y >= 0], y[y >= 0], first=(features, X))
+            acc_proba, accurate = ens.proba_, ens.predict_proba
         fast_spec = fast_spec if len(outside) else None
         fast: FastTier | None = None
         fast_p = None
         if fast_spec is not None:
             self.say(f"fast tier: distilling {fast_spec} on the student's probabilities over the {n_pool:,} pool documents")
             fast = FastTier(fast_spec, tolerance=cfg.fast_tolerance * (1 - cfg.target_agreement), seed=cfg.seed)
-            fast.fit([w_texts[i] for i in p_loc], rnd.proba[p_loc])
+            fast.fit([w_texts[i] for i in p_loc], acc_proba[p_loc])
             t0 = time.perf_counter()
             fast_p = fast.predict_proba(w_texts)  # the pool's leftovers follow the same policy as every document
             fast_w_s = time.perf_counter() - t0
         fast_t = fast.threshold_ if fast is not None else np.inf
-        pred, score, kept_fast = cascade_scores(fast_p, fast_t, rnd.proba)
+        pred, score, kept_fast = cascade_scores(fast_p, fast_t, acc_proba)
         choice = ltt_threshold(score[cal_loc], pred[cal_loc], cal_y, cfg.target_agreement, cfg.delta)
         t = choice.threshold
         rate6 = float(np.mean(score[a_loc] < t))  # uniform, never trained on: new documents
 
-        from ..students import TextModel
-
-        model = TextModel(features, rnd.student, self.task.labels, name=student)
-        models = self._save_models(model, fast)
+        models = self._save_models(model, ens, fast)
         o_secs: dict[str, float] = {"fast_s": 0.0, "fast_docs": 0, "accurate_s": 0.0, "accurate_docs": 0}
         o_pred, o_score, o_kept = np.zeros(0, int), np.zeros(0), np.zeros(0, bool)
         if len(outside):
@@ -449,10 +461,10 @@ class LabelJob:
 
                 assert models is not None
                 o_pred, o_score, o_kept, o_secs = label_tiers_ray(
-                    texts, outside, models / "model", models / "fast_model" if fast else None, fast_t,
+                    texts, outside, models / ("ensemble" if ens else "model"), models / "fast_model" if fast else None, fast_t,
                     address=cfg.ray_address)
             else:
-                o_pred, o_score, o_kept, o_secs = stream_tiers(texts, outside, fast, model.predict_proba, say=self.say)
+                o_pred, o_score, o_kept, o_secs = stream_tiers(texts, outside, fast, accurate, say=self.say)
         esc_idx = np.sort(np.concatenate([work_idx[rest[score[rest] < t]], outside[o_score < t]])).astype(int)
         n_unlabelled = len(rest) + len(outside)
         rate = len(esc_idx) / n_unlabelled if n_unlabelled else 0.0
@@ -508,11 +520,12 @@ class LabelJob:
         final_p = project(n, n_audit, n_val, counts["training"], rate, per_call)
         final_p6 = project(max(n, SCALE_1E6), *cfg.sizes(max(n, SCALE_1E6)), counts["training"], rate6, per_call)
         wall = time.perf_counter() - t_start
-        acc_s, acc_docs = features_s + o_secs["accurate_s"], len(work_idx) + o_secs["accurate_docs"]
+        acc_s = features_s + o_secs["accurate_s"] + (ens.fit_s_ if ens else 0.0)
+        acc_docs = len(work_idx) + o_secs["accurate_docs"]
         on_ray = "ray_s" in o_secs  # then the time of the documents outside the pool is the Ray stage's, not per tier
         acc_timed = len(work_idx) if on_ray else acc_docs
         tiers: dict[str, Any] = {
-            "student": {"name": student, "docs": tier.count("student"), "docs_read": acc_docs, "seconds": round(acc_s, 3),
+            "student": {"name": ens.name if ens else student, "docs": tier.count("student"), "docs_read": acc_docs, "seconds": round(acc_s, 3),
                         "docs_per_s": round(acc_timed / acc_s, 1) if acc_s > 0 else None,
                         "note": "features + prediction of every document it read"},
             "teacher": {"docs": tier.count("teacher"), "escalated": int(len(esc_idx)), "seconds": round(teacher_s, 3),
@@ -544,6 +557,7 @@ class LabelJob:
             "projection": {"corpus": final_p.as_dict(), "at_1e6": final_p6.as_dict()},
             "stop_reason": stop_reason,
             "engine": cfg.engine if len(outside) else "local",
+            "ensemble": ens.describe() if ens else None,
             "pool": {"documents": int(n_pool), "outside": int(len(outside)), "empty_texts": int(n - len(valid))},
             "tiers": tiers,
             "wall_s": round(wall, 3),
@@ -556,9 +570,10 @@ class LabelJob:
             _write_csv(self.work / "history.csv", history)
         return LabelResult(labels, confidence, tier, summary, history)
 
-    def _save_models(self, model: Any, fast: FastTier | None) -> Path | None:
-        """Save the student (``model/``) and the fast tier (``fast_model/``), loadable by ``thrifty predict``
-        and by Ray actors; into the work directory, else (Ray without one) a temporary directory."""
+    def _save_models(self, model: Any, ens: Ensemble | None, fast: FastTier | None) -> Path | None:
+        """Save the student (``model/``), the ensemble (``ensemble/``) and the fast tier (``fast_model/``), loadable
+        by ``thrifty predict`` (model/, fast_model/) and by Ray actors; into the work directory, else (Ray without
+        one) a temporary directory."""
         import tempfile
 
         from ..students import save_model
@@ -567,6 +582,8 @@ class LabelJob:
             return None
         where = self.work if self.work is not None else Path(tempfile.mkdtemp(prefix="thrifty-label-"))
         save_model(model, where / "model")
+        if ens is not None:
+            ens.save(where / "ensemble", self.task.labels)
         if fast is not None:
             save_model(fast.model(self.task.labels), where / "fast_model")
         return where
