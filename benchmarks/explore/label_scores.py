@@ -21,13 +21,15 @@ where a model of the student's errors is needed). Candidates (``pred`` = the lab
 - ``knn``: 0.5 * mpnet-lr + 0.5 * label shares of the 10 nearest training documents (cosine, mpnet);
   ``corr-knn``: ``corr``'s features + the kNN share of the predicted label (OOF within the training labels);
   ``corr-pool``: a correctness model on top of ``pool`` (its label; its features + mpnet's and minilm's
-  agreement with it + the kNN share of its label).
+  agreement with it + the kNN share of its label); ``pool-nominilm`` / ``corr-pool-nominilm``: the same without
+  minilm-lr (mpnet-lr, tfidf-lr and kNN only: no second embedding pass over the corpus).
 
 TF-IDF's vocabulary is fitted on every text (no labels). ``oracle`` (last table): the least escalation that meets
 0.95 on the unseen slice itself with no bound, i.e. how well each score ranks the student's mistakes.
 
 Prints one JSON line per (dataset, seed, labels) and, at the end, the tables (escalation on the unseen slice,
-runs whose unseen agreement met the target, median over datasets); ``--seeds N`` runs seeds 0..N-1 (default 3)::
+runs whose unseen agreement met the target, median over datasets; the paired change vs ``mpnet``); ``--seeds N``
+runs seeds 0..N-1 (default 3); ``--tables FILE`` re-prints the tables from the JSON lines of an earlier run::
 
     nice -n 10 env OPENBLAS_NUM_THREADS=1 python benchmarks/explore/label_scores.py \
         mr_chatgpt gwsd_gpt4o sst2_llama3 ag_news trec6 banking77 --seeds 10
@@ -46,7 +48,8 @@ from thrifty.labelling.thresholds import ltt_threshold
 
 TARGETS, DELTA, SIZES, FOLDS, K = (0.90, 0.95, 0.98), 0.1, (1000, 2000), 5, 10
 SEEDS = int(sys.argv[sys.argv.index("--seeds") + 1]) if "--seeds" in sys.argv else 3  # seeds 0 .. SEEDS-1
-CANDIDATES = ["mpnet", "ens2", "ens3", "stack", "pool", "cls-cal", "corr", "corr-ens", "knn", "corr-knn", "corr-pool"]
+CANDIDATES = ["mpnet", "ens2", "ens3", "stack", "pool", "cls-cal", "corr", "corr-ens", "knn", "corr-knn", "corr-pool",
+              "pool-nominilm", "corr-pool-nominilm"]
 
 
 def lr(X, y, k, rows, C=10.0):
@@ -153,6 +156,12 @@ def scores(Xm, Xn, Xt, Zm, T, k, tr, ev, seed):
     F_tr = feats(Op, Om, k, [On.argmax(1) == Op.argmax(1), kshare(Ktr, Op)])
     F_ev = feats(Pp, Pm, k, [Pn.argmax(1) == Pp.argmax(1), kshare(Kev, Pp)])
     out["corr-pool"] = (correctness(F_tr, Op.argmax(1) == y[tr], F_ev), Pp.argmax(1))
+    pool3 = log_pool([Om, Ot, Ktr], y[tr])  # the same without MiniLM (no second embedding pass over the corpus)
+    Pp, Op = pool3([Pm, Pt, Kev]), pool3([Om, Ot, Ktr])
+    out["pool-nominilm"] = (Pp.max(1), Pp.argmax(1))
+    F_tr = feats(Op, Om, k, [kshare(Ktr, Op)])
+    F_ev = feats(Pp, Pm, k, [kshare(Kev, Pp)])
+    out["corr-pool-nominilm"] = (correctness(F_tr, Op.argmax(1) == y[tr], F_ev), Pp.argmax(1))
     out["corr-knn"] = (correctness(feats(Om, On, k, [kshare(Ktr, Om)]), ok_m, feats(Pm, Pn, k, [kshare(Kev, Pm)])),
                        Pm.argmax(1))
     return out
@@ -225,9 +234,43 @@ def table(rows, target, oracle_only=False):
     return "\n".join(lines)
 
 
+def gains(rows, target=0.95):
+    """Paired (same seed, same labels) change in escalation vs ``mpnet``: mean, standard error, runs cheaper."""
+    t, cands = str(target), CANDIDATES[1:]
+    lines = [f"\n### target {target}: escalation minus mpnet's, paired by run (points; mean +- s.e., runs cheaper)\n",
+             "| dataset | labels | " + " | ".join(cands) + " |", "|---|---|" + "---|" * len(cands)]
+    for name in dict.fromkeys(r["dataset"] for r in rows):
+        for n in sorted({r["labels"] for r in rows if r["dataset"] == name}):
+            rs = [r for r in rows if r["dataset"] == name and r["labels"] == n]
+            cells = []
+            for c in cands:
+                d = 100 * np.array([r[c][t][0] - r["mpnet"][t][0] for r in rs])
+                se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+                cells.append(f"{d.mean():+.1f} +- {se:.1f} ({int(np.sum(d < 0))}/{len(d)})")
+            lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def met(rows):
+    """Over every run: how often the unseen slice's agreement reached the target, and its mean."""
+    lines = ["\n### every run: unseen agreement >= target (runs), mean unseen agreement\n",
+             "| target | " + " | ".join(CANDIDATES) + " |", "|---|" + "---|" * len(CANDIDATES)]
+    for target in TARGETS:
+        cells = [f"{sum(r[c][str(target)][1] >= target for r in rows)}/{len(rows)}, "
+                 f"{np.mean([r[c][str(target)][1] for r in rows]):.3f}" for c in CANDIDATES]
+        lines.append(f"| {target} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    names = [a for i, a in enumerate(sys.argv[1:], 1) if a != "--seeds" and sys.argv[i - 1] != "--seeds"]
-    allrows = [r for name in names for r in run(name)]
+    if "--tables" in sys.argv:  # re-tabulate the JSON lines a run printed
+        allrows = [json.loads(x) for x in open(sys.argv[sys.argv.index("--tables") + 1]) if x.startswith("{")]
+    else:
+        names = [a for i, a in enumerate(sys.argv[1:], 1) if a != "--seeds" and sys.argv[i - 1] != "--seeds"]
+        allrows = [r for name in names for r in run(name)]
     for target in TARGETS:
         print(table(allrows, target))
+    print(met(allrows))
     print(table(allrows, 0.95, oracle_only=True))
+    for target in TARGETS:
+        print(gains(allrows, target))
