@@ -24,6 +24,6 @@ def embed(features: str, texts) -> np.ndarray:
 
 def proba(model, X, k: int) -> np.ndarray:
     """Probabilities over all ``k`` labels (columns of labels the model never saw stay 0)."""
-    P = np.zeros((len(X), k))
+    P = np.zeros((X.shape[0], k))
     P[:, model.classes_] = model.predict_proba(X)
     return P
