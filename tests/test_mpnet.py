@@ -85,4 +85,10 @@ def test_label_defaults_to_an_mpnet_student_whose_saved_model_reloads(tmp_path):
     assert model.features.name == "mpnet"
     kept = [i for i, t in enumerate(res.tier) if t == "student"]
     assert {res.labels[i] for i in kept} == {"negative", "positive"}  # a real two-class student keeps documents
-    assert model.predict([rows[i]["text"] for i in kept]) == [res.labels[i] for i in kept]
+    # the labels are the final ensemble's (mpnet-lr first, pooled with the other installed students); it reloads too
+    from thrifty.labelling.ensemble import Ensemble
+
+    ens = Ensemble.load(tmp_path / "l.csv.thrifty" / "ensemble")
+    assert ens.members[0] == "mpnet-lr" and res.summary["ensemble"]["members"][0] == "mpnet-lr"
+    got = ens.predict_proba([rows[i]["text"] for i in kept]).argmax(1)
+    assert [model.labels[k] for k in got] == [res.labels[i] for i in kept]

@@ -39,6 +39,7 @@ def label_cmd(
     pool_size: Optional[int] = typer.Option(None, "--pool-size", help="Documents the student selects from and trains on, besides audit and validation (default 20,000); the rest only pass through the cascade."),
     fast_student: str = typer.Option("auto", "--fast-student", help="Student in front of --student for documents outside the pool, distilled on its probabilities (auto: tfidf-lr; none: no fast tier)."),
     fast_tolerance: float = typer.Option(0.2, "--fast-tolerance", help="The fast tier keeps what, out of fold over the pool, disagrees with --student on at most this x (1 - target) (90% upper bound)."),
+    ensemble: bool = typer.Option(True, "--ensemble/--no-ensemble", help="Final student: a log-linear pool of the installed students + kNN, weighted out of fold on the training labels (docs/label.md)."),
     engine: str = typer.Option("local", "--engine", help="local, or ray: documents outside the pool go through the student tiers as a Ray Data stage."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster for --engine ray (default: a running one, else a new local one)."),
     text_col: str = TextCol,
@@ -63,7 +64,7 @@ def label_cmd(
                       seed_size=seed_size, audit_size=audit_size, val_size=val_size, max_train_labels=max_train_labels,
                       patience=patience, max_dollars=max_dollars, soft=soft, self_train=self_train, seed=seed,
                       pool_size=pool_size, fast_student=fast_student, fast_tolerance=fast_tolerance,
-                      engine=engine, ray_address=ray_address)
+                      ensemble=ensemble, engine=engine, ray_address=ray_address)
     work = Path(str(out) + ".thrifty")
     job = LabelJob(task, tch, cfg, work=work, say=None if quiet else console.print,
                    meta={"corpus": str(corpus.resolve()), "teacher": teacher, "out": str(out.resolve())})

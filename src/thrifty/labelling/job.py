@@ -430,10 +430,10 @@ class LabelJob:
             tr = np.asarray(self.learner.train_idx, dtype=int)
             y = np.asarray([self.task.index(a.label) if a.label is not None else -1
                             for a in (self.learner.answers[int(i)] for i in tr)], dtype=int)
-            self.say(f"student: a log-linear pool of {' + '.join(members)} + kNN, weighted out of fold on the "
-                     f"{int((y >= 0).sum()):,} training labels")
             ens = Ensemble(members, self.task.n_labels, seed=cfg.seed).fit(w_texts, tr[y >= 0], y[y >= 0], first=(features, X))
             acc_proba, accurate = ens.proba_, ens.predict_proba
+            self.say(f"student: {ens.name}, weights {ens.describe()['weights']} fitted out of fold on the "
+                     f"{int((y >= 0).sum()):,} training labels")
         fast_spec = fast_spec if len(outside) else None
         fast: FastTier | None = None
         fast_p = None
