@@ -90,6 +90,15 @@ def test_label_outside_the_pool_goes_fast_tier_then_student_then_teacher(tmp_pat
     fm = load_model(tmp_path / "l.csv.thrifty" / "fast_model")
     fast_rows = [i for i, g in enumerate(got) if g["tier"] == "fast"][:50]
     assert fm.predict([rows[i]["text"] for i in fast_rows]) == [got[i]["label"] for i in fast_rows]
+    # `thrifty predict OUT.thrifty` classifies with the job's final student (its ensemble), which gave the student-tier labels
+    from thrifty.predict import predict_file
+
+    assert (tmp_path / "l.csv.thrifty" / "ensemble" / "ensemble.json").exists()
+    predict_file(tmp_path / "l.csv.thrifty", tmp_path / "c.csv", tmp_path / "p.csv", workers=1)
+    with open(tmp_path / "p.csv", newline="", encoding="utf-8") as fh:
+        pred = [r["label"] for r in csv.DictReader(fh)]
+    student_rows = [i for i, g in enumerate(got) if g["tier"] == "student"]
+    assert student_rows and all(pred[i] == got[i]["label"] for i in student_rows)
     # a resume with another pool is refused, naming the option and what the job used
     r = CliRunner().invoke(app, args[:-4] + ["--pool-size", "1000", "--max-train-labels", "300", "--resume"])
     assert r.exit_code == 2 and "--pool-size 900 (now 1000)" in " ".join(r.output.split()), r.output

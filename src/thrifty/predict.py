@@ -104,12 +104,39 @@ def _init_worker(model_dir: str, parent: int | None = None) -> None:
     global _MODEL
     from threadpoolctl import threadpool_limits
 
-    from .run import load_model
-
     if parent is not None:
         threading.Thread(target=_exit_without, args=(parent,), name="thrifty-parent-watch", daemon=True).start()
     threadpool_limits(1)
-    _MODEL = load_model(model_dir)
+    _MODEL = load_student(model_dir)
+
+
+def student_dir(run: str | Path) -> Path:
+    """Where predictions come from: a label job's ensemble (``OUT.thrifty/ensemble/``, see docs/label.md) when it
+    saved one, else the run's model (:func:`thrifty.run.model_dir_of`). Member files are checked here, before any
+    worker starts."""
+    from .labelling.ensemble import is_ensemble
+
+    run = Path(run)
+    for d in (run / "ensemble", run):
+        if is_ensemble(d):
+            for member in sorted(d.glob("member_*")):
+                model_dir_of(member)
+            return d
+    return model_dir_of(run)
+
+
+def load_student(model_dir: str | Path) -> Any:
+    """The model in ``model_dir`` as :func:`student_dir` found it: an :class:`~thrifty.labelling.ensemble.Ensemble`
+    or a run's student."""
+    from .labelling.ensemble import Ensemble, is_ensemble
+    from .run import load_model
+
+    return Ensemble.load(model_dir) if is_ensemble(model_dir) else load_model(model_dir)
+
+
+def student_labels(model_dir: Path) -> list[str]:
+    meta = model_dir / "ensemble.json" if (model_dir / "ensemble.json").exists() else model_dir / "model.json"
+    return list(json.loads(meta.read_text(encoding="utf-8"))["labels"])
 
 
 def _exit_without(parent: int, every_s: float = 0.5) -> None:
@@ -304,7 +331,7 @@ def predict_file(
     run, corpus, out = Path(run), Path(corpus), Path(out)
     if batch_size < 1:
         raise ThriftyError("--batch-size must be at least 1.")
-    model_dir = model_dir_of(run)
+    model_dir = student_dir(run)
     detect_format(out)
     names = column_names(corpus)
     cols = [text_col] + ([id_col] if id_col and id_col != text_col else [])
@@ -312,7 +339,7 @@ def predict_file(
     if missing:
         raise CorpusError(f"{corpus} has no column(s) {missing}; it has {names}. Use --text-col/--id-col.")
     workers = max(1, min(os.cpu_count() or 1, 8) if workers is None else int(workers))
-    labels = list(json.loads((model_dir / "model.json").read_text(encoding="utf-8"))["labels"])
+    labels = student_labels(model_dir)
     settings = {"text_col": text_col, "id_col": id_col, "batch_size": batch_size, "probs": probs,
                 "threshold": cascade.threshold if cascade else None,
                 "max_escalations": cascade.max_escalations if cascade else None,

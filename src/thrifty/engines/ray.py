@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from ..corpus import column_names, detect_format, iter_batches
 from ..errors import CorpusError, ThriftyError
-from ..predict import DEFAULT_BATCH, PredictSummary, empty_mask, model_dir_of, result_table, score, texts_of
+from ..predict import DEFAULT_BATCH, PredictSummary, empty_mask, load_student, result_table, score, student_dir, texts_of
 
 
 class StudentPredictor:
@@ -27,10 +27,8 @@ class StudentPredictor:
     def __init__(self, model_dir: str, text_col: str, id_col: str, probs: bool):
         from threadpoolctl import threadpool_limits
 
-        from ..run import load_model
-
         threadpool_limits(1)
-        self.model = load_model(model_dir)
+        self.model = load_student(model_dir)
         self.text_col, self.id_col, self.probs = text_col, id_col, probs
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -46,12 +44,9 @@ class TierScorer:
     def __init__(self, accurate_dir: str, fast_dir: str | None, fast_threshold: float):
         from threadpoolctl import threadpool_limits
 
-        from ..labelling.ensemble import Ensemble, is_ensemble
-        from ..students import load_model
-
         threadpool_limits(1)
-        self.accurate = Ensemble.load(accurate_dir) if is_ensemble(accurate_dir) else load_model(accurate_dir)
-        self.fast = load_model(fast_dir) if fast_dir else None
+        self.accurate = load_student(accurate_dir)
+        self.fast = load_student(fast_dir) if fast_dir else None
         self.threshold = fast_threshold
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -159,7 +154,7 @@ def predict_ray(
         raise ThriftyError("--engine ray needs Ray: pip install 'thrifty[ray]'.") from e
     t0 = time.perf_counter()
     run, corpus, out = Path(run), Path(corpus), Path(out)
-    model_dir = model_dir_of(run)
+    model_dir = student_dir(run)
     if id_col is None:
         raise ThriftyError("--engine ray needs --id-col (a column of unique ids): rows are sharded across workers.")
     if not corpus.exists():

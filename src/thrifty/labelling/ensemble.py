@@ -185,6 +185,7 @@ class Ensemble:
         d = Path(directory)
         meta = json.loads((d / "ensemble.json").read_text(encoding="utf-8"))
         ens = cls(meta["members"], len(meta["labels"]), neighbours=meta["neighbours"])
+        ens.labels = tuple(meta["labels"])
         models = [load_model(d / f"member_{i}") for i in range(len(meta["members"]))]
         ens.features_, ens.students_ = [m.features for m in models], [m.student for m in models]
         ens.weights_ = np.asarray(meta["weights"], dtype=float)
