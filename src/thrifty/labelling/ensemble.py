@@ -89,7 +89,8 @@ def combine(weights: np.ndarray, probas: Sequence[np.ndarray]) -> np.ndarray:
 class Ensemble:
     """The log-linear pool of ``members`` (student specs, the first one's features also give the kNN shares).
 
-    ``fit(texts, train, y, first=(features, X))`` fits every member's features on ``texts`` (no labels),
+    ``fit(texts, train, y, first=(features, X))`` fits every member's features on ``texts`` (no labels; only on
+    the rows ``vocabulary`` when given),
     the weights on out-of-fold predictions of rows ``train`` (labels ``y``), then every member on all of
     them, and sets ``proba_`` (probabilities of every row of ``texts``). ``first`` passes the job's
     already fitted features of the first member and their matrix, which are then not recomputed.
@@ -98,7 +99,8 @@ class Ensemble:
     def __init__(self, members: Sequence[str], n_labels: int, *, seed: int = 0, neighbours: int = NEIGHBOURS):
         self.members, self.n_labels, self.seed, self.neighbours = list(members), int(n_labels), int(seed), int(neighbours)
 
-    def fit(self, texts: Sequence[str], train: np.ndarray, y: np.ndarray, first: tuple[Any, Any] | None = None) -> "Ensemble":
+    def fit(self, texts: Sequence[str], train: np.ndarray, y: np.ndarray, first: tuple[Any, Any] | None = None,
+            vocabulary: np.ndarray | None = None) -> "Ensemble":
         from sklearn.model_selection import KFold
 
         from ..config import split_student
@@ -115,7 +117,7 @@ class Ensemble:
             if i == 0 and first is not None:
                 f, X = first
             else:
-                f = make_features(feats, **fparams).fit(texts)
+                f = make_features(feats, **fparams).fit(texts if vocabulary is None else [texts[j] for j in vocabulary])
                 X = f.transform(texts)
             o = np.zeros((len(train), self.n_labels))
             for a, b in folds:

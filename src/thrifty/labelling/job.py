@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,8 +38,9 @@ from ..teachers.ledger import CachedTeacher, Ledger
 from .learner import Learner
 from .projection import SCALE_1E6, Projection, project, stop_buying
 from .thresholds import ThresholdChoice, ltt_threshold
+from .ensemble import FOLDS as ENSEMBLE_FOLDS
 from .ensemble import Ensemble, ensemble_members
-from .tiers import FastTier, cascade_scores, resolve_fast, stream_tiers
+from .tiers import MIN_FAST_POOL, FastTier, cascade_scores, resolve_fast, stream_tiers
 
 PHASES = ("audit", "validation", "training", "escalations")
 
@@ -203,26 +204,30 @@ class LabelJob:
         # the student as resolved (``auto`` -> the strongest installed one) is compared, not as asked for;
         # so are the sample sizes and the label cap (their defaults depend on the corpus and on the version)
         n = len(corpus)
+        saved = json.loads(saved_path.read_text(encoding="utf-8")) if saved_path.exists() else None
+        if saved is not None and not resume:
+            raise ThriftyError(f"{self.work} holds a label job already. Continue it with --resume (nothing is "
+                               "paid twice), or choose another --out.")
+        if saved is not None and "samples" not in saved:  # written before the sizes grew with the corpus: as it did
+            old = saved.get("config") or {}
+            saved = {**saved, "config": {k: v for k, v in old.items() if k not in _SIZE_OPTIONS},
+                     "samples": _samples_before_growth(old, n)}
+        if saved is not None and "final_student" not in saved:
+            # written before the selection pool, the fast tier and the ensemble: resume it as it ran (every document
+            # in the pool, features fitted on every text, the single student, no fast tier), so it pays nothing twice
+            self._legacy = True
+            self.config = replace(self.config, pool_size=n, fast_student="none", ensemble=False)
+            saved["samples"]["pool_size"] = _samples(self.config, n)["pool_size"]
+            saved["config"] = {**saved["config"], "fast_student": "none", "ensemble": False,
+                               "fast_tolerance": self.config.fast_tolerance}
+            saved["final_student"] = self._members = [self._student]
         cfg = {k: v for k, v in asdict(self.config).items()
                if k not in ("max_dollars", "student", "engine", "ray_address", *_SIZE_OPTIONS)}
         mine = json.loads(json.dumps({"config": cfg, "task": self.task.to_dict(),
                                       "teacher": self.teacher.identity(), "corpus_sha256": corpus.fingerprint(),
-                                      "student": self._student, "samples": _samples(self.config, n)},
-                                     default=str))
-        if saved_path.exists():
-            saved = json.loads(saved_path.read_text(encoding="utf-8"))
-            if not resume:
-                raise ThriftyError(f"{self.work} holds a label job already. Continue it with --resume (nothing is "
-                                   "paid twice), or choose another --out.")
-            if "samples" not in saved:  # written before the sizes grew with the corpus: resolve them as it did
-                old = saved.get("config") or {}
-                saved = {**saved, "config": {k: v for k, v in old.items() if k not in _SIZE_OPTIONS},
-                         "samples": _samples_before_growth(old, n)}
-            # written before the selection pool and the fast tier: every document was the pool (no fast tier ran)
-            ss = saved["samples"]
-            ss.setdefault("pool_size", max(0, n - ss.get("audit_size", 0) - ss.get("val_size", 0)))
-            for k in ("fast_student", "fast_tolerance", "ensemble"):
-                saved.setdefault("config", {}).setdefault(k, mine["config"][k])
+                                      "student": self._student, "samples": _samples(self.config, n),
+                                      "final_student": self._members}, default=str))
+        if saved is not None:
             diff = [k for k in mine if saved.get(k) != mine[k]]
             if diff:
                 hint = f" It used --student {saved['student']}." if "student" in diff and saved.get("student") else ""
@@ -253,8 +258,8 @@ class LabelJob:
             for i, a in self.answers[ph].items():
                 seen[i] = a.usage.cost_usd
         tr = self.learner.answers if hasattr(self, "learner") else {}
-        for i, a in tr.items():
-            seen[i] = a.usage.cost_usd
+        for i, a in tr.items():  # keyed by position in the work set (audit + validation + pool)
+            seen[int(self._work_idx[i])] = a.usage.cost_usd
         return float(sum(seen.values()))
 
     def _per_call(self) -> float:
@@ -304,7 +309,16 @@ class LabelJob:
         fast_spec = resolve_fast(cfg.fast_student, student)
         if fast_spec is not None:
             DistillConfig(student=fast_spec)
+        self._legacy = False
+        self._members = ensemble_members(student) if cfg.ensemble else [student]
+        if cfg.engine == "ray":
+            from importlib.util import find_spec
+
+            if find_spec("ray") is None:
+                raise ThriftyError("--engine ray needs Ray: pip install 'thrifty[ray]'.")
         self._check_work(corpus, resume)
+        cfg = self.config  # a job written by an earlier version resumes with the settings it ran with
+        fast_spec = resolve_fast(cfg.fast_student, student)
         texts = corpus.texts
         rng = np.random.default_rng(cfg.seed)
         audit_idx, val_idx = draw_samples(valid, rng, n_audit, n_val)
@@ -334,6 +348,7 @@ class LabelJob:
         n_pool = min(cfg.pool(n), len(others))
         pool_idx = np.sort(rng.permutation(others)[:n_pool]) if n_pool < len(others) else others
         work_idx = np.sort(np.concatenate([audit_idx, val_idx, pool_idx]))  # documents the student reads
+        self._work_idx = work_idx
         outside = np.setdiff1d(valid, work_idx)
         local = np.full(n, -1)
         local[work_idx] = np.arange(len(work_idx))
@@ -342,7 +357,9 @@ class LabelJob:
 
         t0 = time.perf_counter()
         features = make_features(feats_name, **feats_params)
-        features.fit(w_texts)
+        # unsupervised features are fitted on the pool only: validation and audit documents then stand to the
+        # features as every document outside the pool does (the threshold's guarantee needs them exchangeable)
+        features.fit(texts if self._legacy else [texts[i] for i in pool_idx])
         if dry_run:
             plan = self._pilot_plan(features.transform([texts[i] for i in audit_idx]), audit_idx, clf, n, n_audit,
                                     n_val, per_call)
@@ -425,16 +442,16 @@ class LabelJob:
 
         model = TextModel(features, rnd.student, self.task.labels, name=student)
         acc_proba, accurate, ens = rnd.proba, model.predict_proba, None
-        members = ensemble_members(student) if cfg.ensemble else [student]
-        if len(members) > 1:
-            tr = np.asarray(self.learner.train_idx, dtype=int)
-            y = np.asarray([self.task.index(a.label) if a.label is not None else -1
-                            for a in (self.learner.answers[int(i)] for i in tr)], dtype=int)
-            ens = Ensemble(members, self.task.n_labels, seed=cfg.seed).fit(w_texts, tr[y >= 0], y[y >= 0], first=(features, X))
+        tr = np.asarray(self.learner.train_idx, dtype=int)
+        y = np.asarray([self.task.index(a.label) if a.label is not None else -1
+                        for a in (self.learner.answers[int(i)] for i in tr)], dtype=int)
+        if len(self._members) > 1 and (y >= 0).sum() >= 2 * ENSEMBLE_FOLDS:  # out-of-fold weights need a few labels
+            ens = Ensemble(self._members, self.task.n_labels, seed=cfg.seed).fit(
+                w_texts, tr[y >= 0], y[y >= 0], first=(features, X), vocabulary=p_loc)
             acc_proba, accurate = ens.proba_, ens.predict_proba
             self.say(f"student: {ens.name}, weights {ens.describe()['weights']} fitted out of fold on the "
                      f"{int((y >= 0).sum()):,} training labels")
-        fast_spec = fast_spec if len(outside) else None
+        fast_spec = fast_spec if len(outside) and n_pool >= MIN_FAST_POOL else None
         fast: FastTier | None = None
         fast_p = None
         if fast_spec is not None:
@@ -460,9 +477,15 @@ class LabelJob:
                 from ..engines.ray import label_tiers_ray
 
                 assert models is not None
-                o_pred, o_score, o_kept, o_secs = label_tiers_ray(
-                    texts, outside, models / ("ensemble" if ens else "model"), models / "fast_model" if fast else None, fast_t,
-                    address=cfg.ray_address)
+                try:
+                    o_pred, o_score, o_kept, o_secs = label_tiers_ray(
+                        texts, outside, models / ("ensemble" if ens else "model"), models / "fast_model" if fast else None,
+                        fast_t, address=cfg.ray_address)
+                finally:
+                    if self.work is None:  # the temporary copy the actors loaded
+                        import shutil
+
+                        shutil.rmtree(models, ignore_errors=True)
             else:
                 o_pred, o_score, o_kept, o_secs = stream_tiers(texts, outside, fast, accurate, say=self.say)
         esc_idx = np.sort(np.concatenate([work_idx[rest[score[rest] < t]], outside[o_score < t]])).astype(int)
@@ -486,7 +509,7 @@ class LabelJob:
         tier = ["empty"] * n
         for idx, lab, sc, kept in ((work_idx, pred, score, kept_fast), (outside, o_pred, o_score, o_kept)):
             for i, k, c, f in zip(idx, lab, sc, kept):
-                labels[i], confidence[i], tier[i] = self.task.labels[k], c - 1.0 if f else c, "fast" if f else "student"
+                labels[i], confidence[i], tier[i] = self.task.labels[k], 2 * (c - 1.0) if f else c, "fast" if f else "student"
         all_known: dict[int, TeacherLabel] = {}
         for ph in ("audit", "validation"):
             all_known.update(self.answers[ph])
@@ -508,7 +531,7 @@ class LabelJob:
         ak = a_loc[akeep]
         a_cascade = np.where(score[ak] < t, a_teacher, pred[ak]) if len(ak) else np.zeros(0, int)
         est = audit_estimate(a_cascade, a_teacher)
-        k_known = len(all_known)
+        k_known = int(known_all.sum())  # audit, validation, training: escalations are already in the audit estimate
         lo, hi = est["ci95"]
         corpus_est = {"agreement": None if est["agreement"] is None else (k_known + (n - k_known) * est["agreement"]) / n,
                       "ci95": [(k_known + (n - k_known) * lo) / n, (k_known + (n - k_known) * hi) / n]}
@@ -558,7 +581,9 @@ class LabelJob:
             "stop_reason": stop_reason,
             "engine": cfg.engine if len(outside) else "local",
             "ensemble": ens.describe() if ens else None,
-            "pool": {"documents": int(n_pool), "outside": int(len(outside)), "empty_texts": int(n - len(valid))},
+            "pool": {"documents": int(n_pool), "outside": int(len(outside)),
+                     "empty_texts": int(sum(not t.strip() for t in texts)),
+                     "repeated_texts": int(n - len(valid) - sum(not t.strip() for t in texts))},
             "tiers": tiers,
             "wall_s": round(wall, 3),
             "teacher_s_per_call": round(self.teacher_time[0] / self.teacher_time[1], 4) if self.teacher_time[1] else None,

@@ -29,6 +29,7 @@ import numpy as np
 
 FAST_DEFAULT = "tfidf-lr"
 FOLDS = 5  # the keep threshold is chosen on out-of-fold predictions over the whole pool
+MIN_FAST_POOL = 100  # a smaller pool could not vouch for a fast tier anyway (0 of 100 bounds at 2.3%)
 SOFT_FLOOR = 0.01  # accurate-student probabilities below this are dropped from the fast tier's soft targets
 
 
@@ -132,8 +133,9 @@ def cascade_scores(
     """``(label, score, kept_by_fast)`` of the composite student for each document.
 
     A document the fast tier keeps (confidence >= ``fast_threshold``) gets its label and the score
-    ``1 + confidence``, above every accurate-tier score, so that escalating by ``score < t`` stays
-    one monotone family (Learn-then-Test needs it). ``accurate_proba`` holds a row for every
+    ``1 + confidence / 2`` in (1, 1.5], above every accurate-tier score and below the "escalate
+    everything" threshold (2), so that escalating by ``score < t`` stays one monotone family
+    (Learn-then-Test needs it). ``accurate_proba`` holds a row for every
     document, or only for those the fast tier does not keep (in order).
     """
     n = len(fast_proba) if fast_proba is not None else len(accurate_proba)
@@ -143,7 +145,7 @@ def cascade_scores(
     label[~kept], score[~kept] = acc.argmax(1), acc.max(1)
     if kept.any():
         assert fast_proba is not None
-        label[kept], score[kept] = fast_proba[kept].argmax(1), 1.0 + fast_proba[kept].max(1)
+        label[kept], score[kept] = fast_proba[kept].argmax(1), 1.0 + fast_proba[kept].max(1) / 2
     return label, score, kept
 
 
