@@ -276,3 +276,34 @@ def test_serve_refuses_a_cascade_without_a_cap(sim_run):
     _, run = sim_run
     res = CliRunner().invoke(cli_app, ["serve", str(run), "--cascade", "--target-agreement", "0.9"])
     assert res.exit_code == 2 and "--max-dollars" in res.output and "Traceback" not in res.output
+
+
+def test_a_label_job_is_served_with_its_ensemble_and_exported_with_a_note(tmp_path):
+    """`thrifty serve OUT.thrifty` answers with the job's final student (the ensemble `thrifty predict` uses), a
+    cascade on a label job is refused with what to do instead, and `thrifty export` says it holds the single student."""
+    from conftest import dataset_path, write_recorded_csv
+    from thrifty.errors import ThriftyError
+    from thrifty.export import export_run
+    from thrifty.predict import load_student, student_dir
+
+    rows = write_recorded_csv("mr_chatgpt", lambda rows: rows[::4][:1200], tmp_path / "c.csv")
+    out = tmp_path / "l.csv"
+    r = CliRunner().invoke(cli_app, ["label", str(tmp_path / "c.csv"), "--labels", str(dataset_path("mr_chatgpt") / "labels.json"),
+                                     "--teacher", "replay", "--out", str(out), "--student", "tfidf-lr", "--fast-student", "none",
+                                     "--target-agreement", "0.9", "--max-train-labels", "150"])
+    assert r.exit_code == 0, r.output[-3000:]
+    job = tmp_path / "l.csv.thrifty"
+    texts = [x["text"] for x in rows[:40]]
+    ens = load_student(student_dir(job))
+    assert ens.name.startswith("pool(tfidf-lr")
+    with running(build_server_app(job)[0]) as url, httpx.Client(base_url=url, timeout=60) as c:
+        got = c.post("/v1/classify", json={"texts": texts}).json()
+    assert got["model"] == ens.name
+    want = ens.predict_proba(texts)
+    assert [x["label"] for x in got["results"]] == [ens.labels[i] for i in want.argmax(1)]
+    assert np.allclose([x["confidence"] for x in got["results"]], want.max(1), atol=1e-5)
+    with pytest.raises(ThriftyError, match="is a `thrifty label` job"):
+        build_server_app(job, cascade=True, target_agreement=0.9, max_dollars=1.0)
+    res = export_run(job, tmp_path / "ex")
+    assert "not its final student" in res.note
+    assert "not its final student" in json.loads((tmp_path / "ex" / "export.json").read_text())["note"]

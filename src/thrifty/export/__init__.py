@@ -54,10 +54,11 @@ def export_run(run: str | Path, out: str | Path, format: str = "onnx", force: bo
             res = write_model2vec(model, tmp)
         else:
             res = write_onnx(model, tmp)
-            if format == "hf":
-                from .card import write_hf
+        _note_ensemble(run, res, tmp)
+        if format == "hf":
+            from .card import write_hf
 
-                write_hf(model, run, tmp, res)
+            write_hf(model, run, tmp, res)
         res.format = format
         res.files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         if out.exists():
@@ -68,6 +69,25 @@ def export_run(run: str | Path, out: str | Path, format: str = "onnx", force: bo
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return res
+
+
+def _note_ensemble(run: str | Path, res: ExportResult, d: Path) -> None:
+    """A label job's final student is an ensemble (``OUT.thrifty/ensemble/``), which no export format holds: say
+    that the export is the job's single student (``model/``, the ensemble's first member) in the note and export.json."""
+    from ..labelling.ensemble import is_ensemble
+
+    ens = Path(run) / "ensemble"
+    if not is_ensemble(ens):
+        return
+    members = json.loads((ens / "ensemble.json").read_text(encoding="utf-8"))["members"]
+    note = (f"This is the label job's single student ({members[0]}, model/), not its final student: the log-linear "
+            f"pool of {' + '.join(members)} + kNN in ensemble/, which no export format holds and which `thrifty "
+            "predict` uses. Its labels can differ from the job's on the documents the single student is unsure of.")
+    res.note = f"{res.note} {note}".strip()
+    meta = d / "export.json"
+    if meta.exists():
+        meta.write_text(json.dumps({**json.loads(meta.read_text(encoding="utf-8")), "note": res.note}, indent=2),
+                        encoding="utf-8")
 
 
 def write_onnx(model: Any, d: Path) -> ExportResult:

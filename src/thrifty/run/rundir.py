@@ -50,6 +50,12 @@ class RunDir:
         if path.exists() and not path.is_dir():
             raise ThriftyError(f"{path} is a file, not a thrifty run directory.")
         cfg = path / "config.json"
+        if not cfg.exists() and (path / "job.json").exists():
+            raise ThriftyError(
+                f"{path} is a `thrifty label` job, not a `thrifty distill` run: its documents went through its "
+                f"cascade already (the labelled file). `thrifty predict {path} NEW.csv` classifies new documents with "
+                "its student (no teacher); a cascade on new documents from a label job is not supported yet: label "
+                "them with `thrifty label NEW.csv ...`.")
         if not cfg.exists():
             raise ThriftyError(f"{path} is not a thrifty run directory (no config.json).")
         try:

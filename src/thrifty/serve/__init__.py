@@ -45,10 +45,10 @@ def build_server_app(run: str | Path, *, cascade: bool = False, target_agreement
 
     Returns ``(app, plan)``; ``plan`` is None without a cascade.
     """
-    from ..students import load_model
+    from ..predict import load_student, student_dir
     from .app import build_app
 
-    model = load_model(run)
+    model = load_student(student_dir(run))  # a label job's ensemble, as `thrifty predict` classifies with it
     escalator = plan = None
     if cascade:
         escalator, plan = make_escalator(run, model, target_agreement, max_dollars, "wilson" if conservative else guarantee, delta,

@@ -102,15 +102,17 @@ def build_app(
     escalator: Escalator | None = None,
     teacher_timeout_s: float = 30.0,
 ) -> FastAPI:
-    """The ASGI app for a loaded :class:`~thrifty.students.TextModel` (see the module docstring).
+    """The ASGI app for a loaded :class:`~thrifty.students.TextModel` or a label job's
+    :class:`~thrifty.labelling.ensemble.Ensemble` (see the module docstring).
 
     Turns off the model's on-disk embedding cache (MiniLM / ``st:`` features): it suits a fixed
     pool embedded once, but a server sees new texts, and caching each would read the whole index
     and write two files per request.
     """
     limits = limits or ServeLimits()
-    if getattr(model.features, "cache", False):
-        model.features.cache = False
+    for f in getattr(model, "features_", None) or [model.features]:  # an ensemble's members, or the one model's
+        if getattr(f, "cache", False):
+            f.cache = False
     labels = list(model.labels)
     metrics = ServeMetrics()
     student_pool = ThreadPoolExecutor(1, thread_name_prefix="thrifty-student")
