@@ -304,6 +304,8 @@ def test_a_label_job_is_served_with_its_ensemble_and_exported_with_a_note(tmp_pa
     assert np.allclose([x["confidence"] for x in got["results"]], want.max(1), atol=1e-5)
     with pytest.raises(ThriftyError, match="is a `thrifty label` job"):
         build_server_app(job, cascade=True, target_agreement=0.9, max_dollars=1.0)
+    r = CliRunner().invoke(cli_app, ["report", str(job)])
+    assert r.exit_code == 2 and "summary.json" in r.output and "Traceback" not in r.output
     res = export_run(job, tmp_path / "ex")
     assert "not its final student" in res.note
     assert "not its final student" in json.loads((tmp_path / "ex" / "export.json").read_text())["note"]

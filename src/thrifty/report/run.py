@@ -18,6 +18,7 @@ import numpy as np
 
 from ..corpus import Corpus, read_corpus
 from ..errors import ThriftyError
+from ..run import require_run_dir
 from ..task import Task
 from ..teachers.ledger import Ledger, ledger_key
 
@@ -107,8 +108,7 @@ def open_run(run_dir: str | Path, corpus: Corpus | None = None, ledger: str | Pa
     to the one it recorded, else ``RUN/ledger.sqlite`` (give both for a Python run made with ``ledger=``)."""
     d = Path(run_dir)
     cfg_path = d / "config.json"
-    if not cfg_path.exists():
-        raise ThriftyError(f"{d} is not a thrifty run directory (no config.json).")
+    require_run_dir(d)
     saved = json.loads(cfg_path.read_text(encoding="utf-8"))
     state_path = d / "state.json"
     state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.exists() else {}

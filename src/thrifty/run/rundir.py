@@ -35,6 +35,19 @@ OWN = frozenset({"config.json", "state.json", "history.csv", "model", "ledger.sq
                  "ledger.sqlite-shm", "ledger.sqlite-journal"})
 
 
+def require_run_dir(path: Path) -> None:
+    """Raise unless ``path`` holds a run's ``config.json``; a `thrifty label` job's directory is named as such."""
+    if (path / "config.json").exists():
+        return
+    if (path / "job.json").exists():
+        raise ThriftyError(
+            f"{path} is a `thrifty label` job, not the `thrifty distill` run this needs; what the job did is in "
+            f"{path / 'summary.json'}. `thrifty predict {path} NEW.csv` classifies new documents with its student "
+            "(no teacher); a cascade on new documents from a label job is not supported yet: label them with "
+            "`thrifty label NEW.csv ...`.")
+    raise ThriftyError(f"{path} is not a thrifty run directory (no config.json).")
+
+
 class RunDir:
     """One run directory: create or open it, read and write its files (atomically)."""
 
@@ -50,14 +63,7 @@ class RunDir:
         if path.exists() and not path.is_dir():
             raise ThriftyError(f"{path} is a file, not a thrifty run directory.")
         cfg = path / "config.json"
-        if not cfg.exists() and (path / "job.json").exists():
-            raise ThriftyError(
-                f"{path} is a `thrifty label` job, not a `thrifty distill` run: its documents went through its "
-                f"cascade already (the labelled file). `thrifty predict {path} NEW.csv` classifies new documents with "
-                "its student (no teacher); a cascade on new documents from a label job is not supported yet: label "
-                "them with `thrifty label NEW.csv ...`.")
-        if not cfg.exists():
-            raise ThriftyError(f"{path} is not a thrifty run directory (no config.json).")
+        require_run_dir(path)
         try:
             record = json.loads(cfg.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
