@@ -111,12 +111,14 @@ def _init_worker(model_dir: str, parent: int | None = None) -> None:
 
 
 def student_dir(run: str | Path) -> Path:
-    """Where predictions come from: a label job's ensemble (``OUT.thrifty/ensemble/``, see docs/label.md) when it
-    saved one, else the run's model (:func:`thrifty.run.model_dir_of`). Member files are checked here, before any
-    worker starts."""
+    """Where predictions come from: a label job's final student (see docs/label.md): the fine-tuned student
+    (``OUT.thrifty/finetuned/``) when the job kept one, else its ensemble (``ensemble/``), else the run's model
+    (:func:`thrifty.run.model_dir_of`). Model and member files are checked here, before any worker starts."""
     from .labelling.ensemble import is_ensemble
 
     run = Path(run)
+    if (run / "finetuned" / "model.json").exists():
+        return model_dir_of(run / "finetuned")
     for d in (run / "ensemble", run):
         if is_ensemble(d):
             for member in sorted(d.glob("member_*")):

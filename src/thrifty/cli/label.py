@@ -13,6 +13,11 @@ from .app import app, console, friendly
 from .core import ApiKeyEnv, BaseUrl, IdCol, Labels, PriceIn, PriceOut, Prices, TeacherOpt, TextCol, _load_task, _teacher_columns, build_teacher
 
 
+def _say(line: str) -> None:
+    """The job's progress lines are plain text: student specs' [key=value] must not be read as markup."""
+    console.print(escape(line))
+
+
 @app.command("label")
 @friendly
 def label_cmd(
@@ -40,6 +45,7 @@ def label_cmd(
     fast_student: str = typer.Option("auto", "--fast-student", help="Student in front of --student for documents outside the pool, distilled on its probabilities (auto: tfidf-lr; none: no fast tier)."),
     fast_tolerance: float = typer.Option(0.2, "--fast-tolerance", help="The fast tier keeps what, out of fold over the pool, disagrees with --student on at most this x (1 - target) (90% upper bound)."),
     ensemble: bool = typer.Option(True, "--ensemble/--no-ensemble", help="Final student: a log-linear pool of the installed students + kNN, weighted out of fold on the training labels (docs/label.md)."),
+    finetune: bool = typer.Option(False, "--finetune/--no-finetune", help="Also fine-tune all-mpnet-base-v2 on the training labels (mpnet + transformer extras; CPU minutes) and keep it as the final student if its guaranteed threshold escalates less (docs/label.md)."),
     engine: str = typer.Option("local", "--engine", help="local, or ray: documents outside the pool go through the student tiers as a Ray Data stage."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster for --engine ray (default: a running one, else a new local one)."),
     text_col: str = TextCol,
@@ -64,9 +70,9 @@ def label_cmd(
                       seed_size=seed_size, audit_size=audit_size, val_size=val_size, max_train_labels=max_train_labels,
                       patience=patience, max_dollars=max_dollars, soft=soft, self_train=self_train, seed=seed,
                       pool_size=pool_size, fast_student=fast_student, fast_tolerance=fast_tolerance,
-                      ensemble=ensemble, engine=engine, ray_address=ray_address)
+                      ensemble=ensemble, finetune=finetune, engine=engine, ray_address=ray_address)
     work = Path(str(out) + ".thrifty")
-    job = LabelJob(task, tch, cfg, work=work, say=None if quiet else console.print,
+    job = LabelJob(task, tch, cfg, work=work, say=None if quiet else _say,
                    meta={"corpus": str(corpus.resolve()), "teacher": teacher, "out": str(out.resolve())})
     result = job.run(docs, dry_run=dry_run, resume=resume)
     if dry_run:
@@ -170,7 +176,7 @@ def demo_label(
     tch = make_teacher(teacher, task, docs, base_url=base_url)
     cfg = LabelConfig(target_agreement=target_agreement, audit_size=60, val_size=150, seed_size=30, batch=30,
                       max_train_labels=240, seed=seed)
-    job = LabelJob(task, tch, cfg, work=Path(str(out) + ".thrifty"), say=console.print)
+    job = LabelJob(task, tch, cfg, work=Path(str(out) + ".thrifty"), say=_say)
     res = job.run(docs, resume=resume)
     write_labels(res, docs, out)
     s = res.summary

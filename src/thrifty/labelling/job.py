@@ -40,6 +40,7 @@ from .projection import SCALE_1E6, Projection, project, stop_buying
 from .thresholds import ThresholdChoice, ltt_threshold
 from .ensemble import FOLDS as ENSEMBLE_FOLDS
 from .ensemble import Ensemble, ensemble_members
+from .finetuned import FINETUNE_SPEC, MIN_LABELS as FINETUNE_MIN_LABELS, check_finetune, choose_final, fit_finetuned
 from .tiers import MIN_FAST_POOL, FastTier, cascade_scores, resolve_fast, stream_tiers
 
 PHASES = ("audit", "validation", "training", "escalations")
@@ -75,6 +76,8 @@ class LabelConfig:
     engine: str = "local"  # local | ray: where documents outside the pool go through the student tiers
     ray_address: str | None = None  # a Ray cluster to use with engine="ray" (default: a running or a new local one)
     fast_tolerance: float = 0.2  # the fast tier keeps what disagrees with the student on <= this x (1 - target) (90% bound)
+    finetune: bool = False  # also fine-tune a transformer; kept if its threshold escalates less (labelling/finetuned.py)
+    finetune_student: str = FINETUNE_SPEC  # what --finetune fine-tunes
 
     def sizes(self, n_docs: int) -> tuple[int, int]:
         """(audit, validation) sizes for a corpus of ``n_docs`` documents.
@@ -212,6 +215,8 @@ class LabelJob:
             old = saved.get("config") or {}
             saved = {**saved, "config": {k: v for k, v in old.items() if k not in _SIZE_OPTIONS},
                      "samples": _samples_before_growth(old, n)}
+        if saved is not None:  # written before --finetune: it ran without
+            saved["config"] = {"finetune": False, "finetune_student": FINETUNE_SPEC, **(saved.get("config") or {})}
         if saved is not None and "final_student" not in saved:
             # written before the selection pool, the fast tier and the ensemble: resume it as it ran (every document
             # in the pool, features fitted on every text, the single student, no fast tier), so it pays nothing twice
@@ -309,6 +314,8 @@ class LabelJob:
         fast_spec = resolve_fast(cfg.fast_student, student)
         if fast_spec is not None:
             DistillConfig(student=fast_spec)
+        if cfg.finetune:
+            check_finetune(cfg.finetune_student)
         self._legacy = False
         self._members = ensemble_members(student) if cfg.ensemble else [student]
         if cfg.engine == "ray":
@@ -451,6 +458,23 @@ class LabelJob:
             acc_proba, accurate = ens.proba_, ens.predict_proba
             self.say(f"student: {ens.name}, weights {ens.describe()['weights']} fitted out of fold on the "
                      f"{int((y >= 0).sum()):,} training labels")
+        final_name, delta, ft_model, ft_info = ens.name if ens else student, cfg.delta, None, None
+        if cfg.finetune and (y >= 0).sum() >= FINETUNE_MIN_LABELS:
+            self.say(f"student: fine-tuning {cfg.finetune_student} on the {int((y >= 0).sum()):,} training labels "
+                     "(torch on this machine's CPUs: minutes)")
+            ft_model, ft_proba, ft_t = fit_finetuned(cfg.finetune_student, w_texts, tr[y >= 0], y[y >= 0],
+                                                     self.task.labels, cfg.seed)
+            best, delta, picks = choose_final({final_name: acc_proba, cfg.finetune_student: ft_proba}, cal_loc, cal_y,
+                                              cfg.target_agreement, cfg.delta)
+            ft_info = {"student": cfg.finetune_student, "kept": best == cfg.finetune_student,
+                       "fit_s": round(ft_t["fit_s"], 3), "predict_s": round(ft_t["predict_s"], 3), "delta_each": delta,
+                       "validation_escalation_rate": {k: round(c.escalation_rate, 4) for k, c in picks.items()}}
+            self.say(f"student: {best} kept (validation escalation at delta {delta:g} each: " +
+                     ", ".join(f"{k} {100 * c.escalation_rate:.1f}%" for k, c in picks.items()) + ")")
+            if best == cfg.finetune_student:
+                acc_proba, accurate, final_name = ft_proba, ft_model.predict_proba, best
+            else:
+                ft_model = None
         fast_spec = fast_spec if len(outside) and n_pool >= MIN_FAST_POOL else None
         fast: FastTier | None = None
         fast_p = None
@@ -463,11 +487,11 @@ class LabelJob:
             fast_w_s = time.perf_counter() - t0
         fast_t = fast.threshold_ if fast is not None else np.inf
         pred, score, kept_fast = cascade_scores(fast_p, fast_t, acc_proba)
-        choice = ltt_threshold(score[cal_loc], pred[cal_loc], cal_y, cfg.target_agreement, cfg.delta)
+        choice = ltt_threshold(score[cal_loc], pred[cal_loc], cal_y, cfg.target_agreement, delta)
         t = choice.threshold
         rate6 = float(np.mean(score[a_loc] < t))  # uniform, never trained on: new documents
 
-        models = self._save_models(model, ens, fast)
+        models = self._save_models(model, ens, fast, ft_model)
         o_secs: dict[str, float] = {"fast_s": 0.0, "fast_docs": 0, "accurate_s": 0.0, "accurate_docs": 0}
         o_pred, o_score, o_kept = np.zeros(0, int), np.zeros(0), np.zeros(0, bool)
         if len(outside):
@@ -479,7 +503,8 @@ class LabelJob:
                 assert models is not None
                 try:
                     o_pred, o_score, o_kept, o_secs = label_tiers_ray(
-                        texts, outside, models / ("ensemble" if ens else "model"), models / "fast_model" if fast else None,
+                        texts, outside, models / ("finetuned" if ft_model else "ensemble" if ens else "model"),
+                        models / "fast_model" if fast else None,
                         fast_t, address=cfg.ray_address)
                 finally:
                     if self.work is None:  # the temporary copy the actors loaded
@@ -543,12 +568,13 @@ class LabelJob:
         final_p = project(n, n_audit, n_val, counts["training"], rate, per_call)
         final_p6 = project(max(n, SCALE_1E6), *cfg.sizes(max(n, SCALE_1E6)), counts["training"], rate6, per_call)
         wall = time.perf_counter() - t_start
-        acc_s = features_s + o_secs["accurate_s"] + (ens.fit_s_ if ens else 0.0)
+        acc_s = (features_s + o_secs["accurate_s"] + (ens.fit_s_ if ens else 0.0) +
+                 (ft_info["fit_s"] + ft_info["predict_s"] if ft_info else 0.0))
         acc_docs = len(work_idx) + o_secs["accurate_docs"]
         on_ray = "ray_s" in o_secs  # then the time of the documents outside the pool is the Ray stage's, not per tier
         acc_timed = len(work_idx) if on_ray else acc_docs
         tiers: dict[str, Any] = {
-            "student": {"name": ens.name if ens else student, "docs": tier.count("student"), "docs_read": acc_docs, "seconds": round(acc_s, 3),
+            "student": {"name": final_name, "docs": tier.count("student"), "docs_read": acc_docs, "seconds": round(acc_s, 3),
                         "docs_per_s": round(acc_timed / acc_s, 1) if acc_s > 0 else None,
                         "note": "features + prediction of every document it read"},
             "teacher": {"docs": tier.count("teacher"), "escalated": int(len(esc_idx)), "seconds": round(teacher_s, 3),
@@ -581,6 +607,7 @@ class LabelJob:
             "stop_reason": stop_reason,
             "engine": cfg.engine if len(outside) else "local",
             "ensemble": ens.describe() if ens else None,
+            "finetuned": ft_info,
             "pool": {"documents": int(n_pool), "outside": int(len(outside)),
                      "empty_texts": int(sum(not t.strip() for t in texts)),
                      "repeated_texts": int(n - len(valid) - sum(not t.strip() for t in texts))},
@@ -595,10 +622,11 @@ class LabelJob:
             _write_csv(self.work / "history.csv", history)
         return LabelResult(labels, confidence, tier, summary, history)
 
-    def _save_models(self, model: Any, ens: Ensemble | None, fast: FastTier | None) -> Path | None:
-        """Save the student (``model/``), the ensemble (``ensemble/``) and the fast tier (``fast_model/``), loadable
-        by ``thrifty predict`` (model/, fast_model/) and by Ray actors; into the work directory, else (Ray without
-        one) a temporary directory."""
+    def _save_models(self, model: Any, ens: Ensemble | None, fast: FastTier | None, ft: Any = None) -> Path | None:
+        """Save the student (``model/``), the ensemble (``ensemble/``), the fine-tuned student when it was kept
+        (``finetuned/``) and the fast tier (``fast_model/``), loadable by ``thrifty predict`` and by Ray actors;
+        into the work directory, else (Ray without one) a temporary directory."""
+        import shutil
         import tempfile
 
         from ..students import save_model
@@ -611,6 +639,10 @@ class LabelJob:
             ens.save(where / "ensemble", self.task.labels)
         if fast is not None:
             save_model(fast.model(self.task.labels), where / "fast_model")
+        if ft is not None:
+            save_model(ft, where / "finetuned")
+        else:  # an earlier attempt's fine-tuned student is not this job's final student
+            shutil.rmtree(where / "finetuned", ignore_errors=True)
         return where
 
     def _budget_message(self, what: str, n_calls: int) -> str:
