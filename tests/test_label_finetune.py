@@ -73,6 +73,9 @@ def test_label_job_with_finetune_keeps_the_fine_tuned_student_and_predict_uses_i
     by_student = [i for i, t in enumerate(res.tier) if t == "student"][:40]
     assert by_student and model.predict([rows[i]["text"] for i in by_student]) == [res.labels[i] for i in by_student]
     assert json.loads((tmp_path / "w" / "job.json").read_text())["config"]["finetune"] is True
+    from thrifty.export import export_run
+
+    assert "fine-tuned student in finetuned/" in export_run(tmp_path / "w", tmp_path / "ex").note
     # a resume without --finetune is another job: refused by name, before anything is paid
     job2 = LabelJob(task, make_teacher("replay", task, corpus), LabelConfig(**{**cfg.__dict__, "finetune": False}),
                     work=tmp_path / "w")

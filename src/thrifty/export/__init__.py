@@ -72,17 +72,22 @@ def export_run(run: str | Path, out: str | Path, format: str = "onnx", force: bo
 
 
 def _note_ensemble(run: str | Path, res: ExportResult, d: Path) -> None:
-    """A label job's final student is an ensemble (``OUT.thrifty/ensemble/``), which no export format holds: say
-    that the export is the job's single student (``model/``, the ensemble's first member) in the note and export.json."""
+    """A label job's final student (``OUT.thrifty/finetuned/`` or ``ensemble/``) is not ``model/``: say that the
+    export is the job's single student in the note and export.json."""
     from ..labelling.ensemble import is_ensemble
 
-    ens = Path(run) / "ensemble"
-    if not is_ensemble(ens):
+    run = Path(run)
+    if (run / "finetuned" / "model.json").exists():
+        final = "the fine-tuned student in finetuned/ (a text-finetune student: no export format holds it yet)"
+    elif is_ensemble(run / "ensemble"):
+        members = json.loads((run / "ensemble" / "ensemble.json").read_text(encoding="utf-8"))["members"]
+        final = f"the log-linear pool of {' + '.join(members)} + kNN in ensemble/, which no export format holds"
+    else:
         return
-    members = json.loads((ens / "ensemble.json").read_text(encoding="utf-8"))["members"]
-    note = (f"This is the label job's single student ({members[0]}, model/), not its final student: the log-linear "
-            f"pool of {' + '.join(members)} + kNN in ensemble/, which no export format holds and which `thrifty "
-            "predict` uses. Its labels can differ from the job's on the documents the single student is unsure of.")
+    single = json.loads((run / "model" / "model.json").read_text(encoding="utf-8")).get("name", "model/")
+    note = (f"This is the label job's single student ({single}, model/), not its final student: {final}, and "
+            "which `thrifty predict` uses. Its labels can differ from the job's on the documents the single student "
+            "is unsure of.")
     res.note = f"{res.note} {note}".strip()
     meta = d / "export.json"
     if meta.exists():
