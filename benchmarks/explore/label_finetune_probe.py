@@ -16,12 +16,10 @@ import time
 import numpy as np
 import torch
 from _common import recorded
-from tokenizers import Tokenizer
-from transformers import AutoModel
 
 from thrifty.cascade import agreement_curve
 from thrifty.features import make_features
-from thrifty.features.mpnet import mpnet_source
+from thrifty.students import FineTuneStudent, full_proba
 from thrifty.labelling.ensemble import Ensemble, ensemble_members
 
 
@@ -31,51 +29,10 @@ def oracle(P, T, t):
     return round(float(esc[ok].min() / len(T)), 4)
 
 
-def batches(tok, texts, idx):
-    e = tok.encode_batch([texts[i] for i in idx])
-    L = max(len(x.ids) for x in e)
-    ids, m = torch.zeros((len(e), L), dtype=torch.long), torch.zeros((len(e), L), dtype=torch.long)
-    for i, x in enumerate(e):
-        ids[i, : len(x.ids)], m[i, : len(x.ids)] = torch.tensor(x.ids), 1
-    return ids, m
-
-
-def finetune(texts, train, y, test, k, epochs=2, lr=3e-5, bs=16):
-    torch.manual_seed(0)
-    src = mpnet_source()
-    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(128)
-    enc = AutoModel.from_pretrained(str(src), local_files_only=True, use_safetensors=True)
-    head = torch.nn.Linear(enc.config.hidden_size, k)
-
-    def logits(ids, m):
-        h = enc(input_ids=ids, attention_mask=m).last_hidden_state
-        mm = m.unsqueeze(-1).float()
-        return head((h * mm).sum(1) / mm.sum(1))
-
-    params = list(enc.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    steps = epochs * ((len(train) + bs - 1) // bs)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (0.1 * steps)) * max(0.0, 1 - s / steps))
-    gen = torch.Generator().manual_seed(0)
-    enc.train()
-    for _ in range(epochs):
-        for b in torch.randperm(len(train), generator=gen).split(bs):
-            b = b.numpy()
-            loss = torch.nn.functional.cross_entropy(logits(*batches(tok, texts, train[b])), torch.tensor(y[b]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    enc.eval()
-    out = np.zeros((len(test), k))
-    order = np.argsort([len(texts[i]) for i in test])
-    with torch.no_grad():
-        for s in range(0, len(order), 64):
-            rows = order[s : s + 64]
-            out[rows] = torch.softmax(logits(*batches(tok, texts, test[rows])), -1).double().numpy()
-    return out
+def finetune(texts, train, y, test, k):
+    """``text-finetune[base=mpnet]`` (what ``thrifty label --finetune`` fits) on rows ``train``; probabilities on ``test``."""
+    s = FineTuneStudent(base="mpnet", random_state=0).fit(np.asarray([texts[i] for i in train], dtype=object), y)
+    return full_proba(s, np.asarray([texts[i] for i in test], dtype=object), k)
 
 
 torch.set_num_threads(2)
