@@ -167,3 +167,39 @@ def test_dense_students_accept_sparse_input():
     for name in ("lda", "gbdt"):
         s = make_student(name).fit(X, y)
         assert s.predict_proba(X[:3]).shape == (3, 3)
+
+
+@pytest.mark.skipif(not HAVE_TORCH or importlib.util.find_spec("onnxruntime") is None,
+                    reason="needs the transformer and embed extras")
+def test_int8_finetuned_student_matches_torch_and_loads_without_torch(tmp_path):
+    """``text-finetune[int8=true]``: the fine-tuned encoder exported to int8 ONNX gives nearly torch's probabilities,
+    saves no torch weights, and a fresh process predicts the same with torch unimportable (what serve needs)."""
+    import json
+    import subprocess
+    import sys
+
+    texts, y = _texts()
+    feats = make_features("text").fit(texts)
+    X = feats.transform(texts)
+    fp32 = make_student("finetune", **FAST["finetune"]).fit(X, y)
+    P = fp32.predict_proba(X)
+    int8 = make_student("finetune", **FAST["finetune"], int8=True).fit(X, y)
+    Q = int8.predict_proba(X)
+    assert int8.get_params()["int8"] and int8.model_ is None
+    assert np.abs(P - Q).max() < 0.1 and (P.argmax(1) == Q.argmax(1)).mean() >= 0.9
+    save_model(TextModel(feats, int8, ["a", "b", "c"]), tmp_path / "m")
+    saved = {p.name for p in (tmp_path / "m").rglob("*")}
+    assert {"model.onnx", "head.safetensors"} <= saved and "model.safetensors" not in saved
+    np.save(tmp_path / "q.npy", Q)
+    code = ("import sys, json, numpy as np\n"
+            "class NoTorch:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('torch', 'transformers'): raise ImportError(name)\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            "from thrifty.students import load_model\n"
+            f"m = load_model({str(tmp_path / 'm')!r}); texts = json.loads(sys.argv[1])\n"
+            f"np.testing.assert_allclose(m.predict_proba(texts), np.load({str(tmp_path / 'q.npy')!r}), atol=1e-6)\n"
+            "assert 'torch' not in sys.modules\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(texts)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -7,12 +7,15 @@ An exported encoder directory holds ``model.onnx`` (int8 dynamic per-channel qua
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
+import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -51,6 +54,26 @@ def _st_settings(src: Path) -> dict:
     return {"pooling": pooling, "normalize": normalize, "max_length": max_len}
 
 
+@contextlib.contextmanager
+def quiet():
+    """transformers' progress bars and the tracer's and the quantiser's advice (TracerWarning, "consider
+    pre-processing") are for model authors, not for the person running a job: silenced while loading and exporting."""
+    from transformers.utils import logging as hf_logging
+
+    root, bars = logging.getLogger(), hf_logging.is_progress_bar_enabled()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def export_onnx(src: str | Path, dst: str | Path, *, expected_sha256: str | None = None, quantize: bool = True) -> Path:
     """Export the transformer in sentence-transformers directory ``src`` to an encoder directory
     ``dst`` (atomically). Checks the weights' sha256 first when ``expected_sha256`` is given.
@@ -70,7 +93,8 @@ def export_onnx(src: str | Path, dst: str | Path, *, expected_sha256: str | None
         raise ThriftyError(f"Exporting {src} to ONNX needs torch and transformers once: {EMBED_EXTRA}") from None
     if not (src / "tokenizer.json").exists():
         raise ThriftyError(f"{src} has no tokenizer.json (a fast-tokenizer file is required).")
-    model = AutoModel.from_pretrained(str(src), local_files_only=True, use_safetensors=True).eval()
+    with quiet():
+        model = AutoModel.from_pretrained(str(src), local_files_only=True, use_safetensors=True).eval()
     names = ["input_ids", "attention_mask", "token_type_ids"]
     if "token_type_ids" not in inspect.signature(model.forward).parameters:
         names = names[:2]
@@ -90,13 +114,14 @@ def export_onnx(src: str | Path, dst: str | Path, *, expected_sha256: str | None
         fp32 = tmp / ("model.fp32.onnx" if quantize else "model.onnx")
         axes = {n: {0: "batch", 1: "seq"} for n in names}
         axes["last_hidden_state"] = {0: "batch", 1: "seq"}
-        with torch.no_grad():
+        with torch.no_grad(), quiet():
             torch.onnx.export(Wrapped(), dummy, str(fp32), input_names=names, output_names=["last_hidden_state"],
                               dynamic_axes=axes, opset_version=17, dynamo=False)
         if quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(fp32), str(tmp / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True)
+            with quiet():
+                quantize_dynamic(str(fp32), str(tmp / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True)
             fp32.unlink()
         shutil.copy(src / "tokenizer.json", tmp / "tokenizer.json")
         meta = {**_st_settings(src), "inputs": names, "dim": int(model.config.hidden_size), "quantized": quantize,
