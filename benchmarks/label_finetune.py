@@ -3,10 +3,12 @@
 On the shared datasets with a real recorded teacher (replayed through the ledger), each seed, the real
 `LabelJob` runs twice with the same settings (the defaults: mpnet-lr, M-RARU, the ensemble, sizes that
 grow with the corpus): once as it is, and once with `finetune=True`, which also fine-tunes mpnet on the
-job's training labels and keeps whichever final student's Learn-then-Test threshold escalates less on
+job's training labels (int8 ONNX for prediction), pools it with the frozen final student (geometric mean) and
+keeps whichever of the frozen student and that pool has the Learn-then-Test threshold that escalates less on
 validation (each tested at delta / 2, so the guarantee holds for the choice). Both runs buy the same
 labels (the learner does not depend on the final student), so the difference is the final student and
-the halved delta alone.
+the halved delta alone. `results/label/finetune/finetuned_alone/` holds the runs of the first design (the
+fine-tuned student alone as the candidate, torch fp32).
 
 Reported per run: which student was kept, the validation escalation of both, the escalation rate for new
 documents (the audit) and the projected cost at 10^6 documents, realised agreement with the teacher
@@ -83,7 +85,7 @@ def main() -> None:
 
 def report(out: Path) -> str:
     """One row per dataset: means over seeds, --finetune vs the job as it is."""
-    lines = ["| dataset (docs) | labels | kept | validation escalation: frozen / fine-tuned (delta/2) | "
+    lines = ["| dataset (docs) | labels | kept | validation escalation: frozen / pool with the fine-tuned (delta/2) | "
              "new-doc escalation: job / job --finetune | cost at 10^6: job / --finetune | realised agreement "
              "(met): job / --finetune | gold accuracy: job / --finetune | wall s: job / --finetune |",
              "|---|---|---|---|---|---|---|---|---|"]

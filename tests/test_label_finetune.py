@@ -1,8 +1,8 @@
-"""`thrifty label --finetune`: the choice between the frozen final student and a fine-tuned one.
+"""`thrifty label --finetune`: the choice between the frozen final student and its pool with a fine-tuned one.
 
 The choice keeps the candidate whose Learn-then-Test threshold escalates less, each tested at delta / m (the
-union bound keeps the guarantee); the job's cascade threshold then uses that delta; a kept fine-tuned student is
-saved and is what `thrifty predict` classifies with."""
+union bound keeps the guarantee); the job's cascade threshold then uses that delta; a kept pool (the frozen
+student(s) and the fine-tuned transformer, geometric mean) is saved and is what `thrifty predict` classifies with."""
 
 from __future__ import annotations
 
@@ -32,6 +32,26 @@ def test_choose_final_keeps_the_candidate_that_escalates_less_at_delta_over_m():
     assert best == "a"  # a tie keeps the first (the frozen student)
 
 
+def test_with_member_is_the_geometric_mean_of_the_pool_and_the_new_member():
+    """One more member at a fixed share: softmax((1 - s) log P_pool + s log P_new); the saved pool predicts it."""
+    from thrifty.features import make_features
+    from thrifty.labelling.ensemble import Ensemble
+    from thrifty.students import full_proba, make_student
+
+    rng = np.random.default_rng(1)
+    texts = [f"{w} {v}" for w, v in zip(rng.choice(["red", "green", "blue"], 60), rng.choice(["a", "b"], 60))]
+    y = np.asarray([["red", "green", "blue"].index(t.split()[0]) for t in texts])
+    f = make_features("tfidf").fit(texts)
+    X = f.transform(texts)
+    a, b = make_student("lr").fit(X[:30], y[:30]), make_student("lr", C=0.01).fit(X[:30], y[:30])
+    Pa, Pb = full_proba(a, X, 3), full_proba(b, X, 3)
+    pooled = Ensemble.single("tfidf-lr", f, a, Pa, 3).with_member("tfidf-lr[C=0.01]", f, b, Pb)
+    g = np.sqrt(Pa * Pb)
+    np.testing.assert_allclose(pooled.proba_, g / g.sum(1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(pooled.predict_proba(texts), pooled.proba_, atol=1e-6)
+    assert pooled.name == "pool(tfidf-lr + tfidf-lr[C=0.01])" and list(pooled.weights_) == [0.5, 0.5]
+
+
 def test_check_finetune_refuses_what_is_not_a_fine_tuned_student():
     with pytest.raises(ThriftyError, match="text-finetune"):
         check_finetune("mpnet-lr")
@@ -59,25 +79,36 @@ def test_label_job_with_finetune_keeps_the_fine_tuned_student_and_predict_uses_i
     corpus = read_corpus(tmp_path / "c.csv", extra_cols=["teacher_label"])
     cfg = LabelConfig(target_agreement=0.9, student="tfidf-lr", fast_student="none", ensemble=False, audit_size=100,
                       val_size=200, max_train_labels=150, finetune=True,
-                      finetune_student="text-finetune[base=minilm,epochs=3,max_length=64]")
+                      finetune_student="text-finetune[base=minilm,epochs=3,max_length=64,int8=true]")
     job = LabelJob(task, make_teacher("replay", task, corpus), cfg, work=tmp_path / "w")
     res = job.run(corpus)
     s = res.summary
     ft = s["finetuned"]
     rates = ft["validation_escalation_rate"]
     assert ft["delta_each"] == pytest.approx(0.05) and s["threshold"]["delta"] == pytest.approx(0.05)
-    assert ft["kept"] and rates[cfg.finetune_student] < rates["tfidf-lr"], rates
-    assert s["tiers"]["student"]["name"] == cfg.finetune_student
-    assert student_dir(tmp_path / "w") == tmp_path / "w" / "finetuned"
+    assert ft["final"] == f"pool(tfidf-lr + {cfg.finetune_student})"
+    assert ft["kept"] and rates[ft["final"]] < rates["tfidf-lr"], rates
+    assert s["tiers"]["student"]["name"] == ft["final"]
+    assert student_dir(tmp_path / "w") == tmp_path / "w" / "ensemble"
+    saved = json.loads((tmp_path / "w" / "ensemble" / "ensemble.json").read_text())
+    assert saved["members"] == ["tfidf-lr", cfg.finetune_student] and saved["weights"] == [0.5, 0.5]
+    assert (tmp_path / "w" / "ensemble" / "member_1" / "student" / "encoder" / "model.onnx").exists()  # int8
     model = load_student(student_dir(tmp_path / "w"))
     by_student = [i for i, t in enumerate(res.tier) if t == "student"][:40]
-    assert by_student and model.predict([rows[i]["text"] for i in by_student]) == [res.labels[i] for i in by_student]
+    again = model.predict_proba([rows[i]["text"] for i in by_student]).argmax(1)
+    assert by_student and [model.labels[k] for k in again] == [res.labels[i] for i in by_student]
     assert json.loads((tmp_path / "w" / "job.json").read_text())["config"]["finetune"] is True
     from thrifty.export import export_run
 
-    assert "fine-tuned student in finetuned/" in export_run(tmp_path / "w", tmp_path / "ex").note
-    # a resume without --finetune is another job: refused by name, before anything is paid
+    assert f"pool of tfidf-lr + {cfg.finetune_student} in ensemble/" in export_run(tmp_path / "w", tmp_path / "ex").note
+    # a resume without --finetune reuses every paid sample and label; only escalations follow the frozen student
+    said: list[str] = []
     job2 = LabelJob(task, make_teacher("replay", task, corpus), LabelConfig(**{**cfg.__dict__, "finetune": False}),
-                    work=tmp_path / "w")
-    with pytest.raises(ThriftyError, match="finetune"):
-        job2.run(corpus, resume=True)
+                    work=tmp_path / "w", say=said.append)
+    s2 = job2.run(corpus, resume=True).summary
+    paid = s2["paid_this_invocation"]
+    assert paid["audit"] == paid["validation"] == paid["training"] == 0, paid
+    assert s2["finetuned"] is None and s2["tiers"]["student"]["name"] == "tfidf-lr"
+    assert not (tmp_path / "w" / "ensemble").exists() and student_dir(tmp_path / "w") == tmp_path / "w" / "model"
+    assert json.loads((tmp_path / "w" / "job.json").read_text())["config"]["finetune"] is False
+    assert any("finetune True -> False" in line for line in said), said

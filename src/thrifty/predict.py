@@ -111,9 +111,10 @@ def _init_worker(model_dir: str, parent: int | None = None) -> None:
 
 
 def student_dir(run: str | Path) -> Path:
-    """Where predictions come from: a label job's final student (see docs/label.md): the fine-tuned student
-    (``OUT.thrifty/finetuned/``) when the job kept one, else its ensemble (``ensemble/``), else the run's model
-    (:func:`thrifty.run.model_dir_of`). Model and member files are checked here, before any worker starts."""
+    """Where predictions come from: a label job's final student (see docs/label.md): its pool (``ensemble/``; with
+    ``--finetune`` it may hold the fine-tuned student), else the run's model (:func:`thrifty.run.model_dir_of`); a
+    job of an earlier version may have kept a fine-tuned student alone in ``finetuned/``. Model and member files are
+    checked here, before any worker starts."""
     from .labelling.ensemble import is_ensemble
 
     run = Path(run)

@@ -72,16 +72,18 @@ def export_run(run: str | Path, out: str | Path, format: str = "onnx", force: bo
 
 
 def _note_ensemble(run: str | Path, res: ExportResult, d: Path) -> None:
-    """A label job's final student (``OUT.thrifty/finetuned/`` or ``ensemble/``) is not ``model/``: say that the
-    export is the job's single student in the note and export.json."""
+    """A label job's final student (``OUT.thrifty/ensemble/``, with ``--finetune`` perhaps holding the fine-tuned
+    student; ``finetuned/`` from an earlier version) is not ``model/``: say that the export is the job's single
+    student in the note and export.json."""
     from ..labelling.ensemble import is_ensemble
 
     run = Path(run)
     if (run / "finetuned" / "model.json").exists():
         final = "the fine-tuned student in finetuned/ (a text-finetune student: no export format holds it yet)"
     elif is_ensemble(run / "ensemble"):
-        members = json.loads((run / "ensemble" / "ensemble.json").read_text(encoding="utf-8"))["members"]
-        final = f"the log-linear pool of {' + '.join(members)} + kNN in ensemble/, which no export format holds"
+        meta = json.loads((run / "ensemble" / "ensemble.json").read_text(encoding="utf-8"))
+        members = meta["members"] + (["kNN"] if meta.get("neighbours") else [])
+        final = f"the log-linear pool of {' + '.join(members)} in ensemble/, which no export format holds"
     else:
         return
     single = json.loads((run / "model" / "model.json").read_text(encoding="utf-8")).get("name", "model/")

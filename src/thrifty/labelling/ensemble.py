@@ -137,9 +137,33 @@ class Ensemble:
         else:
             self.neighbours, self.ref_ = 0, np.zeros((0, 1), dtype=np.float32)
         self.weights_ = pool_weights(oof, self.y_ref_)
+        self.parts_ = full  # each member's (then the kNN's) probabilities of every row: what with_member pools
         self.proba_ = combine(self.weights_, full)
         self.fit_s_ = time.perf_counter() - t0
         return self
+
+    @classmethod
+    def single(cls, spec: str, features: Any, student: Any, proba: np.ndarray, n_labels: int) -> "Ensemble":
+        """A fitted student (its ``proba`` of every row) as a one-member pool, for :meth:`with_member`."""
+        one = cls([spec], n_labels, neighbours=0)
+        one.features_, one.students_, one.weights_, one.parts_ = [features], [student], np.ones(1), [proba]
+        one.ref_, one.y_ref_, one.fit_s_ = np.zeros((0, 1), dtype=np.float32), np.zeros(0, dtype=np.int64), 0.0
+        one.proba_ = combine(one.weights_, one.parts_)
+        return one
+
+    def with_member(self, spec: str, features: Any, student: Any, proba: np.ndarray, share: float = 0.5) -> "Ensemble":
+        """This pool and one more fitted member (``proba``: its probabilities of every row), a fixed ``share`` of the
+        weight: ``softmax((1 - share) log P_pool + share log P_member)``, the geometric mean at 0.5. Fixed, not
+        fitted: the new member (the fine-tuned transformer) has no out-of-fold predictions to fit a weight on."""
+        k = len(self.members)
+        out = type(self)([*self.members, spec], self.n_labels, seed=self.seed, neighbours=self.neighbours)
+        out.features_, out.students_ = [*self.features_, features], [*self.students_, student]
+        out.ref_, out.y_ref_, out.fit_s_ = self.ref_, self.y_ref_, self.fit_s_
+        w = (1 - share) * np.asarray(self.weights_, dtype=float)
+        out.weights_ = np.concatenate([w[:k], [share], w[k:]])
+        out.parts_ = [*self.parts_[:k], proba, *self.parts_[k:]]
+        out.proba_ = combine(out.weights_, out.parts_)
+        return out
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         from ..students import full_proba

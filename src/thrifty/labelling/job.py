@@ -115,6 +115,9 @@ def scaled(n_docs: int) -> float:
 
 
 _SIZE_OPTIONS = ("audit_size", "val_size", "max_train_labels", "pool_size")
+# fitted after every paid sample and training label: a resume may change them (what was paid is reused from the
+# ledger; only the escalations follow the new final student), and job.json then records the new choice
+_REFIT_OPTIONS = ("finetune", "finetune_student")
 
 
 def _samples(cfg: LabelConfig, n_docs: int) -> dict[str, int]:
@@ -233,7 +236,10 @@ class LabelJob:
                                       "student": self._student, "samples": _samples(self.config, n),
                                       "final_student": self._members}, default=str))
         if saved is not None:
-            diff = [k for k in mine if saved.get(k) != mine[k]]
+            def same(d: dict) -> dict:
+                return {**d, "config": {k: v for k, v in d["config"].items() if k not in _REFIT_OPTIONS}}
+
+            diff = [k for k in mine if same(saved).get(k) != same(mine)[k]]
             if diff:
                 hint = f" It used --student {saved['student']}." if "student" in diff and saved.get("student") else ""
                 was = {**(saved.get("config") or {}), **saved["samples"]}
@@ -242,6 +248,14 @@ class LabelJob:
                 hint += f" It used {', '.join(changed)}." if changed else ""
                 raise ThriftyError(f"{self.work} holds a different label job (its {', '.join(diff)} differ); "
                                    f"resume with the same corpus and options, or choose another --out.{hint}")
+            refit = {k: mine["config"][k] for k in _REFIT_OPTIONS if saved["config"].get(k) != mine["config"][k]}
+            if refit:  # on disk as written (a job of an earlier version keeps its shape); only these keys change
+                raw = json.loads(saved_path.read_text(encoding="utf-8"))
+                raw["config"] = {**(raw.get("config") or {}), **refit}
+                saved_path.write_text(json.dumps(raw, indent=2, default=str), encoding="utf-8")
+                self.say("resume: " + ", ".join(f"{k.replace('_', '-')} {saved['config'].get(k)} -> {v}"
+                                                 for k, v in refit.items())
+                         + " (every paid label is reused; the final student and its escalations follow)")
             return
         self.work.mkdir(parents=True, exist_ok=True)
         (self.work / "job.json").write_text(json.dumps({**mine, "meta": self.meta}, indent=2, default=str),
@@ -458,23 +472,24 @@ class LabelJob:
             acc_proba, accurate = ens.proba_, ens.predict_proba
             self.say(f"student: {ens.name}, weights {ens.describe()['weights']} fitted out of fold on the "
                      f"{int((y >= 0).sum()):,} training labels")
-        final_name, delta, ft_model, ft_info = ens.name if ens else student, cfg.delta, None, None
+        final_name, delta, ft_info = ens.name if ens else student, cfg.delta, None
         if cfg.finetune and (y >= 0).sum() >= FINETUNE_MIN_LABELS:
             self.say(f"student: fine-tuning {cfg.finetune_student} on the {int((y >= 0).sum()):,} training labels "
                      "(torch on this machine's CPUs: minutes)")
             ft_model, ft_proba, ft_t = fit_finetuned(cfg.finetune_student, w_texts, tr[y >= 0], y[y >= 0],
                                                      self.task.labels, cfg.seed)
-            best, delta, picks = choose_final({final_name: acc_proba, cfg.finetune_student: ft_proba}, cal_loc, cal_y,
+            frozen = ens if ens is not None else Ensemble.single(student, features, rnd.student, rnd.proba,
+                                                                 self.task.n_labels)
+            pooled = frozen.with_member(cfg.finetune_student, ft_model.features, ft_model.student, ft_proba)
+            best, delta, picks = choose_final({final_name: acc_proba, pooled.name: pooled.proba_}, cal_loc, cal_y,
                                               cfg.target_agreement, cfg.delta)
-            ft_info = {"student": cfg.finetune_student, "kept": best == cfg.finetune_student,
+            ft_info = {"student": cfg.finetune_student, "final": pooled.name, "kept": best == pooled.name,
                        "fit_s": round(ft_t["fit_s"], 3), "predict_s": round(ft_t["predict_s"], 3), "delta_each": delta,
                        "validation_escalation_rate": {k: round(c.escalation_rate, 4) for k, c in picks.items()}}
             self.say(f"student: {best} kept (validation escalation at delta {delta:g} each: " +
                      ", ".join(f"{k} {100 * c.escalation_rate:.1f}%" for k, c in picks.items()) + ")")
-            if best == cfg.finetune_student:
-                acc_proba, accurate, final_name = ft_proba, ft_model.predict_proba, best
-            else:
-                ft_model = None
+            if best == pooled.name:
+                ens, acc_proba, accurate, final_name = pooled, pooled.proba_, pooled.predict_proba, best
         fast_spec = fast_spec if len(outside) and n_pool >= MIN_FAST_POOL else None
         fast: FastTier | None = None
         fast_p = None
@@ -491,7 +506,7 @@ class LabelJob:
         t = choice.threshold
         rate6 = float(np.mean(score[a_loc] < t))  # uniform, never trained on: new documents
 
-        models = self._save_models(model, ens, fast, ft_model)
+        models = self._save_models(model, ens, fast)
         o_secs: dict[str, float] = {"fast_s": 0.0, "fast_docs": 0, "accurate_s": 0.0, "accurate_docs": 0}
         o_pred, o_score, o_kept = np.zeros(0, int), np.zeros(0), np.zeros(0, bool)
         if len(outside):
@@ -503,7 +518,7 @@ class LabelJob:
                 assert models is not None
                 try:
                     o_pred, o_score, o_kept, o_secs = label_tiers_ray(
-                        texts, outside, models / ("finetuned" if ft_model else "ensemble" if ens else "model"),
+                        texts, outside, models / ("ensemble" if ens else "model"),
                         models / "fast_model" if fast else None,
                         fast_t, address=cfg.ray_address)
                 finally:
@@ -622,10 +637,11 @@ class LabelJob:
             _write_csv(self.work / "history.csv", history)
         return LabelResult(labels, confidence, tier, summary, history)
 
-    def _save_models(self, model: Any, ens: Ensemble | None, fast: FastTier | None, ft: Any = None) -> Path | None:
-        """Save the student (``model/``), the ensemble (``ensemble/``), the fine-tuned student when it was kept
-        (``finetuned/``) and the fast tier (``fast_model/``), loadable by ``thrifty predict`` and by Ray actors;
-        into the work directory, else (Ray without one) a temporary directory."""
+    def _save_models(self, model: Any, ens: Ensemble | None, fast: FastTier | None) -> Path | None:
+        """Save the student (``model/``), the final pool (``ensemble/``: with ``--finetune`` it may hold the
+        fine-tuned student as a member) and the fast tier (``fast_model/``), loadable by ``thrifty predict`` and by
+        Ray actors; into the work directory, else (Ray without one) a temporary directory. What an earlier attempt
+        saved and this one does not use goes first, so ``predict`` never picks up a stale final student."""
         import shutil
         import tempfile
 
@@ -634,15 +650,13 @@ class LabelJob:
         if self.work is None and self.config.engine != "ray":
             return None
         where = self.work if self.work is not None else Path(tempfile.mkdtemp(prefix="thrifty-label-"))
+        for stale in ("ensemble", "finetuned", "fast_model"):  # finetuned/: written by a version before the pool
+            shutil.rmtree(where / stale, ignore_errors=True)
         save_model(model, where / "model")
         if ens is not None:
             ens.save(where / "ensemble", self.task.labels)
         if fast is not None:
             save_model(fast.model(self.task.labels), where / "fast_model")
-        if ft is not None:
-            save_model(ft, where / "finetuned")
-        else:  # an earlier attempt's fine-tuned student is not this job's final student
-            shutil.rmtree(where / "finetuned", ignore_errors=True)
         return where
 
     def _budget_message(self, what: str, n_calls: int) -> str:
