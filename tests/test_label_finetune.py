@@ -79,7 +79,7 @@ def test_label_job_with_finetune_keeps_the_fine_tuned_student_and_predict_uses_i
     corpus = read_corpus(tmp_path / "c.csv", extra_cols=["teacher_label"])
     cfg = LabelConfig(target_agreement=0.9, student="tfidf-lr", fast_student="none", ensemble=False, audit_size=100,
                       val_size=200, max_train_labels=150, finetune=True,
-                      finetune_student="text-finetune[base=minilm,epochs=3,max_length=64,int8=true]")
+                      finetune_student="text-finetune[base=minilm,epochs=3,max_length=64,onnx=int8]")
     job = LabelJob(task, make_teacher("replay", task, corpus), cfg, work=tmp_path / "w")
     res = job.run(corpus)
     s = res.summary
@@ -92,7 +92,7 @@ def test_label_job_with_finetune_keeps_the_fine_tuned_student_and_predict_uses_i
     assert student_dir(tmp_path / "w") == tmp_path / "w" / "ensemble"
     saved = json.loads((tmp_path / "w" / "ensemble" / "ensemble.json").read_text())
     assert saved["members"] == ["tfidf-lr", cfg.finetune_student] and saved["weights"] == [0.5, 0.5]
-    assert (tmp_path / "w" / "ensemble" / "member_1" / "student" / "encoder" / "model.onnx").exists()  # int8
+    assert (tmp_path / "w" / "ensemble" / "member_1" / "student" / "encoder" / "model.onnx").exists()  # ONNX
     model = load_student(student_dir(tmp_path / "w"))
     by_student = [i for i, t in enumerate(res.tier) if t == "student"][:40]
     again = model.predict_proba([rows[i]["text"] for i in by_student]).argmax(1)

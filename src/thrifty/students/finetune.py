@@ -8,10 +8,12 @@ directly as cross-entropy targets (no expansion). Weights are saved as safetenso
 configs: nothing is unpickled on load.
 Needs the ``transformer`` extra (``pip install torch==2.13.0 && pip install 'thrifty[transformer]'``).
 
-``int8=true`` exports the fine-tuned encoder after training to ONNX with int8 dynamic quantisation
-(:func:`~thrifty.features.onnx_encoder.export_onnx`, the same path as the frozen ``st:`` encoders) and
-predicts with onnxruntime and the head in numpy: several times faster on CPU, and a saved int8 student
-loads without torch. Needs onnxruntime too (the ``embed`` extra).
+``onnx=fp32`` exports the fine-tuned encoder after training to ONNX
+(:func:`~thrifty.features.onnx_encoder.export_onnx`, the path the frozen ``st:`` encoders take) and predicts
+with onnxruntime and the head in numpy: the same probabilities as torch, ~1.7x faster on CPU; ``onnx=int8``
+adds int8 dynamic quantisation: ~4.5x faster than torch, at a small cost in agreement
+(``benchmarks/explore/label_finetune_int8.py``). Either loads and predicts without torch. Needs onnx and
+onnxruntime too (the ``embed`` extra).
 
 mpnet fine-tuned on 2,000 teacher labels imitated the teacher far more closely than any frozen
 encoder (``benchmarks/explore/label_finetune_probe.py``, docs/label.md), at a CPU price: on 2 cores
@@ -78,6 +80,8 @@ BASES = {"minilm": (4, 1e-4), "mpnet": (2, 3e-5)}
 # when epochs is not given, small training sets get more of them: at least MIN_STEPS optimiser steps (a head
 # trained from scratch for ~80 steps on 600 ag_news labels left mpnet unsure of everything), at most MAX_EPOCHS
 MIN_STEPS, MAX_EPOCHS = 250, 8
+# how a fitted student predicts: torch ("none"), or its encoder exported to ONNX as is or int8-quantised
+ONNX_RUNTIMES = ("none", "fp32", "int8")
 
 
 def _source(base: str) -> Path:
@@ -103,7 +107,7 @@ class FineTuneStudent:
     name = "finetune"
 
     def __init__(self, epochs: int | None = None, lr: float | None = None, batch_size: int = 16, max_length: int = 128,
-                 threads: int | None = None, random_state: int | None = 0, base: str = "minilm", int8: bool = False):
+                 threads: int | None = None, random_state: int | None = 0, base: str = "minilm", onnx: str = "none"):
         if base not in BASES:
             raise ThriftyError(f"text-finetune: base must be one of {', '.join(BASES)}; got {base!r}.")
         self.epochs = epochs
@@ -112,12 +116,14 @@ class FineTuneStudent:
         self.max_length = max_length
         self.threads = threads
         self.random_state = random_state
+        if onnx not in ONNX_RUNTIMES:
+            raise ThriftyError(f"text-finetune: onnx must be one of {', '.join(ONNX_RUNTIMES)}; got {onnx!r}.")
         self.base = base
-        self.int8 = int8
+        self.onnx = onnx
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {k: getattr(self, k)
-                for k in ("epochs", "lr", "batch_size", "max_length", "threads", "random_state", "base", "int8")}
+                for k in ("epochs", "lr", "batch_size", "max_length", "threads", "random_state", "base", "onnx")}
 
     def _tokenize(self, texts: Sequence[str]):
         torch = _torch()
@@ -151,7 +157,7 @@ class FineTuneStudent:
         with torch.random.fork_rng(devices=[]):  # seeded head and dropout, the caller's torch RNG left as it was
             torch.manual_seed(self.random_state or 0)
             self._train(src, X, T, w)
-        return self.to_int8() if self.int8 else self
+        return self if self.onnx == "none" else self.to_onnx(quantize=self.onnx == "int8")
 
     def _train(self, src: Path, X: Any, T: np.ndarray, w: np.ndarray | None) -> None:
         torch = _torch()
@@ -180,24 +186,24 @@ class FineTuneStudent:
                 sched.step()
         self.model_.eval()
 
-    def to_int8(self) -> "FineTuneStudent":
-        """Switch prediction to the fine-tuned encoder exported to int8 ONNX (onnxruntime) + the head in numpy; the
-        torch model is dropped. Predictions differ slightly from torch fp32: use the int8 student's own
-        probabilities (as the label job does) to choose thresholds."""
+    def to_onnx(self, quantize: bool = False) -> "FineTuneStudent":
+        """Switch prediction to the fine-tuned encoder exported to ONNX (onnxruntime) + the head in numpy; the torch
+        model is dropped. ``quantize``: int8 dynamic quantisation, whose probabilities differ slightly from torch's:
+        choose thresholds on the quantised student's own predictions (as the label job does)."""
         from ..features.onnx_encoder import export_onnx, quiet
 
         if isinstance(self.model_, ConstantStudent) or getattr(self, "encoder_", None) is not None:
             return self
-        with tempfile.TemporaryDirectory(prefix="thrifty-int8-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="thrifty-onnx-") as tmp:
             src = Path(tmp) / "src"
             with quiet():
                 self.model_.encoder.save_pretrained(str(src), safe_serialization=True)
             (src / "tokenizer.json").write_text(self.tokenizer_.to_str(), encoding="utf-8")
             (src / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": self.max_length}))
-            self._use_encoder(export_onnx(src, Path(tmp) / "encoder"))
+            self._use_encoder(export_onnx(src, Path(tmp) / "encoder", quantize=quantize))
         head = self.model_.head
         self.head_ = (head.weight.detach().double().numpy().copy(), head.bias.detach().double().numpy().copy())
-        self.model_, self.int8 = None, True
+        self.model_, self.onnx = None, "int8" if quantize else "fp32"
         return self
 
     def _use_encoder(self, directory: Path) -> None:
@@ -234,7 +240,7 @@ class FineTuneStudent:
         d.mkdir(parents=True, exist_ok=True)
         meta = {"params": self.get_params(), "classes": [int(c) for c in self.classes_],
                 "constant": isinstance(self.model_, ConstantStudent)}
-        if getattr(self, "encoder_", None) is not None:  # int8: the exported encoder + the head, no torch weights
+        if getattr(self, "encoder_", None) is not None:  # ONNX: the exported encoder + the head, no torch weights
             from safetensors.numpy import save_file as save_np
 
             enc = d / "encoder"
@@ -259,7 +265,7 @@ class FineTuneStudent:
         if meta["constant"]:
             self.model_ = ConstantStudent().fit(None, self.classes_)
             return self
-        if (d / "encoder").is_dir():  # int8: onnxruntime + numpy, torch not needed
+        if (d / "encoder").is_dir():  # ONNX: onnxruntime + numpy, torch not needed
             from safetensors.numpy import load_file as load_np
 
             self.model_ = None
