@@ -10,8 +10,8 @@ Needs the ``transformer`` extra (``pip install torch==2.13.0 && pip install 'thr
 
 ``onnx=fp32`` exports the fine-tuned encoder after training to ONNX
 (:func:`~thrifty.features.onnx_encoder.export_onnx`, the path the frozen ``st:`` encoders take) and predicts
-with onnxruntime and the head in numpy: the same probabilities as torch, ~1.7x faster on CPU; ``onnx=int8``
-adds int8 dynamic quantisation: ~4.5x faster than torch, at a small cost in agreement
+with onnxruntime and the head in numpy: the same probabilities as torch, 1.6x faster on CPU; ``onnx=int8``
+adds int8 dynamic quantisation: 4-5x faster than torch, at a small cost in agreement
 (``benchmarks/explore/label_finetune_onnx.py``). Either loads and predicts without torch. Needs onnx and
 onnxruntime too (the ``embed`` extra).
 
