@@ -218,9 +218,10 @@ class FineTuneStudent:
             return self.model_.predict_proba(X)
         if getattr(self, "encoder_", None) is not None:
             W, b = self.head_
-            z = self.encoder_.encode([t if isinstance(t, str) else "" for t in X]).astype(np.float64) @ W.T + b
-            z = np.exp(z - z.max(1, keepdims=True))
-            return z / z.sum(1, keepdims=True)
+            from scipy.special import softmax
+
+            return softmax(self.encoder_.encode([t if isinstance(t, str) else "" for t in X]).astype(np.float64) @ W.T + b,
+                           axis=1)
         torch = _torch()
         texts = list(X)
         out = np.zeros((len(texts), len(self.classes_)))
