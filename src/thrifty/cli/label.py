@@ -45,7 +45,7 @@ def label_cmd(
     fast_student: str = typer.Option("auto", "--fast-student", help="Student in front of --student for documents outside the pool, distilled on its probabilities (auto: tfidf-lr; none: no fast tier)."),
     fast_tolerance: float = typer.Option(0.2, "--fast-tolerance", help="The fast tier keeps what, out of fold over the pool, disagrees with --student on at most this x (1 - target) (90% upper bound)."),
     ensemble: bool = typer.Option(True, "--ensemble/--no-ensemble", help="Final student: a log-linear pool of the installed students + kNN, weighted out of fold on the training labels (docs/label.md)."),
-    finetune: bool = typer.Option(False, "--finetune/--no-finetune", help="Also fine-tune all-mpnet-base-v2 on the training labels (mpnet + transformer extras; CPU minutes), pool it with the frozen student and keep the pool if its guaranteed threshold escalates less (docs/label.md). A finished job can be resumed with or without it."),
+    finetune: Optional[bool] = typer.Option(None, "--finetune/--no-finetune", help="Also fine-tune all-mpnet-base-v2 on the training labels (mpnet + transformer extras; CPU minutes to an hour), pool it with the frozen student and keep the pool if its guaranteed threshold escalates less (docs/label.md). Default: on from 100,000 documents when the extras are installed. A finished job can be resumed with or without it."),
     engine: str = typer.Option("local", "--engine", help="local, or ray: documents outside the pool go through the student tiers as a Ray Data stage."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster for --engine ray (default: a running one, else a new local one)."),
     text_col: str = TextCol,

@@ -26,6 +26,9 @@ from .thresholds import ThresholdChoice, ltt_threshold
 
 FINETUNE_SPEC = "text-finetune[base=mpnet,onnx=fp32]"
 MIN_LABELS = 20  # fewer training labels than this: no fine-tuning (it would not beat the frozen student)
+# --finetune's default ("auto"): on from this many documents, where the job buys ~3,000+ training labels and a
+# point of escalation is 1,000+ teacher calls, against a fixed ~0.5-1 h of CPU to fine-tune (docs/label.md)
+AUTO_FROM_DOCS = 100_000
 
 
 def fit_finetuned(spec: str, texts: Sequence[str], train: np.ndarray, y: np.ndarray, labels: Sequence[str],
@@ -56,6 +59,29 @@ def choose_final(candidates: dict[str, np.ndarray], cal: np.ndarray, cal_y: np.n
     choices = {name: ltt_threshold(P[cal].max(1), P[cal].argmax(1), cal_y, target, each) for name, P in candidates.items()}
     best = min(choices, key=lambda k: (choices[k].escalation_rate, list(choices).index(k)))
     return best, each, choices
+
+
+def resolve_finetune(setting: bool | None, n_docs: int, spec: str,
+                     from_docs: int | None = None) -> tuple[bool, str | None]:
+    """Whether the job fine-tunes, and a line saying why when the default decided. ``setting`` True / False: as
+    asked (True refused here when ``spec`` cannot run); ``None`` (the default): on for a corpus of at least
+    ``from_docs`` (default ``AUTO_FROM_DOCS``) documents when ``spec`` can run here, else off."""
+    from ..errors import ThriftyError
+
+    from_docs = AUTO_FROM_DOCS if from_docs is None else from_docs
+    if setting is not None:
+        if setting:
+            check_finetune(spec)
+        return bool(setting), None
+    if n_docs < from_docs:
+        return False, None
+    try:
+        check_finetune(spec)
+    except ThriftyError as e:
+        return False, (f"student: no fine-tuning, though it is the default from {from_docs:,} documents: {e} "
+                       "(--no-finetune silences this line)")
+    return True, (f"student: fine-tuning {spec} after the rounds, the default from {from_docs:,} documents "
+                  "(--no-finetune turns it off)")
 
 
 def check_finetune(spec: str) -> None:

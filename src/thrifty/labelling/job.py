@@ -40,7 +40,7 @@ from .projection import SCALE_1E6, Projection, project, stop_buying
 from .thresholds import ThresholdChoice, ltt_threshold
 from .ensemble import FOLDS as ENSEMBLE_FOLDS
 from .ensemble import Ensemble, ensemble_members
-from .finetuned import FINETUNE_SPEC, MIN_LABELS as FINETUNE_MIN_LABELS, check_finetune, choose_final, fit_finetuned
+from .finetuned import FINETUNE_SPEC, MIN_LABELS as FINETUNE_MIN_LABELS, choose_final, fit_finetuned, resolve_finetune
 from .tiers import MIN_FAST_POOL, FastTier, cascade_scores, resolve_fast, stream_tiers
 
 PHASES = ("audit", "validation", "training", "escalations")
@@ -76,7 +76,9 @@ class LabelConfig:
     engine: str = "local"  # local | ray: where documents outside the pool go through the student tiers
     ray_address: str | None = None  # a Ray cluster to use with engine="ray" (default: a running or a new local one)
     fast_tolerance: float = 0.2  # the fast tier keeps what disagrees with the student on <= this x (1 - target) (90% bound)
-    finetune: bool = False  # also fine-tune a transformer; kept if its threshold escalates less (labelling/finetuned.py)
+    # also fine-tune a transformer, pooled and kept if its threshold escalates less (labelling/finetuned.py);
+    # None: on from 100,000 documents when its extras are installed (finetuned.AUTO_FROM_DOCS)
+    finetune: bool | None = None
     finetune_student: str = FINETUNE_SPEC  # what --finetune fine-tunes
 
     def sizes(self, n_docs: int) -> tuple[int, int]:
@@ -328,8 +330,10 @@ class LabelJob:
         fast_spec = resolve_fast(cfg.fast_student, student)
         if fast_spec is not None:
             DistillConfig(student=fast_spec)
-        if cfg.finetune:
-            check_finetune(cfg.finetune_student)
+        finetune, why = resolve_finetune(cfg.finetune, n, cfg.finetune_student)
+        if why:
+            self.say(why)
+        self.config = cfg = replace(cfg, finetune=finetune)  # job.json records what was decided
         self._legacy = False
         self._members = ensemble_members(student) if cfg.ensemble else [student]
         if cfg.engine == "ray":
