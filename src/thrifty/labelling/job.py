@@ -40,7 +40,8 @@ from .projection import SCALE_1E6, Projection, project, stop_buying
 from .thresholds import ThresholdChoice, ltt_threshold
 from .ensemble import FOLDS as ENSEMBLE_FOLDS
 from .ensemble import Ensemble, ensemble_members
-from .finetuned import FINETUNE_SPEC, MIN_LABELS as FINETUNE_MIN_LABELS, choose_final, fit_finetuned, resolve_finetune
+from .finetuned import (FINETUNE_SPEC, MIN_LABELS as FINETUNE_MIN_LABELS, check_finetune, choose_final, fit_finetuned,
+                        resolve_finetune)
 from .tiers import MIN_FAST_POOL, FastTier, cascade_scores, resolve_fast, stream_tiers
 
 PHASES = ("audit", "validation", "training", "escalations")
@@ -231,6 +232,18 @@ class LabelJob:
             saved["config"] = {**saved["config"], "fast_student": "none", "ensemble": False,
                                "fast_tolerance": self.config.fast_tolerance}
             saved["final_student"] = self._members = [self._student]
+        if saved is not None and self._finetune_default and saved["config"]["finetune"] != self.config.finetune:
+            # a resume without --finetune / --no-finetune keeps what the job decided, whatever the default says now
+            kept = bool(saved["config"]["finetune"])
+            if kept:
+                try:
+                    check_finetune(self.config.finetune_student)
+                except ThriftyError as e:
+                    raise ThriftyError(f"{self.work} fine-tunes its final student, but {e}. Resume with "
+                                       "--no-finetune to finish it without (every paid label is reused).") from None
+            self.say(f"resume: fine-tuning {'on' if kept else 'off'} as this job decided (--finetune / --no-finetune "
+                     "change it)")
+            self.config = replace(self.config, finetune=kept)
         cfg = {k: v for k, v in asdict(self.config).items()
                if k not in ("max_dollars", "student", "engine", "ray_address", *_SIZE_OPTIONS)}
         mine = json.loads(json.dumps({"config": cfg, "task": self.task.to_dict(),
@@ -330,9 +343,8 @@ class LabelJob:
         fast_spec = resolve_fast(cfg.fast_student, student)
         if fast_spec is not None:
             DistillConfig(student=fast_spec)
+        self._finetune_default = cfg.finetune is None
         finetune, why = resolve_finetune(cfg.finetune, n, cfg.finetune_student)
-        if why:
-            self.say(why)
         self.config = cfg = replace(cfg, finetune=finetune)  # job.json records what was decided
         self._legacy = False
         self._members = ensemble_members(student) if cfg.ensemble else [student]
@@ -343,6 +355,8 @@ class LabelJob:
                 raise ThriftyError("--engine ray needs Ray: pip install 'thrifty[ray]'.")
         self._check_work(corpus, resume)
         cfg = self.config  # a job written by an earlier version resumes with the settings it ran with
+        if why and cfg.finetune == finetune:
+            self.say(why)
         fast_spec = resolve_fast(cfg.fast_student, student)
         texts = corpus.texts
         rng = np.random.default_rng(cfg.seed)
@@ -479,7 +493,7 @@ class LabelJob:
         final_name, delta, ft_info = ens.name if ens else student, cfg.delta, None
         if cfg.finetune and (y >= 0).sum() >= FINETUNE_MIN_LABELS:
             self.say(f"student: fine-tuning {cfg.finetune_student} on the {int((y >= 0).sum()):,} training labels "
-                     "(torch on this machine's CPUs: minutes)")
+                     "(torch on this machine's CPUs: minutes to an hour)")
             ft_model, ft_proba, ft_t = fit_finetuned(cfg.finetune_student, w_texts, tr[y >= 0], y[y >= 0],
                                                      self.task.labels, cfg.seed)
             frozen = ens if ens is not None else Ensemble.single(student, features, rnd.student, rnd.proba,
