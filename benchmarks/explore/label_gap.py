@@ -51,6 +51,31 @@ def oracle(conf, pred, T, target):
     return float(esc[ok].min() / len(T)) if ok.any() else 1.0
 
 
+def load(name: str):
+    """``(task, teacher, texts, T, features, X)``: a dataset with its recorded teacher (``T``: the teacher's label
+    index per document, -1 where it gave none) and its mpnet embeddings."""
+    data = load_dataset(name)
+    setup = make_bench_teacher("recorded", data, price_model="gpt-4o-mini")
+    task, texts = data.task, setup.corpus.texts
+    T = np.asarray([task.index(x) if x is not None else -1 for x in setup.answers])
+    feats = make_features("mpnet")
+    feats.fit(texts)
+    return task, setup.teacher, texts, T, feats, feats.transform(texts)
+
+
+def scale_run(task, teacher, texts, X, T, seed: int, scale_max: int):
+    """The job's learning half at the ``scale`` settings (validation sample and label cap as near a 10^6-document
+    job's as the corpus allows, at most ``scale_max``): ``(rounds, U, validation size)``, ``U`` the uniform
+    documents nothing trains on (audit + validation) that the teacher answered."""
+    cfg, n = LabelConfig(), len(texts)
+    cap = min(cfg.train_cap(SCALE_1E6), scale_max, (n - 700) // 2)
+    n_val = min(cfg.sizes(SCALE_1E6)[1], scale_max, n - 400 - cap - 300)
+    v = run_variant(task, teacher, texts, X, T, None, seed, LabelConfig(audit_size=400, val_size=n_val),
+                    "mraru", False, None, cap)
+    U = np.concatenate([v["audit_idx"], v["val_idx"]])
+    return v, U[T[U] >= 0], n_val
+
+
 def tables(out: Path, target: float = 0.95) -> str:
     """Markdown: per dataset, the ensemble at 1,000 labels and at the cap, next to the all-labels ceiling."""
     ceil = {}
@@ -75,16 +100,21 @@ def tables(out: Path, target: float = 0.95) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(doc: str, datasets: list[str], seeds: list[int]) -> argparse.ArgumentParser:
+    """The options this script and ``label_gap_finetune.py`` share."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--datasets", nargs="+", default=DATASETS)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--datasets", nargs="+", default=datasets)
+    ap.add_argument("--seeds", type=int, nargs="+", default=seeds)
     ap.add_argument("--targets", type=float, nargs="+", default=[0.9, 0.95, 0.98])
     ap.add_argument("--draws", type=int, default=200)
     ap.add_argument("--scale-max", type=int, default=2000)
     ap.add_argument("--tables", action="store_true", help="Print the markdown table of what --out holds.")
-    a = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    a = arguments(__doc__, DATASETS, [0, 1, 2]).parse_args()
     if a.tables:
         print(tables(a.out))
         return
@@ -94,22 +124,10 @@ def main() -> None:
         path = a.out / f"{name}.json"
         if path.exists():
             continue
-        data = load_dataset(name)
-        setup = make_bench_teacher("recorded", data, price_model="gpt-4o-mini")
-        task, texts = data.task, setup.corpus.texts
-        T = np.asarray([task.index(x) if x is not None else -1 for x in setup.answers])
-        feats = make_features("mpnet")
-        feats.fit(texts)
-        X = feats.transform(texts)
-        n = len(texts)
-        res = {"dataset": name, "n_docs": n, "runs": {}}
+        task, teacher, texts, T, feats, X = load(name)
+        res = {"dataset": name, "n_docs": len(texts), "runs": {}}
         for seed in a.seeds:
-            cap = min(cfg.train_cap(SCALE_1E6), a.scale_max, (n - 700) // 2)
-            n_val = min(cfg.sizes(SCALE_1E6)[1], a.scale_max, n - 400 - cap - 300)
-            v = run_variant(task, setup.teacher, texts, X, T, None, seed, LabelConfig(audit_size=400, val_size=n_val),
-                            "mraru", False, None, cap)
-            U = np.concatenate([v["audit_idx"], v["val_idx"]])
-            U = U[T[U] >= 0]
+            v, U, n_val = scale_run(task, teacher, texts, X, T, seed, a.scale_max)
             cal = v["val_idx"][T[v["val_idx"]] >= 0]
             aud = v["audit_idx"][T[v["audit_idx"]] >= 0]
             rng = np.random.default_rng(1000 + seed)

@@ -20,7 +20,6 @@ Cost at 10^6 = that rate + (400 audit + 5,000 validation + the labels) / 10^6.
     OPENBLAS_NUM_THREADS=1 python benchmarks/explore/label_gap_finetune.py --out benchmarks/results/label/gap_finetune
     python benchmarks/explore/label_gap_finetune.py --out benchmarks/results/label/gap_finetune --tables
 """
-import argparse
 import json
 import sys
 import time
@@ -29,11 +28,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from end_to_end import DATASETS, ensembled, run_variant  # noqa: E402
-from label_gap import oracle, outcome  # noqa: E402
+from end_to_end import DATASETS, ensembled  # noqa: E402
+from label_gap import arguments, load, oracle, outcome, scale_run  # noqa: E402
 
-from thrifty.bench.datasets import load_dataset, make_bench_teacher  # noqa: E402
-from thrifty.features import make_features  # noqa: E402
 from thrifty.labelling.ensemble import combine  # noqa: E402
 from thrifty.labelling.finetuned import FINETUNE_SPEC, choose_final, fit_finetuned  # noqa: E402
 from thrifty.labelling.job import LabelConfig  # noqa: E402
@@ -93,15 +90,8 @@ def tables(out: Path, target: float = 0.95) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--datasets", nargs="+", default=ORDER)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--targets", type=float, nargs="+", default=[0.9, 0.95, 0.98])
-    ap.add_argument("--draws", type=int, default=200)
-    ap.add_argument("--scale-max", type=int, default=2000)
+    ap = arguments(__doc__, ORDER, [0])
     ap.add_argument("--spec", default=FINETUNE_SPEC, help="The fine-tuned student (default: the job's).")
-    ap.add_argument("--tables", action="store_true", help="Print the markdown table of what --out holds.")
     a = ap.parse_args()
     if a.tables:
         print(tables(a.out))
@@ -112,22 +102,10 @@ def main() -> None:
         path = a.out / f"{name}.json"
         if path.exists():
             continue
-        data = load_dataset(name)
-        setup = make_bench_teacher("recorded", data, price_model="gpt-4o-mini")
-        task, texts = data.task, setup.corpus.texts
-        T = np.asarray([task.index(x) if x is not None else -1 for x in setup.answers])
-        feats = make_features("mpnet")
-        feats.fit(texts)
-        X = feats.transform(texts)
-        n = len(texts)
-        res = {"dataset": name, "n_docs": n, "spec": a.spec, "runs": {}, "finetune_s": {}}
+        task, teacher, texts, T, feats, X = load(name)
+        res = {"dataset": name, "n_docs": len(texts), "spec": a.spec, "runs": {}, "finetune_s": {}}
         for seed in a.seeds:  # the same samples and labels as label_gap.py's run of this seed
-            cap = min(cfg.train_cap(SCALE_1E6), a.scale_max, (n - 700) // 2)
-            n_val = min(cfg.sizes(SCALE_1E6)[1], a.scale_max, n - 400 - cap - 300)
-            v = run_variant(task, setup.teacher, texts, X, T, None, seed, LabelConfig(audit_size=400, val_size=n_val),
-                            "mraru", False, None, cap)
-            U = np.concatenate([v["audit_idx"], v["val_idx"]])
-            U = U[T[U] >= 0]
+            v, U, _ = scale_run(task, teacher, texts, X, T, seed, a.scale_max)
             last = v["rounds"][-1]
             tr = last["train_idx"][T[last["train_idx"]] >= 0]
             ens = ensembled(task, texts, feats, X, T, seed, "mpnet")(last)[U]
