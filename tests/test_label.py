@@ -256,16 +256,23 @@ def test_demo_label_runs_the_job_on_the_shipped_corpus(sim_server, tmp_path):
     assert sim.stats()["texts_answered_twice"] == 0
 
 
-def test_python_api_with_a_recorded_teacher_writes_jsonl_and_a_history(tmp_path):
-    """`thrifty.label(...)` on 900 rows of sst2_llama3 (a recorded Llama-3 in the corpus's columns)."""
+def test_python_api_with_a_recorded_teacher_writes_jsonl_and_a_history(tmp_path, caplog):
+    """`thrifty.label(...)` on 900 rows of sst2_llama3 (a recorded Llama-3 in the corpus's columns); its progress
+    goes to the ``thrifty.label`` logger."""
+    import logging
+
     import thrifty
     from conftest import dataset_path
 
     src = dataset_path("sst2_llama3")
     rows = write_recorded_csv("sst2_llama3", lambda rows: rows[:900], tmp_path / "c.csv")
-    res = thrifty.label(tmp_path / "c.csv", str(src / "labels.json"), "replay", out=tmp_path / "l.jsonl",
-                        target_agreement=0.9, student="tfidf-svm", audit_size=60, val_size=150, seed_size=40,
-                        batch=40, max_train_labels=200)
+    with caplog.at_level(logging.INFO, logger="thrifty.label"):
+        res = thrifty.label(tmp_path / "c.csv", str(src / "labels.json"), "replay", out=tmp_path / "l.jsonl",
+                            target_agreement=0.9, student="tfidf-svm", audit_size=60, val_size=150, seed_size=40,
+                            batch=40, max_train_labels=200)
+    said = [r.getMessage() for r in caplog.records if r.name == "thrifty.label"]
+    assert any(m.startswith("validation: asking the teacher about 150") for m in said)
+    assert any(m.startswith("cascade: threshold") for m in said)
     s = res.summary
     assert len(res.labels) == 900 and s["n_docs"] == 900
     assert s["teacher_calls"]["total"] == sum(s["teacher_calls"][k] for k in ("audit", "validation", "training", "escalations"))

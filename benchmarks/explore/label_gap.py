@@ -76,12 +76,19 @@ def scale_run(task, teacher, texts, X, T, seed: int, scale_max: int):
     return v, U[T[U] >= 0], n_val
 
 
-def tables(out: Path, target: float = 0.95) -> str:
-    """Markdown: per dataset, the ensemble at 1,000 labels and at the cap, next to the all-labels ceiling."""
+def ceilings(results: Path, target: float) -> dict[str, float]:
+    """The frozen ensemble's all-labels ceiling per dataset (``label_ensemble_ceiling.py``'s ``ceiling.txt``
+    beside ``results``)."""
     ceil = {}
-    for line in (out.parent / "mpnet-ensemble" / "ceiling.txt").read_text().splitlines():
+    for line in (results.parent / "mpnet-ensemble" / "ceiling.txt").read_text().splitlines():
         name, js = line.split(" ", 1)
         ceil[name] = json.loads(js)[f"ensemble@{target}"]
+    return ceil
+
+
+def tables(out: Path, target: float = 0.95) -> str:
+    """Markdown: per dataset, the ensemble at 1,000 labels and at the cap, next to the all-labels ceiling."""
+    ceil = ceilings(out, target)
     head = ("| dataset | labels | job (its own validation rows) | oracle (no guarantee) | LTT on 5,000 rows (met) | "
             "all-labels ceiling | LTT@5,000 / ceiling | cost at 10^6 |\n|---|---|---|---|---|---|---|---|")
     rows = [head]

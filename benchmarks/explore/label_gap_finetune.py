@@ -18,6 +18,9 @@ validation sample), 200 draws: the mean escalation rate on ``U`` and how often t
 Cost at 10^6 = that rate + (400 audit + 5,000 validation + the labels) / 10^6.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/explore/label_gap_finetune.py --out benchmarks/results/label/gap_finetune
+    # the issue's goal (b), at most 1,000 training labels:
+    OPENBLAS_NUM_THREADS=1 python benchmarks/explore/label_gap_finetune.py --labels 1000 \
+        --datasets mr_chatgpt ag_news trec6 --out benchmarks/results/label/gap_finetune_1000
     python benchmarks/explore/label_gap_finetune.py --out benchmarks/results/label/gap_finetune --tables
 """
 import json
@@ -29,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from end_to_end import DATASETS, ensembled  # noqa: E402
-from label_gap import arguments, load, oracle, outcome, scale_run  # noqa: E402
+from label_gap import arguments, ceilings, load, oracle, outcome, scale_run  # noqa: E402
 
 from thrifty.labelling.ensemble import combine  # noqa: E402
 from thrifty.labelling.finetuned import FINETUNE_SPEC, choose_final, fit_finetuned  # noqa: E402
@@ -66,10 +69,11 @@ def measure(P: dict[str, np.ndarray], T: np.ndarray, target: float, delta: float
 
 
 def tables(out: Path, target: float = 0.95) -> str:
-    head = ("| dataset | labels | oracle: ensemble / pool | LTT@5,000: ensemble (met) | pool alone (met) | "
-            "job --finetune (met, pool kept) | cost at 10^6: job / job --finetune | fine-tune s |\n"
-            "|---|---|---|---|---|---|---|---|")
-    rows = [head]
+    ceil = ceilings(out, target)
+    head = ("| dataset | seed | labels | oracle: ensemble / pool | LTT@5,000: ensemble (met) | pool alone (met) | "
+            "job --finetune (met, pool kept) | job --finetune / ceiling | cost at 10^6: job / job --finetune | "
+            "fine-tune s |\n|---|---|---|---|---|---|---|---|---|---|")
+    rows, costs = [head], {}
     for name in DATASETS:
         f = out / f"{name}.json"
         if not f.exists():
@@ -79,19 +83,29 @@ def tables(out: Path, target: float = 0.95) -> str:
             if not key.startswith(f"{target}|"):
                 continue
             lab, fixed = r["train"], (400 + 5000 + r["train"]) / SCALE_1E6
+            costs.setdefault(key.split("|")[1], []).append((r["ensemble:ltt@5000"] + fixed, r["job --finetune:ltt@5000"] + fixed))
 
             def cell(n):
                 return f"{100 * r[f'{n}:ltt@5000']:.1f}% ({100 * r[f'{n}:ltt@5000_met']:.0f}%)"
-            rows.append(f"| {name} | {lab:,} | {100 * r['ensemble:oracle']:.1f}% / {100 * r['pool:oracle']:.1f}% | "
+            seed = key.split("|")[1]
+            rows.append(f"| {name} | {seed} | {lab:,} | {100 * r['ensemble:oracle']:.1f}% / {100 * r['pool:oracle']:.1f}% | "
                         f"{cell('ensemble')} | {cell('pool')} | {cell('job --finetune')[:-1]}, "
-                        f"{100 * r['pool_kept@5000']:.0f}%) | {100 * (r['ensemble:ltt@5000'] + fixed):.1f}% / "
-                        f"**{100 * (r['job --finetune:ltt@5000'] + fixed):.1f}%** | {res['finetune_s'][key.split('|')[1]]:.0f} |")
+                        f"{100 * r['pool_kept@5000']:.0f}%) | {r['job --finetune:ltt@5000'] / ceil[name]:.2f}x | "
+                        f"{100 * (r['ensemble:ltt@5000'] + fixed):.1f}% / "
+                        f"**{100 * (r['job --finetune:ltt@5000'] + fixed):.1f}%** | {res['finetune_s'][seed]:.0f} |")
+    for seed, c in sorted(costs.items()):
+        job, ft = np.median(np.array(c), axis=0)
+        rows.append(f"\nseed {seed}: median cost at 10^6 over {len(c)} sets, job {100 * job:.1f}% / job --finetune "
+                    f"{100 * ft:.1f}%")
     return "\n".join(rows)
 
 
 def main() -> None:
     ap = arguments(__doc__, ORDER, [0])
     ap.add_argument("--spec", default=FINETUNE_SPEC, help="The fine-tuned student (default: the job's).")
+    ap.add_argument("--labels", type=int, default=None,
+                    help="Stop at the round with this many training labels (default: the label cap), e.g. 1000 for "
+                         "the issue's goal (b).")
     a = ap.parse_args()
     if a.tables:
         print(tables(a.out))
@@ -106,7 +120,7 @@ def main() -> None:
         res = {"dataset": name, "n_docs": len(texts), "spec": a.spec, "runs": {}, "finetune_s": {}}
         for seed in a.seeds:  # the same samples and labels as label_gap.py's run of this seed
             v, U, _ = scale_run(task, teacher, texts, X, T, seed, a.scale_max)
-            last = v["rounds"][-1]
+            last = next((r for r in v["rounds"] if r["n_train"] == a.labels), v["rounds"][-1])
             tr = last["train_idx"][T[last["train_idx"]] >= 0]
             ens = ensembled(task, texts, feats, X, T, seed, "mpnet")(last)[U]
             t0 = time.perf_counter()

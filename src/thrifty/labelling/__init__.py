@@ -8,7 +8,7 @@ See ``docs/label.md``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..corpus import Corpus
 from ..task import Task
@@ -28,13 +28,15 @@ def label(
     resume: bool = False,
     text_col: str = "text",
     id_col: str | None = None,
+    say: Callable[[str], None] | None = None,
     **config: Any,
 ) -> LabelResult:
     """Label every document of ``corpus`` (a file or a :class:`Corpus`) with the cheapest mix of
     student and teacher that meets ``target_agreement`` (a :class:`LabelConfig` field, like the
     other keyword arguments). ``teacher`` is a teacher object or a spec (``openai:MODEL``,
     ``replay[:FILE]``, ``local[:MODEL]``). With ``out`` the labels are written there and the
-    ledger, model and summary go to ``work`` (default ``OUT.thrifty/``)."""
+    ledger, model and summary go to ``work`` (default ``OUT.thrifty/``). Progress lines (what is paid for, the
+    students fitted, the threshold) go to ``say`` (e.g. ``print``), else to the ``thrifty.label`` logger at INFO."""
     from ..corpus import read_corpus
     from ..teachers import make_teacher
     from ..teachers.replay import CONF_COLS, LABEL_COLS, PROBS_COLS
@@ -50,7 +52,7 @@ def label(
         teacher = make_teacher(teacher, task, corpus)
     if work is None and out is not None:
         work = Path(str(out) + ".thrifty")
-    job = LabelJob(task, teacher, LabelConfig(**config), work=work)
+    job = LabelJob(task, teacher, LabelConfig(**config), work=work, say=say)
     result = job.run(corpus, dry_run=dry_run, resume=resume)
     if out is not None and not dry_run:
         write_labels(result, corpus, out)

@@ -22,6 +22,7 @@ repeated with ``resume=True`` makes the same choices and pays nothing twice.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -45,6 +46,7 @@ from .finetuned import (FINETUNE_SPEC, MIN_LABELS as FINETUNE_MIN_LABELS, check_
 from .tiers import MIN_FAST_POOL, FastTier, cascade_scores, resolve_fast, stream_tiers
 
 PHASES = ("audit", "validation", "training", "escalations")
+log = logging.getLogger("thrifty.label")  # where the job's progress lines go when no ``say`` is given
 
 
 def _native(o: Any) -> Any:
@@ -198,7 +200,7 @@ class LabelJob:
         else:
             path = ledger if ledger is not None else (self.work / "ledger.sqlite" if self.work else ":memory:")
             self.ledger = Ledger(path)
-        self.say: Say = say or (lambda s: None)
+        self.say: Say = say or log.info
         self.meta = dict(meta or {})
         self.cached = {ph: CachedTeacher(teacher, self.ledger, run=f"label:{ph}") for ph in PHASES}
         self.answers: dict[str, dict[int, TeacherLabel]] = {ph: {} for ph in PHASES}
