@@ -118,11 +118,18 @@ def test_label_engine_ray_gives_the_local_engines_labels(tmp_path):
     kw = dict(target_agreement=0.9, student="tfidf-lr", fast_student="tfidf[char=false]-lr", audit_size=100,
               val_size=200, pool_size=600, max_train_labels=200)
     local = thrifty.label(tmp_path / "c.csv", labels, "replay", **kw)
+    write_recorded_csv("mr_chatgpt", lambda rows: rows[1600:2000], tmp_path / "new.csv")
+    job = tmp_path / "r.parquet.thrifty"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         on_ray = thrifty.label(tmp_path / "c.csv", labels, "replay", out=tmp_path / "r.parquet", engine="ray", **kw)
+        new_ray = thrifty.label(tmp_path / "new.csv", None, "replay", from_job=job, engine="ray")  # --from-job on Ray
     finally:
         ray.shutdown()
+    new_local = thrifty.label(tmp_path / "new.csv", None, "replay", from_job=job)
+    assert new_ray.labels == new_local.labels and new_ray.tier == new_local.tier and "fast" in new_local.tier
+    assert new_ray.summary["teacher_calls"] == new_local.summary["teacher_calls"]
+    assert new_ray.summary["tiers"]["ray"]["docs"] == 400
     assert on_ray.summary["engine"] == "ray" and on_ray.summary["tiers"]["ray"]["docs"] == on_ray.summary["pool"]["outside"] > 600
     assert "fast" in on_ray.summary["tiers"] and on_ray.tier.count("fast") > 0
     assert on_ray.labels == local.labels and on_ray.tier == local.tier

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -9,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .app import app, console, friendly
+from .app import app, console, err_console, friendly
 from .core import ApiKeyEnv, BaseUrl, IdCol, Labels, PriceIn, PriceOut, Prices, TeacherOpt, TextCol, _load_task, _teacher_columns, build_teacher
 
 
@@ -21,6 +22,7 @@ def _say(line: str) -> None:
 @app.command("label")
 @friendly
 def label_cmd(
+    ctx: typer.Context,
     corpus: Path = typer.Argument(..., help="Documents to label: .csv, .jsonl or .parquet."),
     labels: Optional[str] = Labels,
     teacher: str = TeacherOpt,
@@ -55,6 +57,7 @@ def label_cmd(
     prices: Optional[Path] = Prices,
     price_in: Optional[float] = PriceIn,
     price_out: Optional[float] = PriceOut,
+    from_job: Optional[Path] = typer.Option(None, "--from-job", help="A finished job's OUT.thrifty: label CORPUS (new documents drawn like that job's corpus) with its students and guaranteed threshold. Nothing is bought but the documents they are unsure of (and --audit-size uniform ones, default 0, to measure the agreement here), through that job's ledger; labels, teacher, target and delta are the job's."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
 ) -> None:
     """Label every document of CORPUS at --target-agreement with the teacher, for a fraction of its cost."""
@@ -62,6 +65,9 @@ def label_cmd(
     from ..labelling import LabelConfig, LabelJob, write_labels
 
     detect_format(out)
+    if from_job is not None:
+        return _from_job(ctx, from_job, corpus, labels, teacher, out, text_col, id_col, base_url, api_key_env, prices,
+                         price_in, price_out, quiet)
     task = _load_task(labels, corpus)
     extra = _teacher_columns(corpus) if teacher.startswith("replay") and ":" not in teacher else []
     docs = read_corpus(corpus, text_col=text_col, id_col=id_col, extra_cols=extra)
@@ -81,6 +87,85 @@ def label_cmd(
     write_labels(result, docs, out)
     console.print(summary_table(result.summary))
     console.print(f"[bold green]labelled[/] {len(docs):,} documents -> {out}; summary: {work / 'summary.json'}")
+
+
+# what `thrifty label --from-job` uses; any other option given with it is refused (it would be silently ignored)
+FROM_JOB_OPTIONS = {"corpus", "labels", "teacher", "out", "dry_run", "text_col", "id_col", "base_url", "api_key_env",
+                    "prices", "price_in", "price_out", "quiet", "from_job", "target_agreement", "delta"}
+
+
+def _from_job(ctx: typer.Context, job_dir: Path, corpus: Path, labels: Optional[str], teacher: str, out: Path,
+              text_col: str, id_col: Optional[str], base_url: Optional[str], api_key_env: str, prices: Optional[Path],
+              price_in: Optional[float], price_out: Optional[float], quiet: bool) -> None:
+    """``thrifty label NEW --from-job JOB.thrifty``: see :mod:`thrifty.labelling.reuse`."""
+    from ..corpus import read_corpus
+    from ..errors import ThriftyError
+    from ..labelling import write_labels
+    from ..labelling.reuse import REUSE_OPTIONS, label_with_job, read_job
+    from ..task import Task
+
+    # by name: typer may bring its own copy of click's ParameterSource
+    given = {k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") != "DEFAULT"}
+    unused = sorted(given - FROM_JOB_OPTIONS - REUSE_OPTIONS)
+    if unused:
+        raise ThriftyError("--from-job reuses a finished job's students and threshold; these options shape a new job "
+                           "and are not used with it: " + ", ".join(f"--{k.replace('_', '-')}" for k in unused))
+    job, js = read_job(job_dir)
+    task = Task.from_dict(job["task"])
+    if "labels" in given and list(_load_task(labels, corpus).labels) != list(task.labels):
+        raise ThriftyError(f"--labels differ from the job's label set {list(task.labels)}; leave --labels out.")
+    for k, v in (("target_agreement", ctx.params["target_agreement"]), ("delta", ctx.params["delta"])):
+        if k in given and float(v) != float(js[k]):
+            raise ThriftyError(f"The job in {job_dir} guarantees --{k.replace('_', '-')} {js[k]}, not {v}: its threshold "
+                               "was chosen for that. Label these documents with a new job for another target.")
+    spec = teacher if "teacher" in given else (job.get("meta") or {}).get("teacher", teacher)
+    extra = _teacher_columns(corpus) if spec.startswith("replay") and ":" not in spec else []
+    docs = read_corpus(corpus, text_col=text_col, id_col=id_col, extra_cols=extra)
+    tch = build_teacher(spec, task, docs, base_url, api_key_env, prices, price_in, price_out)
+    p = ctx.params
+    res = label_with_job(job_dir, docs, tch, audit_size=p["audit_size"] or 0, max_dollars=p["max_dollars"],
+                         dry_run=p["dry_run"], seed=p["seed"], engine=p["engine"], ray_address=p["ray_address"],
+                         say=None if quiet else _say)
+    s = res.summary
+    if quiet and s["drift_warning"]:  # said already unless --quiet; a warning is never quiet
+        err_console.print(f"[bold yellow]{escape(s['drift_warning'])}[/]")
+    if p["dry_run"]:
+        dr = s["dry_run"]
+        console.print(f"dry run: {s['teacher_calls']['escalations']:,} of {s['n_docs']:,} documents would go to the "
+                      f"teacher ({100 * s['escalation_rate']:.1f}%), {dr['new_calls']:,} not in the ledger yet: about "
+                      f"${dr['dollars']:,.4f} (teacher on everything ${s['dollars']['teacher_everything']:,.4f}). "
+                      "Nothing was paid or written.")
+        return
+    write_labels(res, docs, out)
+    summary_path = Path(str(out) + ".summary.json")
+    summary_path.write_text(json.dumps(s, indent=2, default=str), encoding="utf-8")
+    console.print(reuse_table(s))
+    console.print(f"[bold green]labelled[/] {len(docs):,} documents -> {out}; summary: {summary_path}")
+
+
+def reuse_table(s: dict[str, Any]) -> Table:
+    """What `label --from-job` did: calls, dollars vs the teacher on everything, the agreement it can vouch for."""
+    t = Table(title=f"thrifty label --from-job: {s['n_docs']:,} documents, target agreement {s['target_agreement']}")
+    t.add_column("")
+    t.add_column("value", justify="right")
+    c, d = s["teacher_calls"], s["dollars"]
+    t.add_row("teacher calls: escalations / audit", f"{c['escalations']:,} / {c['audit']:,}")
+    t.add_row("teacher calls: total", f"{c['total']:,} ({c['pct_of_corpus']:.1f}% of the documents; "
+              f"{sum(s['paid_this_invocation'].values()):,} paid now)")
+    pct = f" ({d['pct_of_teacher_everything']:.1f}%)" if d["pct_of_teacher_everything"] is not None else ""
+    t.add_row("dollars spent / teacher on everything", f"${d['spent']:,.4f} / ${d['teacher_everything']:,.4f}{pct}")
+    t.add_row("escalation rate: here / the job's audit", f"{100 * s['escalation_rate']:.1f}% / "
+              f"{100 * s['job_escalation_rate_new_docs']:.1f}%")
+    a = s["estimated_agreement"]["new_docs_audit"]
+    if a and a["agreement"] is not None:
+        t.add_row("agreement with the teacher (audit here, 95% CI)",
+                  f"{a['agreement']:.3f} ({a['ci95'][0]:.3f}-{a['ci95'][1]:.3f}) on {a['n']} docs")
+    t.add_row("guarantee", s["guarantee"])
+    for name, tier in s["tiers"].items():
+        t.add_row(f"{name} tier" + (f" ({escape(tier['name'])})" if "name" in tier else ""),
+                  f"{tier['docs']:,} docs, {tier['seconds']:.1f} s")
+    t.add_row("wall time", f"{s['wall_s']:.1f} s")
+    return t
 
 
 def _print_plan(s: dict[str, Any]) -> None:
@@ -143,7 +228,7 @@ def summary_table(s: dict[str, Any]) -> Table:
     return t
 
 
-__all__ = ["label_cmd", "summary_table"]
+__all__ = ["label_cmd", "summary_table", "reuse_table"]
 
 
 @app.command("demo-label")

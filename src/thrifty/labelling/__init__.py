@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..corpus import Corpus
+from ..errors import ThriftyError
 from ..task import Task
 from .job import LabelBudgetError, LabelConfig, LabelJob, LabelResult, write_labels
 from .projection import Projection, project, stop_buying, stopping_round
@@ -19,7 +20,7 @@ from .thresholds import ThresholdChoice, ltt_threshold
 
 def label(
     corpus: Corpus | str | Path,
-    labels: Task | str,
+    labels: Task | str | None,
     teacher: Any,
     *,
     out: str | Path | None = None,
@@ -28,6 +29,7 @@ def label(
     resume: bool = False,
     text_col: str = "text",
     id_col: str | None = None,
+    from_job: str | Path | None = None,
     say: Callable[[str], None] | None = None,
     **config: Any,
 ) -> LabelResult:
@@ -36,12 +38,29 @@ def label(
     other keyword arguments). ``teacher`` is a teacher object or a spec (``openai:MODEL``,
     ``replay[:FILE]``, ``local[:MODEL]``). With ``out`` the labels are written there and the
     ledger, model and summary go to ``work`` (default ``OUT.thrifty/``). Progress lines (what is paid for, the
-    students fitted, the threshold) go to ``say`` (e.g. ``print``), else to the ``thrifty.label`` logger at INFO."""
+    students fitted, the threshold) go to ``say`` (e.g. ``print``), else to the ``thrifty.label`` logger at INFO.
+
+    ``from_job`` (a finished job's ``OUT.thrifty/``): label new documents drawn like that job's corpus with its
+    students and guaranteed threshold (:func:`thrifty.labelling.reuse.label_with_job`); ``labels`` may be None
+    (the job's), and only ``audit_size``, ``max_dollars``, ``seed``, ``engine`` and ``ray_address`` apply."""
     from ..corpus import read_corpus
     from ..teachers import make_teacher
     from ..teachers.replay import CONF_COLS, LABEL_COLS, PROBS_COLS
 
-    task = labels if isinstance(labels, Task) else Task.load(labels)
+    if from_job is not None:
+        from .reuse import REUSE_OPTIONS, job_task
+
+        task = job_task(from_job)
+        if labels is not None and list((labels if isinstance(labels, Task) else Task.load(labels)).labels) != list(task.labels):
+            raise ThriftyError(f"labels differ from the job's label set {list(task.labels)}; give None.")
+        unused = sorted(set(config) - REUSE_OPTIONS) + ["resume"] * resume + ["work"] * (work is not None)
+        if unused:
+            raise ThriftyError("from_job reuses a finished job's students and threshold; these shape a new job and are "
+                               f"not used with it: {', '.join(unused)}.")
+    elif labels is None:
+        raise ThriftyError("Give the label set (a Task, a YAML/JSON file or 'a,b,c').")
+    else:
+        task = labels if isinstance(labels, Task) else Task.load(labels)
     if not isinstance(corpus, Corpus):
         from ..corpus import column_names
 
@@ -50,10 +69,16 @@ def label(
         corpus = read_corpus(corpus, text_col=text_col, id_col=id_col, extra_cols=extra)
     if isinstance(teacher, str):
         teacher = make_teacher(teacher, task, corpus)
-    if work is None and out is not None:
-        work = Path(str(out) + ".thrifty")
-    job = LabelJob(task, teacher, LabelConfig(**config), work=work, say=say)
-    result = job.run(corpus, dry_run=dry_run, resume=resume)
+    if from_job is not None:
+        from .reuse import label_with_job
+
+        result = label_with_job(from_job, corpus, teacher, dry_run=dry_run, say=say,
+                                **{k: v for k, v in config.items() if v is not None})
+    else:
+        if work is None and out is not None:
+            work = Path(str(out) + ".thrifty")
+        job = LabelJob(task, teacher, LabelConfig(**config), work=work, say=say)
+        result = job.run(corpus, dry_run=dry_run, resume=resume)
     if out is not None and not dry_run:
         write_labels(result, corpus, out)
     return result

@@ -26,7 +26,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -179,6 +179,29 @@ def audit_estimate(cascade_labels: np.ndarray, teacher_labels: np.ndarray) -> di
     k = int(np.sum(np.asarray(cascade_labels) == np.asarray(teacher_labels)))
     lo, hi = wilson_interval(k, n)
     return {"n": n, "agree": k, "agreement": k / n if n else None, "ci95": [lo, hi]}
+
+
+def final_labels(texts: list[str], names: Sequence[str], tiers: Sequence[tuple[np.ndarray, ...]],
+                 answers: dict[int, TeacherLabel]) -> tuple[list[str | None], np.ndarray, list[str]]:
+    """Every document's ``(label, confidence, tier)``: the student tiers' answers (``tiers``: document positions,
+    label index, score and kept-by-the-fast-tier, as :func:`~thrifty.labelling.tiers.cascade_scores` gives them),
+    then the teacher's where it answered (``answers`` by position). An empty text keeps no label (tier ``empty``);
+    a repeated text gets its first copy's answer (only first copies are read or asked about)."""
+    n = len(texts)
+    labels: list[str | None] = [None] * n
+    confidence, tier = np.zeros(n), ["empty"] * n
+    for idx, lab, sc, kept in tiers:
+        for i, k, c, f in zip(idx, lab, sc, kept):  # a fast-tier score is 1 + confidence / 2
+            labels[i], confidence[i], tier[i] = names[k], 2 * (c - 1.0) if f else c, "fast" if f else "student"
+    for i, a in answers.items():
+        if a.label is not None:
+            labels[i], confidence[i], tier[i] = a.label, float(a.confidence if a.confidence is not None else 1.0), "teacher"
+    first: dict[str, int] = {}
+    for i, t in enumerate(texts):
+        j = first.setdefault(t, i)
+        if j != i and t.strip():
+            labels[i], confidence[i], tier[i] = labels[j], confidence[j], tier[j]
+    return labels, confidence, tier
 
 
 class LabelJob:
@@ -547,7 +570,8 @@ class LabelJob:
 
                         shutil.rmtree(models, ignore_errors=True)
             else:
-                o_pred, o_score, o_kept, o_secs = stream_tiers(texts, outside, fast, accurate, say=self.say)
+                o_pred, o_score, o_kept, o_secs = stream_tiers(texts, outside, fast.predict_proba if fast else None,
+                                                                  fast_t, accurate, say=self.say)
         esc_idx = np.sort(np.concatenate([work_idx[rest[score[rest] < t]], outside[o_score < t]])).astype(int)
         n_unlabelled = len(rest) + len(outside)
         rate = len(esc_idx) / n_unlabelled if n_unlabelled else 0.0
@@ -564,26 +588,13 @@ class LabelJob:
         esc_labs = self._ask("escalations", esc_idx, texts) if len(esc_idx) else []
         teacher_s = time.perf_counter() - t0
 
-        labels: list[str | None] = [None] * n  # empty texts keep no label
-        confidence = np.zeros(n)
-        tier = ["empty"] * n
-        for idx, lab, sc, kept in ((work_idx, pred, score, kept_fast), (outside, o_pred, o_score, o_kept)):
-            for i, k, c, f in zip(idx, lab, sc, kept):
-                labels[i], confidence[i], tier[i] = self.task.labels[k], 2 * (c - 1.0) if f else c, "fast" if f else "student"
         all_known: dict[int, TeacherLabel] = {}
         for ph in ("audit", "validation"):
             all_known.update(self.answers[ph])
         all_known.update((int(work_idx[i]), a) for i, a in self.learner.answers.items())
         all_known.update(dict(zip((int(i) for i in esc_idx), esc_labs)))
-        for i, a in all_known.items():
-            if a.label is not None:
-                labels[i], confidence[i], tier[i] = a.label, float(a.confidence if a.confidence is not None else 1.0), "teacher"
-        # a repeated text gets its first copy's answer (only first copies are read or asked about)
-        first: dict[str, int] = {}
-        for i, t_ in enumerate(texts):
-            j = first.setdefault(t_, i)
-            if j != i and t_.strip():
-                labels[i], confidence[i], tier[i] = labels[j], confidence[j], tier[j]
+        labels, confidence, tier = final_labels(texts, self.task.labels, ((work_idx, pred, score, kept_fast),
+                                                                          (outside, o_pred, o_score, o_kept)), all_known)
 
         # 5. the honest estimate: the cascade as it would treat the audit documents (never seen)
         akeep = np.asarray([self.answers["audit"][int(i)].label is not None for i in audit_idx], dtype=bool)
@@ -670,6 +681,7 @@ class LabelJob:
         if self.work is None and self.config.engine != "ray":
             return None
         where = self.work if self.work is not None else Path(tempfile.mkdtemp(prefix="thrifty-label-"))
+        (where / "summary.json").unlink(missing_ok=True)  # its threshold belongs to the models below: back when they are
         for stale in ("ensemble", "finetuned", "fast_model"):  # finetuned/: written by a version before the pool
             shutil.rmtree(where / stale, ignore_errors=True)
         save_model(model, where / "model")

@@ -167,24 +167,24 @@ def score_chunk(
 
 
 def stream_tiers(
-    texts: Sequence[str], idx: np.ndarray, fast: FastTier | None, accurate: Callable[[list[str]], np.ndarray],
-    *, chunk: int = 8192, say: Callable[[str], None] | None = None,
+    texts: Sequence[str], idx: np.ndarray, fast: Callable[[list[str]], np.ndarray] | None, fast_threshold: float,
+    accurate: Callable[[list[str]], np.ndarray], *, chunk: int = 8192, say: Callable[[str], None] | None = None,
+    what: str = "documents outside the pool",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
     """Run documents ``idx`` through fast -> accurate in chunks on this machine; ``(label, score, kept_by_fast,
     seconds)``, ``seconds`` holding the time spent in each tier and the documents each read."""
     labels, scores, kept_all = [], [], []
     secs = {"fast_s": 0.0, "fast_docs": 0, "accurate_s": 0.0, "accurate_docs": 0}
-    threshold = fast.threshold_ if fast is not None else np.inf
     for start in range(0, len(idx), chunk):
         part = [texts[i] for i in idx[start : start + chunk]]
-        lab, sc, kept, f_s, a_s = score_chunk(part, fast.predict_proba if fast is not None else None, threshold, accurate)
+        lab, sc, kept, f_s, a_s = score_chunk(part, fast, fast_threshold, accurate)
         labels.append(lab), scores.append(sc), kept_all.append(kept)
         secs["fast_s"] += f_s
         secs["fast_docs"] += len(part) if fast is not None else 0
         secs["accurate_s"] += a_s
         secs["accurate_docs"] += int((~kept).sum())
         if say is not None:
-            say(f"  classified {min(start + chunk, len(idx)):,} of {len(idx):,} documents outside the pool "
+            say(f"  classified {min(start + chunk, len(idx)):,} of {len(idx):,} {what} "
                 f"({secs['accurate_docs']:,} needed the accurate student)")
     if not labels:
         return np.zeros(0, int), np.zeros(0), np.zeros(0, bool), secs

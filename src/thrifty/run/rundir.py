@@ -43,8 +43,8 @@ def require_run_dir(path: Path) -> None:
         raise ThriftyError(
             f"{path} is a `thrifty label` job, not the `thrifty distill` run this needs; what the job did is in "
             f"{path / 'summary.json'}. `thrifty predict {path} NEW.csv` classifies new documents with its student "
-            "(no teacher); a cascade on new documents from a label job is not supported yet: label them with "
-            "`thrifty label NEW.csv ...`.")
+            f"(no teacher); `thrifty label NEW.csv --from-job {path} --out new.parquet` sends what its students are "
+            "unsure of to its teacher, with its guarantee.")
     raise ThriftyError(f"{path} is not a thrifty run directory (no config.json).")
 
 

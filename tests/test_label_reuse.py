@@ -1,0 +1,113 @@
+"""`thrifty label NEW --from-job JOB.thrifty`: new documents through a finished job's students, fast tier and
+guaranteed threshold, the escalations paid through the job's ledger, against the simulated teacher over HTTP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import dataset_path
+from test_label import invoke
+
+JOB_ROWS, NEW_ROWS = 800, 600
+OPTS = ["--id-col", "id", "--price-in", "1", "--price-out", "1", "--quiet"]
+
+
+def _write(path: Path, rows: list[dict[str, str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["id", "text"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpora(ag_news, tmp_path_factory) -> Path:
+    """The job's corpus (800 ag_news rows), 600 new rows from the same pool (plus an empty text and a repeat),
+    and the gold the simulated teacher answers from."""
+    d = tmp_path_factory.mktemp("reuse")
+    with open(ag_news / "pool.csv", newline="", encoding="utf-8") as f:
+        rows = [r for _, r in zip(range(JOB_ROWS + NEW_ROWS), csv.DictReader(f))]
+    _write(d / "job.csv", [{"id": f"doc{i}", "text": r["text"]} for i, r in enumerate(rows[:JOB_ROWS])])
+    new = [{"id": f"new{i}", "text": r["text"]} for i, r in enumerate(rows[JOB_ROWS:])]
+    _write(d / "new.csv", new + [{"id": "empty", "text": " "}, {"id": "again", "text": new[0]["text"]}])
+    with open(d / "gold.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["text", "label"])
+        w.writeheader()
+        w.writerows({"text": r["text"], "label": r["label"]} for r in rows)
+    shutil.copy(ag_news / "labels.json", d / "labels.json")
+    return d
+
+
+def _cmd(corpus: Path, sim, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "thrifty", "label", str(corpus), "--teacher", "openai:sim", "--base-url",
+            sim.base_url, "--out", str(out), *OPTS, *extra]
+
+
+def test_new_documents_go_through_the_jobs_tiers_and_only_the_unsure_ones_are_paid(sim_server, corpora, tmp_path):
+    sim = sim_server(corpora / "gold.csv", noise=0.1, latency=0.001)
+    job_out = tmp_path / "job.parquet"
+    invoke(_cmd(corpora / "job.csv", sim, job_out, "--labels", str(corpora / "labels.json"), "--student", "tfidf-lr",
+                "--audit-size", "60", "--val-size", "100", "--seed-size", "40", "--batch", "40",
+                "--max-train-labels", "200", "--target-agreement", "0.9", "--pool-size", "500",
+                "--fast-student", "tfidf[char=false]-lr", "--fast-tolerance", "1"))
+    job = Path(str(job_out) + ".thrifty")
+    js = json.loads((job / "summary.json").read_text())
+    assert "fast" in js["tiers"], "the job should have a fast tier in front of its student"
+    new_out, before = tmp_path / "new.parquet", sim.stats()["requests"]
+
+    # options that shape a new job, another target, another label set, a job that is not one: refused, nothing paid
+    for extra, words in ((["--student", "tfidf-lr"], "--student"), (["--target-agreement", "0.95"], "guarantees"),
+                         (["--labels", "a,b"], "label set")):
+        err = invoke(_cmd(corpora / "new.csv", sim, new_out, "--from-job", str(job), *extra), code=2)
+        assert words in err, err
+    err = invoke(_cmd(corpora / "new.csv", sim, new_out, "--from-job", str(tmp_path)), code=2)
+    assert "not a `thrifty label` job" in err
+    # the dry run runs the students (free) and says what the teacher would cost; the cap binds before paying
+    dry = invoke(_cmd(corpora / "new.csv", sim, new_out, "--from-job", str(job), "--dry-run"))
+    assert "would go to the teacher" in dry and "Nothing was paid" in dry, dry
+    err = invoke(_cmd(corpora / "new.csv", sim, new_out, "--from-job", str(job), "--max-dollars", "0.000001"), code=1)
+    assert "--max-dollars" in err and "Nothing was paid" in err, err
+    assert sim.stats()["requests"] == before and not new_out.exists()
+
+    invoke(_cmd(corpora / "new.csv", sim, new_out, "--from-job", str(job), "--audit-size", "50"))
+    s = json.loads(Path(str(new_out) + ".summary.json").read_text())
+    calls = s["teacher_calls"]
+    paid = sim.stats()["requests"] - before
+    assert paid == calls["total"] == sum(s["paid_this_invocation"].values()) > 0
+    assert calls["escalations"] < 0.8 * NEW_ROWS and calls["audit"] == 50
+    assert s["threshold"] == js["threshold"] and s["drift_warning"] is None
+    assert 0 < s["dollars"]["spent"] < s["dollars"]["teacher_everything"]
+    t = pq.read_table(new_out).to_pydict()
+    assert t["id"] == [f"new{i}" for i in range(NEW_ROWS)] + ["empty", "again"]
+    assert t["tier"][-2] == "empty" and t["label"][-2] is None
+    assert (t["label"][-1], t["tier"][-1]) == (t["label"][0], t["tier"][0])  # a repeat gets its first copy's answer
+    tiers = t["tier"][:NEW_ROWS]
+    assert {"fast", "teacher"} <= set(tiers) <= {"fast", "student", "teacher"} and tiers.count("teacher") == calls["total"]
+    assert s["tiers"]["fast"]["docs_read"] == NEW_ROWS  # every distinct non-empty text, once
+    assert sum(s["tiers"][k]["docs"] for k in ("fast", "student", "teacher")) == NEW_ROWS + 1  # + the repeat
+    # the guarantee carries over to documents drawn like the job's corpus; the audit here estimates it honestly
+    with open(corpora / "new.csv", newline="", encoding="utf-8") as f:
+        texts = [r["text"] for r in csv.DictReader(f)][:NEW_ROWS]
+    agree = float(np.mean([lab == sim.answer_for(x) for lab, x in zip(t["label"], texts)]))
+    assert agree >= 0.88, agree
+    est = s["estimated_agreement"]["new_docs_audit"]
+    assert est["n"] == 50 and est["ci95"][0] - 0.02 <= agree <= est["ci95"][1] + 0.02, (agree, est)
+    # the same command again pays nothing: every answer is in the job's ledger
+    twice_before = sim.stats()["requests"]
+    invoke(_cmd(corpora / "new.csv", sim, new_out, "--from-job", str(job), "--audit-size", "50"))
+    assert sim.stats()["requests"] == twice_before and sim.stats()["texts_answered_twice"] == 0
+
+    # documents not drawn like the job's corpus (questions, not news): the escalation rate says so
+    q = [{"id": f"q{i}", "text": r["text"]} for i, r in
+         zip(range(300), csv.DictReader(open(dataset_path("trec6") / "pool.csv", newline="", encoding="utf-8")))]
+    drift = invoke(_cmd(_write(tmp_path / "questions.csv", q), sim, tmp_path / "q.parquet", "--from-job", str(job),
+                        "--dry-run"))
+    assert "may not be drawn like the job's corpus" in drift, drift
