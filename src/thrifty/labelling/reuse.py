@@ -122,13 +122,14 @@ def label_with_job(
         new_calls = len(asked) - len(known)
         per_call = float(js["dollars"]["per_call"] or 0.0)
         expected = new_calls * per_call
+        ctx = {"n": n, "calls": calls, "per_call": per_call, "rate": rate, "job_rate": job_rate, "secs": secs,
+               "kept": kept, "t_start": t_start, "drift": drift}
         say(f"teacher: {len(esc_idx):,} of {len(valid):,} documents below the threshold ({100 * rate:.1f}%; the job "
             f"expected {100 * job_rate:.1f}% on its audit)" + (f", {len(aud_idx):,} audited" if audit_size else "")
             + f"; {new_calls:,} not in the ledger yet, about ${expected:,.4f}")
         if dry_run:
-            return LabelResult([], np.zeros(0), [], _summary(
-                js, d, n, teacher, calls, {}, 0.0, per_call, rate, job_rate, None, secs, [], kept, 0.0, t_start, drift,
-                dry_run={"new_calls": new_calls, "dollars": expected}))
+            return LabelResult([], np.zeros(0), [], _summary(js, d, teacher, ctx, tier=[], dry_run={
+                "new_calls": new_calls, "dollars": expected}))
         if max_dollars is not None and 1.1 * expected > max_dollars + 1e-12:  # 10% margin: texts vary in length
             raise LabelBudgetError(
                 f"Labelling these documents needs {new_calls:,} new teacher answers: about ${expected:,.4f} (at the "
@@ -157,8 +158,8 @@ def label_with_job(
             say(f"audit of the new documents: agreement with the teacher {est['agreement']:.3f} (95% CI {lo:.3f}-"
                 f"{hi:.3f}, {est['n']} documents) for a target of {target}")
     spent = float(sum(a.usage.cost_usd for a in answers.values()))
-    summary = _summary(js, d, n, teacher, calls, paid, spent, per_call, rate, job_rate, est, secs, tier, kept, teacher_s,
-                       t_start, drift, abstentions=sum(a.label is None for a in answers.values()))
+    summary = _summary(js, d, teacher, ctx, tier=tier, paid=paid, spent=spent, est=est, teacher_s=teacher_s,
+                       abstentions=sum(a.label is None for a in answers.values()))
     return LabelResult(labels, confidence, tier, summary, [])
 
 
@@ -178,10 +179,12 @@ def _drift(rate: float, n: int, job_rate: float, job_audit: int) -> str | None:
             "`thrifty label` job on them gives the guarantee back.")
 
 
-def _summary(js: dict[str, Any], d: Path, n: int, teacher: Teacher, calls: dict[str, int], paid: dict[str, int],
-             spent: float, per_call: float, rate: float, job_rate: float, est: dict[str, Any] | None,
-             secs: dict[str, float], tier: list[str], kept: np.ndarray, teacher_s: float, t_start: float,
-             drift: str | None, abstentions: int = 0, dry_run: dict[str, Any] | None = None) -> dict[str, Any]:
+def _summary(js: dict[str, Any], d: Path, teacher: Teacher, ctx: dict[str, Any], *, tier: list[str],
+             paid: dict[str, int] | None = None, spent: float = 0.0, est: dict[str, Any] | None = None,
+             teacher_s: float = 0.0, abstentions: int = 0, dry_run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's summary; ``ctx`` holds what the students gave (``n``, ``calls``, ``per_call``, ``rate``,
+    ``job_rate``, ``secs``, ``kept``, ``t_start``, ``drift``)."""
+    n, calls, per_call, secs, kept = ctx["n"], ctx["calls"], ctx["per_call"], ctx["secs"], ctx["kept"]
     everything = n * per_call
     tiers: dict[str, Any] = {
         "student": {"name": js["tiers"]["student"]["name"], "docs": tier.count("student"), "docs_read": int((~kept).sum()),
@@ -196,14 +199,14 @@ def _summary(js: dict[str, Any], d: Path, n: int, teacher: Teacher, calls: dict[
         "from_job": str(d), "n_docs": n, "target_agreement": js["target_agreement"], "delta": js["delta"],
         "teacher": teacher.identity(), "threshold": js["threshold"],
         "teacher_calls": {**calls, "pct_of_corpus": round(100 * calls["total"] / n, 2) if n else None},
-        "paid_this_invocation": paid, "abstentions": abstentions,
+        "paid_this_invocation": paid or {}, "abstentions": abstentions,
         "dollars": {"spent": round(spent, 6), "teacher_everything": round(everything, 6),
                     "pct_of_teacher_everything": round(100 * spent / everything, 2) if everything else None,
                     "per_call": per_call},
-        "escalation_rate": rate, "job_escalation_rate_new_docs": job_rate, "drift_warning": drift,
+        "escalation_rate": ctx["rate"], "job_escalation_rate_new_docs": ctx["job_rate"], "drift_warning": ctx["drift"],
         "estimated_agreement": {"new_docs_audit": est, "job_audit": js["estimated_agreement"]["cascade_on_audit"]},
         "guarantee": (f"agreement >= {js['target_agreement']} with probability >= {1 - float(js['delta']):g} for "
                       "documents drawn like the job's corpus (Learn-then-Test on its validation sample)"),
-        "tiers": tiers, "wall_s": round(time.perf_counter() - t_start, 3),
+        "tiers": tiers, "wall_s": round(time.perf_counter() - ctx["t_start"], 3),
         **({"dry_run": dry_run} if dry_run is not None else {}),
     }
