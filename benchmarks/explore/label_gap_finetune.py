@@ -68,6 +68,10 @@ def measure(P: dict[str, np.ndarray], T: np.ndarray, target: float, delta: float
     return row
 
 
+def ratio(a: float, ceiling: float) -> str:
+    return f"{a / ceiling:.2f}x" if ceiling > 0 else "-"
+
+
 def tables(out: Path, target: float = 0.95) -> str:
     ceil = ceilings(out, target)
     head = ("| dataset | seed | labels | oracle: ensemble / pool | LTT@5,000: ensemble (met) | pool alone (met) | "
@@ -90,7 +94,7 @@ def tables(out: Path, target: float = 0.95) -> str:
             seed = key.split("|")[1]
             rows.append(f"| {name} | {seed} | {lab:,} | {100 * r['ensemble:oracle']:.1f}% / {100 * r['pool:oracle']:.1f}% | "
                         f"{cell('ensemble')} | {cell('pool')} | {cell('job --finetune')[:-1]}, "
-                        f"{100 * r['pool_kept@5000']:.0f}%) | {r['job --finetune:ltt@5000'] / ceil[name]:.2f}x | "
+                        f"{100 * r['pool_kept@5000']:.0f}%) | {ratio(r['job --finetune:ltt@5000'], ceil[name])} | "
                         f"{100 * (r['ensemble:ltt@5000'] + fixed):.1f}% / "
                         f"**{100 * (r['job --finetune:ltt@5000'] + fixed):.1f}%** | {res['finetune_s'][seed]:.0f} |")
     for seed, c in sorted(costs.items()):
