@@ -77,7 +77,10 @@ def test_new_documents_go_through_the_jobs_tiers_and_only_the_unsure_ones_are_pa
     assert "--max-dollars" in err and "Nothing was paid" in err, err
     assert sim.stats()["requests"] == before and not new_out.exists()
 
-    invoke(_cmd(corpora / "new.csv", sim, new_out, "--from-job", str(job), "--audit-size", "50"))
+    # no teacher options: the job's teacher is rebuilt as job.json saved it (server, prices; never a key)
+    assert json.loads((job / "job.json").read_text())["teacher_recipe"]["base_url"] == sim.base_url
+    invoke([sys.executable, "-m", "thrifty", "label", str(corpora / "new.csv"), "--out", str(new_out), "--id-col", "id",
+            "--quiet", "--from-job", str(job), "--audit-size", "50"])
     s = json.loads(Path(str(new_out) + ".summary.json").read_text())
     calls = s["teacher_calls"]
     paid = sim.stats()["requests"] - before

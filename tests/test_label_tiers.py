@@ -126,7 +126,7 @@ def test_label_engine_ray_gives_the_local_engines_labels(tmp_path):
         new_ray = thrifty.label(tmp_path / "new.csv", None, "replay", from_job=job, engine="ray")  # --from-job on Ray
     finally:
         ray.shutdown()
-    new_local = thrifty.label(tmp_path / "new.csv", None, "replay", from_job=job)
+    new_local = thrifty.label(tmp_path / "new.csv", None, from_job=job)  # the teacher as the job saved it
     assert new_ray.labels == new_local.labels and new_ray.tier == new_local.tier and "fast" in new_local.tier
     assert new_ray.summary["teacher_calls"] == new_local.summary["teacher_calls"]
     assert new_ray.summary["tiers"]["ray"]["docs"] == 400

@@ -57,7 +57,7 @@ def label_cmd(
     prices: Optional[Path] = Prices,
     price_in: Optional[float] = PriceIn,
     price_out: Optional[float] = PriceOut,
-    from_job: Optional[Path] = typer.Option(None, "--from-job", help="A finished job's OUT.thrifty: label CORPUS (new documents drawn like that job's corpus) with its students and guaranteed threshold. Nothing is bought but the documents they are unsure of (and --audit-size uniform ones, default 0, to measure the agreement here), through that job's ledger; labels, teacher, target and delta are the job's."),
+    from_job: Optional[Path] = typer.Option(None, "--from-job", help="A finished job's OUT.thrifty: label CORPUS (new documents drawn like that job's corpus) with its students and guaranteed threshold. Nothing is bought but the documents they are unsure of (and --audit-size uniform ones, default 0, to measure the agreement here), through that job's ledger; labels, teacher (rebuilt as the job saved it unless teacher options are given), target and delta are the job's."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary."),
 ) -> None:
     """Label every document of CORPUS at --target-agreement with the teacher, for a fraction of its cost."""
@@ -90,8 +90,9 @@ def label_cmd(
 
 
 # what `thrifty label --from-job` uses; any other option given with it is refused (it would be silently ignored)
-FROM_JOB_OPTIONS = {"corpus", "labels", "teacher", "out", "dry_run", "text_col", "id_col", "base_url", "api_key_env",
-                    "prices", "price_in", "price_out", "quiet", "from_job", "target_agreement", "delta"}
+TEACHER_OPTIONS = {"teacher", "base_url", "api_key_env", "prices", "price_in", "price_out"}  # none: the job's teacher
+FROM_JOB_OPTIONS = {"corpus", "labels", "out", "dry_run", "text_col", "id_col", "quiet", "from_job", "target_agreement",
+                    "delta", *TEACHER_OPTIONS}
 
 
 def _from_job(ctx: typer.Context, job_dir: Path, corpus: Path, labels: Optional[str], teacher: str, out: Path,
@@ -101,7 +102,7 @@ def _from_job(ctx: typer.Context, job_dir: Path, corpus: Path, labels: Optional[
     from ..corpus import read_corpus
     from ..errors import ThriftyError
     from ..labelling import write_labels
-    from ..labelling.reuse import REUSE_OPTIONS, label_with_job, read_job
+    from ..labelling.reuse import REUSE_OPTIONS, job_teacher, label_with_job, read_job
     from ..task import Task
 
     # by name: typer may bring its own copy of click's ParameterSource
@@ -118,10 +119,13 @@ def _from_job(ctx: typer.Context, job_dir: Path, corpus: Path, labels: Optional[
         if k in given and float(v) != float(js[k]):
             raise ThriftyError(f"The job in {job_dir} guarantees --{k.replace('_', '-')} {js[k]}, not {v}: its threshold "
                                "was chosen for that. Label these documents with a new job for another target.")
-    spec = teacher if "teacher" in given else (job.get("meta") or {}).get("teacher", teacher)
+    recipe = job.get("teacher_recipe") or {}
+    rebuild = not given & TEACHER_OPTIONS and recipe.get("spec")  # the job's own teacher, as it was built
+    spec = recipe["spec"] if rebuild else teacher if "teacher" in given else (job.get("meta") or {}).get("teacher", teacher)
     extra = _teacher_columns(corpus) if spec.startswith("replay") and ":" not in spec else []
     docs = read_corpus(corpus, text_col=text_col, id_col=id_col, extra_cols=extra)
-    tch = build_teacher(spec, task, docs, base_url, api_key_env, prices, price_in, price_out)
+    tch = (job_teacher(job_dir, docs) if rebuild else
+           build_teacher(spec, task, docs, base_url, api_key_env, prices, price_in, price_out))
     p = ctx.params
     res = label_with_job(job_dir, docs, tch, audit_size=p["audit_size"] or 0, max_dollars=p["max_dollars"],
                          dry_run=p["dry_run"], seed=p["seed"], engine=p["engine"], ray_address=p["ray_address"],

@@ -21,7 +21,7 @@ from .thresholds import ThresholdChoice, ltt_threshold
 def label(
     corpus: Corpus | str | Path,
     labels: Task | str | None,
-    teacher: Any,
+    teacher: Any = None,
     *,
     out: str | Path | None = None,
     work: str | Path | None = None,
@@ -42,7 +42,7 @@ def label(
 
     ``from_job`` (a finished job's ``OUT.thrifty/``): label new documents drawn like that job's corpus with its
     students and guaranteed threshold (:func:`thrifty.labelling.reuse.label_with_job`); ``labels`` may be None
-    (the job's), and only ``audit_size``, ``max_dollars``, ``seed``, ``engine`` and ``ray_address`` apply."""
+    (the job's), ``teacher`` None (the job's, rebuilt as it saved it), and only ``audit_size``, ``max_dollars``, ``seed``, ``engine`` and ``ray_address`` apply."""
     from ..corpus import read_corpus
     from ..teachers import make_teacher
     from ..teachers.replay import CONF_COLS, LABEL_COLS, PROBS_COLS
@@ -57,16 +57,22 @@ def label(
         if unused:
             raise ThriftyError("from_job reuses a finished job's students and threshold; these shape a new job and are "
                                f"not used with it: {', '.join(unused)}.")
-    elif labels is None:
-        raise ThriftyError("Give the label set (a Task, a YAML/JSON file or 'a,b,c').")
+    elif labels is None or teacher is None:
+        raise ThriftyError("Give the label set (a Task, a YAML/JSON file or 'a,b,c') and the teacher (an object or a "
+                           "spec such as openai:gpt-4o-mini).")
     else:
         task = labels if isinstance(labels, Task) else Task.load(labels)
     if not isinstance(corpus, Corpus):
         from ..corpus import column_names
 
         names = column_names(corpus)
-        extra = [c for c in LABEL_COLS + CONF_COLS + PROBS_COLS if c in names] if teacher == "replay" else []
+        replay = teacher == "replay" or (teacher is None and from_job is not None and _recipe_spec(from_job) == "replay")
+        extra = [c for c in LABEL_COLS + CONF_COLS + PROBS_COLS if c in names] if replay else []
         corpus = read_corpus(corpus, text_col=text_col, id_col=id_col, extra_cols=extra)
+    if teacher is None and from_job is not None:
+        from .reuse import job_teacher
+
+        teacher = job_teacher(from_job, corpus)
     if isinstance(teacher, str):
         teacher = make_teacher(teacher, task, corpus)
     if from_job is not None:
@@ -82,6 +88,12 @@ def label(
     if out is not None and not dry_run:
         write_labels(result, corpus, out)
     return result
+
+
+def _recipe_spec(job_dir: str | Path) -> str | None:
+    from .reuse import read_job
+
+    return (read_job(job_dir)[0].get("teacher_recipe") or {}).get("spec")
 
 
 __all__ = [

@@ -298,8 +298,11 @@ class LabelJob:
                          + " (every paid label is reused; the final student and its escalations follow)")
             return
         self.work.mkdir(parents=True, exist_ok=True)
-        (self.work / "job.json").write_text(json.dumps({**mine, "meta": self.meta}, indent=2, default=str),
-                                            encoding="utf-8")
+        from ..teachers import teacher_recipe
+
+        # how `label --from-job` rebuilds the teacher (spec, server, env-var name, prices; never a secret)
+        (self.work / "job.json").write_text(json.dumps({**mine, "meta": self.meta, "teacher_recipe": teacher_recipe(self.teacher)},
+                                                       indent=2, default=str), encoding="utf-8")
 
     def _ask(self, phase: str, idx: np.ndarray, texts: list[str]) -> list[TeacherLabel]:
         t0, paid = time.perf_counter(), self.cached[phase].requests

@@ -54,6 +54,19 @@ def job_task(job_dir: str | Path) -> Task:
     return Task.from_dict(read_job(job_dir)[0]["task"])
 
 
+def job_teacher(job_dir: str | Path, corpus: Corpus) -> Teacher:
+    """The job's teacher, rebuilt from the recipe its job.json keeps (server, env-var name, prices; a replay teacher
+    reads ``corpus``'s recorded answers). A job written before the recipe was kept: a clear error."""
+    from ..teachers import rebuild_teacher
+
+    job, _ = read_job(job_dir)
+    recipe = job.get("teacher_recipe")
+    if not recipe or not recipe.get("spec"):
+        raise ThriftyError(f"The job in {job_dir} does not say how to rebuild its teacher (an older job, or a teacher "
+                           "not made by make_teacher): give the job's --teacher and its options.")
+    return rebuild_teacher(recipe, Task.from_dict(job["task"]), corpus)
+
+
 def label_with_job(
     job_dir: str | Path, corpus: Corpus, teacher: Teacher, *, audit_size: int = 0, max_dollars: float | None = None,
     dry_run: bool = False, seed: int = 0, engine: str = "local", ray_address: str | None = None,

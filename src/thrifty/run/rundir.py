@@ -192,7 +192,7 @@ class RunDir:
 
     def build_teacher(self, pool: Any, **changes: Any) -> Any:
         """The run's teacher, rebuilt from its recipe at the run's prices; ``changes`` (e.g. concurrency) on top."""
-        from ..teachers import make_teacher
+        from ..teachers import rebuild_teacher
 
         recipe = dict(self.teacher_recipe or {})
         if not recipe.get("spec"):
@@ -200,16 +200,7 @@ class RunDir:
                 f"The run in {self.path} was made with a teacher thrifty cannot rebuild (not made by make_teacher); "
                 "pass the teacher object: Distiller.resume(run, teacher=...)."
             )
-        changes = {k: v for k, v in changes.items() if v is not None}
-        if "prices" in changes:  # a price table given now replaces the run's recorded prices
-            for key in ("price_in", "price_out", "price_cached_in", "price_batch_in", "price_batch_out"):
-                recipe.pop(key, None)
-        recipe.update(changes)
-        spec = recipe.pop("spec")
-        if spec.partition(":")[0] in ("replay", "local"):  # HTTP knobs mean nothing in process (plug-ins keep theirs)
-            for knob in ("concurrency", "max_retries", "timeout", "extra_body", "batch_api", "batch_poll"):
-                recipe.pop(knob, None)
-        return make_teacher(spec, self.task, pool, **recipe)
+        return rebuild_teacher(recipe, self.task, pool, **changes)
 
     # ---- state.json and history.csv --------------------------------------------------------------------------
     def state_exists(self) -> bool:

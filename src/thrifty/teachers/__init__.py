@@ -152,7 +152,23 @@ def teacher_recipe(teacher: Teacher) -> dict[str, Any] | None:
     return None
 
 
+def rebuild_teacher(recipe: dict[str, Any], task: Task, corpus: Any, **changes: Any) -> Teacher:
+    """The teacher a :func:`teacher_recipe` describes, for ``corpus`` (a replay teacher reads its answers there);
+    ``changes`` on top (None ignored; a ``prices`` table replaces the recorded prices)."""
+    recipe = dict(recipe)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if "prices" in changes:  # a price table given now replaces the recorded prices
+        for key in ("price_in", "price_out", "price_cached_in", "price_batch_in", "price_batch_out"):
+            recipe.pop(key, None)
+    recipe.update(changes)
+    spec = recipe.pop("spec")
+    if spec.partition(":")[0] in ("replay", "local"):  # HTTP knobs mean nothing in process (plug-ins keep theirs)
+        for knob in ("concurrency", "max_retries", "timeout", "extra_body", "batch_api", "batch_poll"):
+            recipe.pop(knob, None)
+    return make_teacher(spec, task, corpus, **recipe)
+
+
 __all__ = [
-    "Teacher", "TeacherLabel", "Usage", "Ledger", "LedgerStats", "CachedTeacher", "make_teacher",
+    "Teacher", "TeacherLabel", "Usage", "Ledger", "LedgerStats", "CachedTeacher", "make_teacher", "rebuild_teacher",
     "Price", "price_for", "load_price_table", "teacher_recipe", "check_env_name", "TEACHERS", "TEACHER_KINDS",
 ]
