@@ -91,19 +91,21 @@ def test_samples_and_the_label_cap_grow_with_the_corpus_as_n_to_the_two_thirds()
 
 
 # ---- the whole job against the simulated teacher --------------------------------------------------
+def write_csv(path: Path, rows: list[dict[str, str]], fields: tuple[str, ...] = ("id", "text")) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
 @pytest.fixture(scope="module")
 def pool(ag_news, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("label_pool")
     with open(ag_news / "pool.csv", newline="", encoding="utf-8") as f:
         rows = [r for _, r in zip(range(POOL_ROWS), csv.DictReader(f))]
-    with open(d / "pool.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["id", "text"])
-        w.writeheader()
-        w.writerows({"id": f"doc{i}", "text": r["text"]} for i, r in enumerate(rows))
-    with open(d / "gold.csv", "w", newline="", encoding="utf-8") as f:  # what the sim answers from
-        w = csv.DictWriter(f, fieldnames=["text", "label"])
-        w.writeheader()
-        w.writerows({"text": r["text"], "label": r["label"]} for r in rows)
+    write_csv(d / "pool.csv", [{"id": f"doc{i}", "text": r["text"]} for i, r in enumerate(rows)])
+    write_csv(d / "gold.csv", rows, ("text", "label"))  # what the sim answers from
     shutil.copy(ag_news / "labels.json", d / "labels.json")
     return d
 

@@ -14,18 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import dataset_path
-from test_label import invoke
+from test_label import invoke, write_csv as _write
 
 JOB_ROWS, NEW_ROWS = 800, 600
 OPTS = ["--id-col", "id", "--price-in", "1", "--price-out", "1", "--quiet"]
-
-
-def _write(path: Path, rows: list[dict[str, str]]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["id", "text"])
-        w.writeheader()
-        w.writerows(rows)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +30,7 @@ def corpora(ag_news, tmp_path_factory) -> Path:
     _write(d / "job.csv", [{"id": f"doc{i}", "text": r["text"]} for i, r in enumerate(rows[:JOB_ROWS])])
     new = [{"id": f"new{i}", "text": r["text"]} for i, r in enumerate(rows[JOB_ROWS:])]
     _write(d / "new.csv", new + [{"id": "empty", "text": " "}, {"id": "again", "text": new[0]["text"]}])
-    with open(d / "gold.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["text", "label"])
-        w.writeheader()
-        w.writerows({"text": r["text"], "label": r["label"]} for r in rows)
+    _write(d / "gold.csv", rows, ("text", "label"))
     shutil.copy(ag_news / "labels.json", d / "labels.json")
     return d
 
