@@ -40,14 +40,25 @@ def _cmd(corpus: Path, sim, out: Path, *extra: str) -> list[str]:
             sim.base_url, "--out", str(out), *OPTS, *extra]
 
 
-def test_new_documents_go_through_the_jobs_tiers_and_only_the_unsure_ones_are_paid(sim_server, corpora, tmp_path):
-    sim = sim_server(corpora / "gold.csv", noise=0.1, latency=0.001)
-    job_out = tmp_path / "job.parquet"
-    invoke(_cmd(corpora / "job.csv", sim, job_out, "--labels", str(corpora / "labels.json"), "--student", "tfidf-lr",
-                "--audit-size", "60", "--val-size", "100", "--seed-size", "40", "--batch", "40",
-                "--max-train-labels", "200", "--target-agreement", "0.9", "--pool-size", "500",
-                "--fast-student", "tfidf[char=false]-lr", "--fast-tolerance", "1"))
-    job = Path(str(job_out) + ".thrifty")
+@pytest.fixture(scope="module")
+def sim_job(corpora, tmp_path_factory):
+    """A finished label job (tfidf-lr behind a fast tier) whose teacher is the simulated server: ``(sim, job dir)``."""
+    from thrifty.testing.sim import SimServer
+
+    sim = SimServer.from_path(corpora / "gold.csv", noise=0.1, latency=0.001).start()
+    job_out = tmp_path_factory.mktemp("job") / "job.parquet"
+    try:
+        invoke(_cmd(corpora / "job.csv", sim, job_out, "--labels", str(corpora / "labels.json"), "--student", "tfidf-lr",
+                    "--audit-size", "60", "--val-size", "100", "--seed-size", "40", "--batch", "40",
+                    "--max-train-labels", "200", "--target-agreement", "0.9", "--pool-size", "500",
+                    "--fast-student", "tfidf[char=false]-lr", "--fast-tolerance", "1"))
+        yield sim, Path(str(job_out) + ".thrifty")
+    finally:
+        sim.stop()
+
+
+def test_new_documents_go_through_the_jobs_tiers_and_only_the_unsure_ones_are_paid(sim_job, corpora, tmp_path):
+    sim, job = sim_job
     js = json.loads((job / "summary.json").read_text())
     assert "fast" in js["tiers"], "the job should have a fast tier in front of its student"
     new_out, before = tmp_path / "new.parquet", sim.stats()["requests"]
@@ -103,3 +114,38 @@ def test_new_documents_go_through_the_jobs_tiers_and_only_the_unsure_ones_are_pa
     drift = invoke(_cmd(_write(tmp_path / "questions.csv", q), sim, tmp_path / "q.parquet", "--from-job", str(job),
                         "--dry-run"))
     assert "may not be drawn like the job's corpus" in drift, drift
+
+
+def test_serve_cascade_on_a_label_job_uses_its_tiers_threshold_and_ledger(sim_job, corpora):
+    """`thrifty serve JOB --cascade --max-dollars X`: the job's fast tier and final student answer, what scores below
+    the job's own threshold goes to its teacher (rebuilt from job.json) through its ledger; another guarantee is refused."""
+    pytest.importorskip("uvicorn")
+    import httpx
+    from test_serve import running
+
+    from thrifty.errors import ThriftyError
+    from thrifty.labelling.reuse import JobStudents
+    from thrifty.serve import build_server_app
+
+    sim, job = sim_job
+    js = json.loads((job / "summary.json").read_text())
+    for kw, words in (({"target_agreement": 0.95}, "--target-agreement 0.95"), ({"delta": 0.05}, "--delta 0.05"),
+                      ({"conservative": True}, "--guarantee wilson"), ({}, "--max-dollars")):
+        with pytest.raises(ThriftyError, match=words):
+            build_server_app(job, cascade=True, **{"max_dollars": 1.0, **kw} if kw else {})
+    with open(corpora / "new.csv", newline="", encoding="utf-8") as f:
+        texts = [r["text"] for r in csv.DictReader(f)][300:364]  # not the rows the --from-job test paid for
+    _, score, kept = JobStudents(job).tiered_proba(texts)
+    low = score < js["threshold"]["threshold"]
+    unsure = int(low.sum())
+    assert (kept & ~low).any() and 0 < unsure < len(texts)
+    app, plan = build_server_app(job, cascade=True, max_dollars=1.0, target_agreement=0.9)
+    assert plan.threshold == js["threshold"]["threshold"] and "guarantee: agreement >= 0.9" in plan.lines()[-1]
+    before = sim.stats()["requests"]
+    with running(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        first = c.post("/v1/classify", json={"texts": texts}).json()["results"]
+        again = c.post("/v1/classify", json={"texts": texts}).json()["results"]
+    tiers = [r["tier"] for r in first]
+    assert tiers.count("teacher") == unsure and tiers.count("fast") == int((kept & ~low).sum())
+    assert all(r["label"] == sim.answer_for(x) for r, x in zip(first, texts) if r["tier"] == "teacher")
+    assert again == first and sim.stats()["requests"] - before <= unsure  # the second time from the ledger

@@ -15,7 +15,7 @@ from .core import PriceIn, PriceOut, Prices
 @app.command("serve")
 @friendly
 def serve(
-    run: Path = typer.Argument(..., help="Run directory made by `thrifty distill` (a model directory works without --cascade)."),
+    run: Path = typer.Argument(..., help="Run directory made by `thrifty distill`, or a `thrifty label` job (OUT.thrifty: with --cascade, its tiers, threshold and teacher); a model directory works without --cascade."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 exposes it to the network)."),
     port: int = typer.Option(8080, "--port"),
     batching: bool = typer.Option(True, "--batching/--no-batching", help="Micro-batch concurrent requests into one student call."),
@@ -25,10 +25,10 @@ def serve(
     max_chars: int = typer.Option(20_000, "--max-chars", help="Longest text in characters (413 above)."),
     max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", help="Largest request body (413 above)."),
     cascade: bool = typer.Option(False, "--cascade", help="Send unsure texts to the run's teacher (through its ledger)."),
-    target_agreement: Optional[float] = typer.Option(None, "--target-agreement", help="Cascade: expected agreement with the teacher to reach (sets the threshold)."),
+    target_agreement: Optional[float] = typer.Option(None, "--target-agreement", help="Cascade: expected agreement with the teacher to reach (sets the threshold; a label job keeps its own)."),
     max_dollars: Optional[float] = typer.Option(None, "--max-dollars", help="Cascade: the most this server pays the teacher (ledger hits are free)."),
     guarantee: str = typer.Option("ltt", "--guarantee", help="Cascade: ltt = agreement >= --target-agreement with probability 1 - --delta (Learn-then-Test); wilson = each threshold's 95% lower bound meets it; estimate = the point estimate does (no guarantee)."),
-    delta: float = typer.Option(0.1, "--delta", help="Cascade, --guarantee ltt: the target may be missed with probability at most this."),
+    delta: Optional[float] = typer.Option(None, "--delta", help="Cascade, --guarantee ltt: the target may be missed with probability at most this (default 0.1; a label job keeps its own)."),
     conservative: bool = typer.Option(False, "--conservative", help="Cascade: same as --guarantee wilson (kept for old scripts)."),
     teacher_timeout: float = typer.Option(30.0, "--teacher-timeout", help="Cascade: seconds a request waits for the teacher before answering with the student (flagged)."),
     teacher_retries: Optional[int] = typer.Option(None, "--teacher-retries", help="Cascade, openai teachers: retries per text before the student's answer stands (default: the teacher's)."),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,7 +28,7 @@ from ..task import Task
 from ..teachers.base import Teacher, TeacherLabel
 from ..teachers.ledger import CachedTeacher, Ledger
 from .job import LabelBudgetError, LabelResult, audit_estimate, final_labels, log
-from .tiers import stream_tiers
+from .tiers import cascade_scores, stream_tiers
 
 REUSE_OPTIONS = frozenset({"audit_size", "max_dollars", "seed", "engine", "ray_address"})  # what applies to new documents
 DRIFT_LEVEL = 0.99  # the new escalation rate outside the job's audit interval at this level: a warning
@@ -54,9 +55,10 @@ def job_task(job_dir: str | Path) -> Task:
     return Task.from_dict(read_job(job_dir)[0]["task"])
 
 
-def job_teacher(job_dir: str | Path, corpus: Corpus) -> Teacher:
+def job_teacher(job_dir: str | Path, corpus: Corpus | None, **changes: Any) -> Teacher:
     """The job's teacher, rebuilt from the recipe its job.json keeps (server, env-var name, prices; a replay teacher
-    reads ``corpus``'s recorded answers). A job written before the recipe was kept: a clear error."""
+    reads ``corpus``'s recorded answers), ``changes`` on top (e.g. ``prices``, ``max_retries``; see
+    :func:`thrifty.teachers.rebuild_teacher`). A job written before the recipe was kept: a clear error."""
     from ..teachers import rebuild_teacher
 
     job, _ = read_job(job_dir)
@@ -64,7 +66,73 @@ def job_teacher(job_dir: str | Path, corpus: Corpus) -> Teacher:
     if not recipe or not recipe.get("spec"):
         raise ThriftyError(f"The job in {job_dir} does not say how to rebuild its teacher (an older job, or a teacher "
                            "not made by make_teacher): give the job's --teacher and its options.")
-    return rebuild_teacher(recipe, Task.from_dict(job["task"]), corpus)
+    return rebuild_teacher(recipe, Task.from_dict(job["task"]), corpus, **changes)
+
+
+def _tier_dirs(d: Path, js: dict[str, Any]) -> tuple[Path, Path | None, float]:
+    """``(final student's directory, fast tier's directory or None, fast tier's keep threshold)`` of a finished job."""
+    from ..predict import student_dir
+
+    fast = js.get("tiers", {}).get("fast")
+    fast_dir = d / "fast_model" if fast and (d / "fast_model" / "model.json").exists() else None
+    return student_dir(d), fast_dir, float(fast["threshold"]) if fast_dir is not None else float("inf")
+
+
+class JobStudents:
+    """A finished job's student tiers as one model (what ``thrifty serve JOB --cascade`` answers with): the fast
+    tier, when the job has one, answers the texts it keeps, the final student the rest. :meth:`tiered_proba` also
+    gives the composite score (:func:`.tiers.cascade_scores`) that the job's teacher threshold applies to."""
+
+    def __init__(self, job_dir: str | Path):
+        from ..predict import load_student
+
+        acc_dir, fast_dir, self.fast_threshold = _tier_dirs(Path(job_dir), read_job(job_dir)[1])
+        self.accurate = load_student(acc_dir)
+        self.fast = load_student(fast_dir) if fast_dir is not None else None
+        self.labels = list(self.accurate.labels)
+        self.name = (f"{self.fast.name} -> " if self.fast is not None else "") + str(self.accurate.name)
+        self.features_ = [f for m in (self.fast, self.accurate) if m is not None
+                          for f in (getattr(m, "features_", None) or [m.features])]
+
+    def tiered_proba(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(probabilities of the tier that answers, composite score, kept by the fast tier)`` of each text."""
+        fp = np.asarray(self.fast.predict_proba(texts)) if self.fast is not None else None
+        kept = fp.max(1) >= self.fast_threshold if fp is not None else np.zeros(len(texts), dtype=bool)
+        proba = fp.copy() if fp is not None else np.zeros((len(texts), len(self.labels)))
+        rest = np.flatnonzero(~kept)
+        if len(rest):
+            proba[rest] = self.accurate.predict_proba([texts[i] for i in rest])
+        _, score, _ = cascade_scores(fp, self.fast_threshold, proba)
+        return proba, score, kept
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self.tiered_proba(texts)[0]
+
+
+@dataclass
+class JobPlan:
+    """What ``thrifty serve JOB --cascade`` escalates by: the job's own threshold and guarantee."""
+
+    job: str
+    threshold: float
+    target_agreement: float
+    delta: float
+    escalation_rate: float  # the job's estimate for new documents (its audit)
+    fast: str | None = None
+
+    @classmethod
+    def read(cls, job_dir: str | Path) -> "JobPlan":
+        _, js = read_job(job_dir)
+        fast = js.get("tiers", {}).get("fast")
+        return cls(str(job_dir), float(js["threshold"]["threshold"]), float(js["target_agreement"]), float(js["delta"]),
+                   float(js["escalation_rate_new_docs"]), fast["name"] if fast else None)
+
+    def lines(self) -> list[str]:
+        return [f"threshold {self.threshold:.4f} from the label job {self.job}"
+                + (f" (behind its fast tier {self.fast})" if self.fast else ""),
+                f"expected escalation rate {self.escalation_rate:.3f} (the job's audit)",
+                f"guarantee: agreement >= {self.target_agreement} with probability >= {1 - self.delta:g} for texts drawn "
+                "like the job's corpus (Learn-then-Test on its validation sample)"]
 
 
 def label_with_job(
@@ -96,12 +164,8 @@ def label_with_job(
     if audit_size > len(valid):
         raise ThriftyError(f"--audit-size {audit_size} is more than the corpus's {len(valid):,} distinct non-empty "
                            "documents; use a smaller one.")
-    from ..predict import student_dir
-
-    acc_dir = student_dir(d)
+    acc_dir, fast_dir, fast_t = _tier_dirs(d, js)
     fast_info = js.get("tiers", {}).get("fast")
-    fast_dir = d / "fast_model" if fast_info and (d / "fast_model" / "model.json").exists() else None
-    fast_t = float(fast_info["threshold"]) if fast_dir is not None else float("inf")
     t = float(js["threshold"]["threshold"])
     target, delta = float(js["target_agreement"]), float(js["delta"])
     say(f"students of {d}: {js['tiers']['student']['name']}" + (f" behind the fast tier {fast_info['name']}" if fast_dir else "")

@@ -44,7 +44,8 @@ def require_run_dir(path: Path) -> None:
             f"{path} is a `thrifty label` job, not the `thrifty distill` run this needs; what the job did is in "
             f"{path / 'summary.json'}. `thrifty predict {path} NEW.csv` classifies new documents with its student "
             f"(no teacher); `thrifty label NEW.csv --from-job {path} --out new.parquet` sends what its students are "
-            "unsure of to its teacher, with its guarantee.")
+            f"unsure of to its teacher, with its guarantee, and `thrifty serve {path} --cascade --max-dollars X` does so "
+            "over HTTP.")
     raise ThriftyError(f"{path} is not a thrifty run directory (no config.json).")
 
 

@@ -2,9 +2,9 @@
 
 ``POST /v1/classify`` takes ``{"text": "..."}`` or ``{"texts": [...]}`` and answers one result
 per text: label, confidence, probabilities (unless ``"probabilities": false``), the tier that
-answered (``student`` or ``teacher``) and, when the student's answer stands for a text the
-cascade wanted to escalate, a ``flag`` saying why (dollar cap, teacher failure, timeout,
-abstention). ``GET /health``, ``GET /metrics`` (Prometheus text), ``GET /docs`` (OpenAPI).
+answered (``student`` or ``teacher``; ``fast`` for a label job's fast tier) and, when the
+student's answer stands for a text the cascade wanted to escalate, a ``flag`` saying why (dollar
+cap, teacher failure, timeout, abstention). ``GET /health``, ``GET /metrics`` (Prometheus text), ``GET /docs`` (OpenAPI).
 Every error is JSON ``{"error": "..."}`` with a 4xx status; tracebacks and keys never leave.
 """
 
@@ -58,7 +58,7 @@ class ClassifyResult(BaseModel):
     label: str
     confidence: float = Field(description="The answering tier's confidence in its label (the teacher's own, else 1.0).")
     probabilities: Optional[dict[str, float]] = Field(None, description="The student's distribution over the labels.")
-    tier: str = Field(description="student or teacher")
+    tier: str = Field(description="student or teacher (fast: a label job's fast tier)")
     student_label: str
     flag: Optional[str] = Field(None, description="Why an unsure text kept the student's answer.")
 
@@ -118,8 +118,17 @@ def build_app(
     student_pool = ThreadPoolExecutor(1, thread_name_prefix="thrifty-student")
     teacher_pool = ThreadPoolExecutor(1, thread_name_prefix="thrifty-teacher")
 
+    tiered = getattr(model, "tiered_proba", None)  # a label job's tiers: the composite score its threshold applies to
+
     def score(texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(model.predict_proba(list(texts)), dtype=np.float64)
+        """Each text's probabilities, then its escalation score, then 1 where a fast tier answered (one array: the
+        micro-batcher splits rows)."""
+        if tiered is not None:
+            proba, s, fast = tiered(list(texts))
+        else:
+            proba = np.asarray(model.predict_proba(list(texts)), dtype=np.float64)
+            s, fast = proba.max(axis=1), np.zeros(len(proba))
+        return np.column_stack([proba, s, fast]).astype(np.float64)
 
     batcher = MicroBatcher(score, student_pool, max_batch, max_wait_ms, on_batch=metrics.batch.observe) if batching else None
 
@@ -161,9 +170,9 @@ def build_app(
             metrics.hits.inc(res.hits)
             metrics.dollars.inc(res.dollars)
 
-    async def escalate(texts: list[str], proba: np.ndarray):
+    async def escalate(texts: list[str], score: np.ndarray):
         """Indices the teacher relabelled -> label, and flags for the unsure texts that kept the student's."""
-        low = np.flatnonzero(proba.max(axis=1) < escalator.threshold)
+        low = np.flatnonzero(score < escalator.threshold)
         if not len(low):
             return {}, {}
         metrics.escalations.inc(len(low))
@@ -216,10 +225,11 @@ def build_app(
         long = next((i for i, t in enumerate(texts) if len(t) > limits.max_chars), None)
         if long is not None:
             return _error(413, f"Text {long} has {len(texts[long])} characters; the limit is {limits.max_chars}.")
-        proba = await student(texts)
+        out = await student(texts)
+        proba, fast = out[:, :-2], out[:, -1] > 0
         pred = proba.argmax(axis=1)
         conf = proba[np.arange(len(pred)), pred]
-        relabelled, flags = (await escalate(texts, proba)) if escalator is not None else ({}, {})
+        relabelled, flags = (await escalate(texts, out[:, -2])) if escalator is not None else ({}, {})
         results = []
         for i in range(len(texts)):
             student_label = labels[int(pred[i])]
@@ -227,16 +237,17 @@ def build_app(
             r: dict[str, Any] = {
                 "label": teacher_label or student_label,
                 "confidence": round(float(conf[i] if teacher_label is None else teacher_conf or 1.0), 6),
-                "tier": "teacher" if teacher_label else "student",
+                "tier": "teacher" if teacher_label else "fast" if fast[i] else "student",
                 "student_label": student_label,
                 "flag": flags.get(i),
             }
             if req.probabilities:
                 r["probabilities"] = {lab: round(float(p), 6) for lab, p in zip(labels, proba[i])}
             results.append(r)
-        n_teacher = len(relabelled)
-        metrics.texts.labels("teacher").inc(n_teacher)
-        metrics.texts.labels("student").inc(len(texts) - n_teacher)
+        for tier in ("teacher", "student", "fast"):
+            n = sum(r["tier"] == tier for r in results)
+            if n or tier != "fast":
+                metrics.texts.labels(tier).inc(n)
         return JSONResponse({"model": model.name, "results": results})
 
     @app.get("/health")
