@@ -70,6 +70,12 @@ def test_new_documents_go_through_the_jobs_tiers_and_only_the_unsure_ones_are_pa
         assert words in err, err
     err = invoke(_cmd(corpora / "new.csv", sim, new_out, "--from-job", str(tmp_path)), code=2)
     assert "not a `thrifty label` job" in err
+    import thrifty
+    from thrifty.errors import ThriftyError
+
+    for labels, kw, words in ((None, {"student": "tfidf-lr"}, "shape a new job.*student"), ("a,b", {}, "label set")):
+        with pytest.raises(ThriftyError, match=words):  # the same refusals from Python
+            thrifty.label(corpora / "new.csv", labels, from_job=job, **kw)
     # the dry run runs the students (free) and says what the teacher would cost; the cap binds before paying
     dry = invoke(_cmd(corpora / "new.csv", sim, new_out, "--from-job", str(job), "--dry-run"))
     assert "would go to the teacher" in dry and "Nothing was paid" in dry, dry

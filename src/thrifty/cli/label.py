@@ -102,19 +102,13 @@ def _from_job(ctx: typer.Context, job_dir: Path, corpus: Path, labels: Optional[
     from ..corpus import read_corpus
     from ..errors import ThriftyError
     from ..labelling import write_labels
-    from ..labelling.reuse import REUSE_OPTIONS, job_teacher, label_with_job, read_job
-    from ..task import Task
+    from ..labelling.reuse import REUSE_OPTIONS, job_task, job_teacher, label_with_job, read_job
 
     # by name: typer may bring its own copy of click's ParameterSource
     given = {k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") != "DEFAULT"}
-    unused = sorted(given - FROM_JOB_OPTIONS - REUSE_OPTIONS)
-    if unused:
-        raise ThriftyError("--from-job reuses a finished job's students and threshold; these options shape a new job "
-                           "and are not used with it: " + ", ".join(f"--{k.replace('_', '-')}" for k in unused))
+    task = job_task(job_dir, [f"--{k.replace('_', '-')}" for k in sorted(given - FROM_JOB_OPTIONS - REUSE_OPTIONS)],
+                    _load_task(labels, corpus).labels if "labels" in given else None)
     job, js = read_job(job_dir)
-    task = Task.from_dict(job["task"])
-    if "labels" in given and list(_load_task(labels, corpus).labels) != list(task.labels):
-        raise ThriftyError(f"--labels differ from the job's label set {list(task.labels)}; leave --labels out.")
     for k, v in (("target_agreement", ctx.params["target_agreement"]), ("delta", ctx.params["delta"])):
         if k in given and float(v) != float(js[k]):
             raise ThriftyError(f"The job in {job_dir} guarantees --{k.replace('_', '-')} {js[k]}, not {v}: its threshold "

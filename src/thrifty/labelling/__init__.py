@@ -50,13 +50,8 @@ def label(
     if from_job is not None:
         from .reuse import REUSE_OPTIONS, job_task
 
-        task = job_task(from_job)
-        if labels is not None and list((labels if isinstance(labels, Task) else Task.load(labels)).labels) != list(task.labels):
-            raise ThriftyError(f"labels differ from the job's label set {list(task.labels)}; give None.")
-        unused = sorted(set(config) - REUSE_OPTIONS) + ["resume"] * resume + ["work"] * (work is not None)
-        if unused:
-            raise ThriftyError("from_job reuses a finished job's students and threshold; these shape a new job and are "
-                               f"not used with it: {', '.join(unused)}.")
+        task = job_task(from_job, sorted(set(config) - REUSE_OPTIONS) + ["resume"] * resume + ["work"] * (work is not None),
+                        None if labels is None else (labels if isinstance(labels, Task) else Task.load(labels)).labels)
     elif labels is None or teacher is None:
         raise ThriftyError("Give the label set (a Task, a YAML/JSON file or 'a,b,c') and the teacher (an object or a "
                            "spec such as openai:gpt-4o-mini).")

@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -50,9 +50,16 @@ def read_job(job_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ThriftyError(f"{d}'s job.json or summary.json is not readable JSON ({e}); the job directory is damaged.") from None
 
 
-def job_task(job_dir: str | Path) -> Task:
-    """The label set a finished job labelled with."""
-    return Task.from_dict(read_job(job_dir)[0]["task"])
+def job_task(job_dir: str | Path, unused: Sequence[str] = (), labels: Sequence[str] | None = None) -> Task:
+    """The label set a finished job labelled with, after refusing what new documents through it cannot use:
+    ``unused`` (options that shape a new job, named as the caller's user knows them) and another label set."""
+    if unused:
+        raise ThriftyError("--from-job reuses a finished job's students and threshold; these options shape a new job "
+                           "and are not used with it: " + ", ".join(unused) + ".")
+    task = Task.from_dict(read_job(job_dir)[0]["task"])
+    if labels is not None and list(labels) != list(task.labels):
+        raise ThriftyError(f"The label set {list(labels)} differs from the job's {list(task.labels)}: leave it out.")
+    return task
 
 
 def job_teacher(job_dir: str | Path, corpus: Corpus | None, **changes: Any) -> Teacher:
