@@ -151,6 +151,16 @@ def test_serve_cascade_on_a_label_job_uses_its_tiers_threshold_and_ledger(sim_jo
     with running(app) as url, httpx.Client(base_url=url, timeout=60) as c:
         first = c.post("/v1/classify", json={"texts": texts}).json()["results"]
         again = c.post("/v1/classify", json={"texts": texts}).json()["results"]
+        health = c.get("/health").json()["cascade"]
+        assert (health["texts_seen"], health["escalated"], health["drift_warning"]) == (128, 2 * unsure, None)
+        assert "thrifty_drift 0.0" in c.get("/metrics").text
+        # texts not drawn like the job's corpus (questions, not news): /health and the gauge say so
+        with open(dataset_path("trec6") / "pool.csv", newline="", encoding="utf-8") as f:
+            questions = [r["text"] for _, r in zip(range(256), csv.DictReader(f))]
+        assert c.post("/v1/classify", json={"texts": questions, "probabilities": False}).status_code == 200
+        drift = c.get("/health").json()["cascade"]["drift_warning"]
+        assert drift and "may not be drawn like the job's corpus" in drift, drift
+        assert "thrifty_drift 1.0" in c.get("/metrics").text
     tiers = [r["tier"] for r in first]
     assert tiers.count("teacher") == unsure and tiers.count("fast") == int((kept & ~low).sum())
     assert all(r["label"] == sim.answer_for(x) for r, x in zip(first, texts) if r["tier"] == "teacher")

@@ -125,6 +125,7 @@ class JobPlan:
     target_agreement: float
     delta: float
     escalation_rate: float  # the job's estimate for new documents (its audit)
+    audit: int  # the audit's size, which sets that estimate's interval
     fast: str | None = None
 
     @classmethod
@@ -132,12 +133,17 @@ class JobPlan:
         _, js = read_job(job_dir)
         fast = js.get("tiers", {}).get("fast")
         return cls(str(job_dir), float(js["threshold"]["threshold"]), float(js["target_agreement"]), float(js["delta"]),
-                   float(js["escalation_rate_new_docs"]), fast["name"] if fast else None)
+                   float(js["escalation_rate_new_docs"]), int(js["teacher_calls"]["audit"]), fast["name"] if fast else None)
+
+    def drift(self, escalated: int, seen: int) -> str | None:
+        """:func:`drift_warning` for ``escalated`` of the ``seen`` latest texts a server answered."""
+        return drift_warning(escalated, seen, self.escalation_rate, self.audit, what="the latest texts served")
 
     def lines(self) -> list[str]:
         return [f"threshold {self.threshold:.4f} from the label job {self.job}"
                 + (f" (behind its fast tier {self.fast})" if self.fast else ""),
-                f"expected escalation rate {self.escalation_rate:.3f} (the job's audit)",
+                f"expected escalation rate {self.escalation_rate:.3f} (the job's audit of {self.audit:,}; GET /health "
+                "warns when the texts served drift out of line with it)",
                 f"guarantee: agreement >= {self.target_agreement} with probability >= {1 - self.delta:g} for texts drawn "
                 "like the job's corpus (Learn-then-Test on its validation sample)"]
 
@@ -195,7 +201,7 @@ def label_with_job(
     asked = np.union1d(esc_idx, aud_idx).astype(int)
     calls = {"audit": len(aud_idx), "escalations": len(esc_idx), "total": len(asked)}
     rate, job_rate = len(esc_idx) / len(valid), float(js["escalation_rate_new_docs"])
-    drift = _drift(rate, len(valid), job_rate, int(js["teacher_calls"]["audit"]))
+    drift = drift_warning(len(esc_idx), len(valid), job_rate, int(js["teacher_calls"]["audit"]))
     if drift:
         say(drift)
 
@@ -247,20 +253,23 @@ def label_with_job(
     return LabelResult(labels, confidence, tier, summary, [])
 
 
-def _drift(rate: float, n: int, job_rate: float, job_audit: int) -> str | None:
-    """A warning when the escalation rate on these documents lies outside the job's audit interval: they may not be
-    drawn like the job's corpus, which the guarantee assumes."""
+def drift_warning(escalated: int, n: int, job_rate: float, job_audit: int, what: str = "these documents") -> str | None:
+    """A warning when ``escalated`` of ``n`` documents going to the teacher is out of line with the job's audit
+    estimate (their :data:`DRIFT_LEVEL` Wilson intervals do not overlap): they may not be drawn like the job's corpus,
+    which the guarantee assumes. None below 100 documents."""
     from ..cascade import wilson_interval
 
     if job_audit < 1 or n < 100:
         return None
     lo, hi = wilson_interval(round(job_rate * job_audit), job_audit, DRIFT_LEVEL)
-    if lo <= rate <= hi:
+    seen_lo, seen_hi = wilson_interval(escalated, n, DRIFT_LEVEL)
+    if seen_hi >= lo and seen_lo <= hi:
         return None
-    return (f"warning: {100 * rate:.1f}% of these documents go to the teacher, outside the {100 * lo:.1f}-{100 * hi:.1f}% "
-            f"the job's audit predicts ({int(DRIFT_LEVEL * 100)}% interval): they may not be drawn like the job's corpus, "
-            "and the guarantee assumes they are. An --audit-size sample measures the agreement reached here; a new "
-            "`thrifty label` job on them gives the guarantee back.")
+    return (f"warning: {100 * escalated / n:.1f}% of {what} ({escalated:,} of {n:,}) go to the teacher, outside the "
+            f"{100 * lo:.1f}-{100 * hi:.1f}% the job's audit predicts ({int(DRIFT_LEVEL * 100)}% intervals): they may not "
+            "be drawn like the job's corpus, and the guarantee assumes they are. `thrifty label FILE --from-job JOB "
+            "--audit-size N` measures the agreement reached on them; a new `thrifty label` job on them gives the "
+            "guarantee back.")
 
 
 def _summary(js: dict[str, Any], d: Path, teacher: Teacher, ctx: dict[str, Any], *, tier: list[str],

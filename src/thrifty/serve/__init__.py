@@ -80,18 +80,19 @@ def build_server_app(run: str | Path, *, cascade: bool = False, target_agreement
     from ..predict import load_student, student_dir
     from .app import build_app
 
-    escalator = plan = None
+    escalator = plan = drift = None
     kw = {k: v for k, v in (teacher_kw or {}).items() if v is not None}
     guarantee = "wilson" if conservative else guarantee
     if cascade and (Path(run) / "job.json").exists():  # a label job: its tiers, threshold and teacher
         model, escalator, plan = job_escalator(run, target_agreement, max_dollars, guarantee, delta, **kw)
+        drift = plan.drift
     else:
         model = load_student(student_dir(run))  # a label job's ensemble, as `thrifty predict` classifies with it
         if cascade:
             escalator, plan = make_escalator(run, model, target_agreement, max_dollars, guarantee, delta, **kw)
         elif target_agreement is not None or max_dollars is not None:
             raise ThriftyError("--target-agreement and --max-dollars need --cascade.")
-    return build_app(model, escalator=escalator, **app_kw), plan
+    return build_app(model, escalator=escalator, drift=drift, **app_kw), plan
 
 
 __all__ = ["build_server_app", "job_escalator", "make_escalator"]

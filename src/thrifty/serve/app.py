@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -24,12 +25,13 @@ from .batching import MicroBatcher
 from .escalate import FAILED, TIMEOUT, Escalator
 
 log = logging.getLogger("thrifty.serve")
+DRIFT_WINDOW = 1000  # texts: the drift check reads the escalation rate of about this many latest texts
 
 try:
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
     from pydantic import BaseModel, ConfigDict, Field, ValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as _e:  # pragma: no cover - the extra is missing
@@ -86,6 +88,8 @@ class ServeMetrics:
         self.paid = Counter("thrifty_teacher_paid", "Teacher answers paid for by this server", registry=r)
         self.hits = Counter("thrifty_teacher_ledger_hits", "Teacher answers found in the ledger (free)", registry=r)
         self.dollars = Counter("thrifty_teacher_dollars", "Dollars paid to the teacher by this server", registry=r)
+        self.drift = Gauge("thrifty_drift", "1 while the escalation rate of the texts served is out of line with the "
+                           "label job's audit (they may not be drawn like its corpus)", registry=r)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -101,6 +105,7 @@ def build_app(
     limits: ServeLimits | None = None,
     escalator: Escalator | None = None,
     teacher_timeout_s: float = 30.0,
+    drift: Callable[[int, int], str | None] | None = None,
 ) -> FastAPI:
     """The ASGI app for a loaded :class:`~thrifty.students.TextModel` or a label job's
     :class:`~thrifty.labelling.ensemble.Ensemble` (see the module docstring).
@@ -108,6 +113,10 @@ def build_app(
     Turns off the model's on-disk embedding cache (MiniLM / ``st:`` features): it suits a fixed
     pool embedded once, but a server sees new texts, and caching each would read the whole index
     and write two files per request.
+
+    ``drift(escalated, seen)`` (a label job's :meth:`~thrifty.labelling.reuse.JobPlan.drift`) is asked after each
+    request with the cascade's counts over the latest ``DRIFT_WINDOW`` texts; its warning is logged once, shown in ``/health`` and sets the
+    ``thrifty_drift`` gauge until the counts are back in line.
     """
     limits = limits or ServeLimits()
     for f in getattr(model, "features_", None) or [model.features]:  # an ensemble's members, or the one model's
@@ -144,6 +153,8 @@ def build_app(
     app = FastAPI(title="thrifty student", version="1", lifespan=lifespan,
                   description=f"Serves the student {model.name or ''} over labels {labels}.")
     app.state.metrics = metrics
+    seen = {"texts": 0, "escalated": 0, "drift": None}  # the cascade's counts (one event loop: no lock)
+    recent: deque[tuple[int, int]] = deque()  # (texts, escalated) of the latest requests, about DRIFT_WINDOW texts
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -230,6 +241,8 @@ def build_app(
         pred = proba.argmax(axis=1)
         conf = proba[np.arange(len(pred)), pred]
         relabelled, flags = (await escalate(texts, out[:, -2])) if escalator is not None else ({}, {})
+        if escalator is not None:
+            _track(len(texts), int((out[:, -2] < escalator.threshold).sum()))
         results = []
         for i in range(len(texts)):
             student_label = labels[int(pred[i])]
@@ -250,13 +263,30 @@ def build_app(
                 metrics.texts.labels(tier).inc(n)
         return JSONResponse({"model": model.name, "results": results})
 
+    def _track(n: int, escalated: int) -> None:
+        seen["texts"] += n
+        seen["escalated"] += escalated
+        if drift is None:
+            return
+        recent.append((n, escalated))
+        while sum(r[0] for r in recent) - recent[0][0] >= DRIFT_WINDOW:
+            recent.popleft()
+        warning = drift(sum(r[1] for r in recent), sum(r[0] for r in recent))
+        if warning and not seen["drift"]:
+            log.warning(warning)
+        seen["drift"] = warning
+        metrics.drift.set(1 if warning else 0)
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness and what is served (never any key or URL of the teacher)."""
         out: dict[str, Any] = {"status": "ok", "model": model.name, "labels": labels, "batching": batching}
         if escalator is not None:
             out["cascade"] = {"threshold": escalator.threshold, "max_dollars": escalator.max_dollars,
-                              "dollars_spent": round(escalator.spent, 6), "paid": escalator.paid}
+                              "dollars_spent": round(escalator.spent, 6), "paid": escalator.paid,
+                              "texts_seen": seen["texts"], "escalated": seen["escalated"]}
+            if drift is not None:
+                out["cascade"]["drift_warning"] = seen["drift"]
         return out
 
     @app.get("/metrics")
