@@ -124,7 +124,7 @@ def main() -> None:
         res = {"dataset": name, "n_docs": len(texts), "spec": a.spec, "runs": {}, "finetune_s": {}}
         for seed in a.seeds:  # the same samples and labels as label_gap.py's run of this seed
             v, U, _ = scale_run(task, teacher, texts, X, T, seed, a.scale_max)
-            last = next((r for r in v["rounds"] if r["n_train"] == a.labels), v["rounds"][-1])
+            last = [r for r in v["rounds"] if a.labels is None or r["n_train"] <= a.labels][-1]  # the last round within --labels
             tr = last["train_idx"][T[last["train_idx"]] >= 0]
             ens = ensembled(task, texts, feats, X, T, seed, "mpnet")(last)[U]
             t0 = time.perf_counter()
