@@ -120,18 +120,22 @@ def arguments(doc: str, datasets: list[str], seeds: list[int]) -> argparse.Argum
     return ap
 
 
+def unfinished(a):
+    """Each of ``a.datasets`` with no result in ``a.out`` yet: its name, its JSON path and :func:`load`'s arrays."""
+    a.out.mkdir(parents=True, exist_ok=True)
+    for name in a.datasets:
+        path = a.out / f"{name}.json"
+        if not path.exists():
+            yield name, path, load(name)
+
+
 def main() -> None:
     a = arguments(__doc__, DATASETS, [0, 1, 2]).parse_args()
     if a.tables:
         print(tables(a.out))
         return
-    a.out.mkdir(parents=True, exist_ok=True)
     cfg = LabelConfig()
-    for name in a.datasets:
-        path = a.out / f"{name}.json"
-        if path.exists():
-            continue
-        task, teacher, texts, T, feats, X = load(name)
+    for name, path, (task, teacher, texts, T, feats, X) in unfinished(a):
         res = {"dataset": name, "n_docs": len(texts), "runs": {}}
         for seed in a.seeds:
             v, U, n_val = scale_run(task, teacher, texts, X, T, seed, a.scale_max)

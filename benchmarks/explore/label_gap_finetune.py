@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from end_to_end import DATASETS, ensembled  # noqa: E402
-from label_gap import arguments, ceilings, load, oracle, outcome, scale_run  # noqa: E402
+from label_gap import arguments, ceilings, oracle, outcome, scale_run, unfinished  # noqa: E402
 
 from thrifty.labelling.ensemble import combine  # noqa: E402
 from thrifty.labelling.finetuned import FINETUNE_SPEC, choose_final, fit_finetuned  # noqa: E402
@@ -114,13 +114,8 @@ def main() -> None:
     if a.tables:
         print(tables(a.out))
         return
-    a.out.mkdir(parents=True, exist_ok=True)
     cfg = LabelConfig()
-    for name in a.datasets:
-        path = a.out / f"{name}.json"
-        if path.exists():
-            continue
-        task, teacher, texts, T, feats, X = load(name)
+    for name, path, (task, teacher, texts, T, feats, X) in unfinished(a):
         res = {"dataset": name, "n_docs": len(texts), "spec": a.spec, "runs": {}, "finetune_s": {}}
         for seed in a.seeds:  # the same samples and labels as label_gap.py's run of this seed
             v, U, _ = scale_run(task, teacher, texts, X, T, seed, a.scale_max)
