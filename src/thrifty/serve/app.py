@@ -115,8 +115,8 @@ def build_app(
     and write two files per request.
 
     ``drift(escalated, seen)`` (a label job's :meth:`~thrifty.labelling.reuse.JobPlan.drift`) is asked after each
-    request with the cascade's counts over the latest ``DRIFT_WINDOW`` texts; its warning is logged once, shown in ``/health`` and sets the
-    ``thrifty_drift`` gauge until the counts are back in line.
+    request with the cascade's counts over the latest ``DRIFT_WINDOW`` texts; its warning is logged once, shown in
+    ``/health`` and sets the ``thrifty_drift`` gauge until the counts are back in line.
     """
     limits = limits or ServeLimits()
     for f in getattr(model, "features_", None) or [model.features]:  # an ensemble's members, or the one model's
@@ -155,6 +155,7 @@ def build_app(
     app.state.metrics = metrics
     seen = {"texts": 0, "escalated": 0, "drift": None}  # the cascade's counts (one event loop: no lock)
     recent: deque[tuple[int, int]] = deque()  # (texts, escalated) of the latest requests, about DRIFT_WINDOW texts
+    window = [0, 0]  # their sums: texts, escalated
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -269,9 +270,13 @@ def build_app(
         if drift is None:
             return
         recent.append((n, escalated))
-        while sum(r[0] for r in recent) - recent[0][0] >= DRIFT_WINDOW:
-            recent.popleft()
-        warning = drift(sum(r[1] for r in recent), sum(r[0] for r in recent))
+        window[0] += n
+        window[1] += escalated
+        while window[0] - recent[0][0] >= DRIFT_WINDOW:  # drop the oldest requests while ~DRIFT_WINDOW texts remain
+            old_n, old_e = recent.popleft()
+            window[0] -= old_n
+            window[1] -= old_e
+        warning = drift(window[1], window[0])
         if warning and not seen["drift"]:
             log.warning(warning)
         seen["drift"] = warning
