@@ -121,12 +121,17 @@ def arguments(doc: str, datasets: list[str], seeds: list[int]) -> argparse.Argum
 
 
 def unfinished(a):
-    """Each of ``a.datasets`` with no result in ``a.out`` yet: its name, its JSON path and :func:`load`'s arrays."""
+    """Each of ``a.datasets`` with a seed of ``a.seeds`` not in its JSON in ``a.out`` yet: its name, the JSON's path,
+    what the JSON holds (None when there is none; runs are keyed ``...|seed``), the seeds to run and :func:`load`'s
+    arrays. A later seed adds its runs to the same file."""
     a.out.mkdir(parents=True, exist_ok=True)
     for name in a.datasets:
         path = a.out / f"{name}.json"
-        if not path.exists():
-            yield name, path, load(name)
+        res = json.loads(path.read_text()) if path.exists() else None
+        done = {int(k.rsplit("|", 1)[1]) for k in res["runs"]} if res else set()
+        seeds = [s for s in a.seeds if s not in done]
+        if seeds:
+            yield name, path, res, seeds, load(name)
 
 
 def main() -> None:
@@ -135,9 +140,9 @@ def main() -> None:
         print(tables(a.out))
         return
     cfg = LabelConfig()
-    for name, path, (task, teacher, texts, T, feats, X) in unfinished(a):
-        res = {"dataset": name, "n_docs": len(texts), "runs": {}}
-        for seed in a.seeds:
+    for name, path, res, seeds, (task, teacher, texts, T, feats, X) in unfinished(a):
+        res = res or {"dataset": name, "n_docs": len(texts), "runs": {}}
+        for seed in seeds:
             v, U, n_val = scale_run(task, teacher, texts, X, T, seed, a.scale_max)
             cal = v["val_idx"][T[v["val_idx"]] >= 0]
             aud = v["audit_idx"][T[v["audit_idx"]] >= 0]

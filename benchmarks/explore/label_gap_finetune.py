@@ -115,9 +115,9 @@ def main() -> None:
         print(tables(a.out))
         return
     cfg = LabelConfig()
-    for name, path, (task, teacher, texts, T, feats, X) in unfinished(a):
-        res = {"dataset": name, "n_docs": len(texts), "spec": a.spec, "runs": {}, "finetune_s": {}}
-        for seed in a.seeds:  # the same samples and labels as label_gap.py's run of this seed
+    for name, path, res, seeds, (task, teacher, texts, T, feats, X) in unfinished(a):
+        res = res or {"dataset": name, "n_docs": len(texts), "spec": a.spec, "runs": {}, "finetune_s": {}}
+        for seed in seeds:  # the same samples and labels as label_gap.py's run of this seed
             v, U, _ = scale_run(task, teacher, texts, X, T, seed, a.scale_max)
             last = [r for r in v["rounds"] if a.labels is None or r["n_train"] <= a.labels][-1]  # the last round within --labels
             tr = last["train_idx"][T[last["train_idx"]] >= 0]
