@@ -94,6 +94,11 @@ def test_wilson_interval_matches_the_formula():
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     assert wilson_interval(4, 5) == pytest.approx((centre - half, centre + half))
+    from scipy.stats import binomtest  # and scipy's, at the ends and other levels too
+
+    for k, n, level in ((0, 60, 0.99), (60, 60, 0.99), (123, 1000, 0.9), (1, 2, 0.95)):
+        ci = binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+        assert wilson_interval(k, n, level) == pytest.approx((ci.low, ci.high), abs=1e-12)
 
 
 def test_bad_requests_say_what_to_do():

@@ -182,9 +182,8 @@ def build_app(
             metrics.hits.inc(res.hits)
             metrics.dollars.inc(res.dollars)
 
-    async def escalate(texts: list[str], score: np.ndarray):
-        """Indices the teacher relabelled -> label, and flags for the unsure texts that kept the student's."""
-        low = np.flatnonzero(score < escalator.threshold)
+    async def escalate(texts: list[str], low: np.ndarray):
+        """Indices the teacher relabelled -> label, and flags for the unsure texts (``low``) that kept the student's."""
         if not len(low):
             return {}, {}
         metrics.escalations.inc(len(low))
@@ -241,9 +240,11 @@ def build_app(
         proba, fast = out[:, :-2], out[:, -1] > 0
         pred = proba.argmax(axis=1)
         conf = proba[np.arange(len(pred)), pred]
-        relabelled, flags = (await escalate(texts, out[:, -2])) if escalator is not None else ({}, {})
+        relabelled, flags = {}, {}
         if escalator is not None:
-            _track(len(texts), int((out[:, -2] < escalator.threshold).sum()))
+            low = np.flatnonzero(out[:, -2] < escalator.threshold)
+            _track(len(texts), len(low))
+            relabelled, flags = await escalate(texts, low)
         results = []
         for i in range(len(texts)):
             student_label = labels[int(pred[i])]
