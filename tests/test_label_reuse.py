@@ -140,7 +140,8 @@ def test_serve_cascade_on_a_label_job_uses_its_tiers_threshold_and_ledger(sim_jo
         with pytest.raises(ThriftyError, match=words):
             build_server_app(job, cascade=True, **{"max_dollars": 1.0, **kw} if kw else {})
     with open(corpora / "new.csv", newline="", encoding="utf-8") as f:
-        texts = [r["text"] for r in csv.DictReader(f)][300:364]  # not the rows the --from-job test paid for
+        rows = [r["text"] for r in csv.DictReader(f)]
+    texts, more = rows[300:364], rows[364:428]  # not the rows the --from-job test paid for
     _, score, kept = JobStudents(job).tiered_proba(texts)
     low = score < js["threshold"]["threshold"]
     unsure = int(low.sum())
@@ -154,6 +155,14 @@ def test_serve_cascade_on_a_label_job_uses_its_tiers_threshold_and_ledger(sim_jo
         paid_for_both = sim.stats()["requests"] - before
         health = c.get("/health").json()["cascade"]
         assert (health["texts_seen"], health["escalated"], health["drift_warning"]) == (128, 2 * unsure, None)
+        # 128 distinct texts drawn like the job's corpus (past the 100 the check needs): in line with the job
+        assert c.post("/v1/classify", json={"texts": more}).status_code == 200
+        assert c.get("/health").json()["cascade"]["drift_warning"] is None
+        # one unsure text resent 250 times counts once in the drift window (it would be 250 escalations of ~380)
+        resent = texts[int(np.flatnonzero(low)[0])]
+        assert c.post("/v1/classify", json={"texts": [resent] * 250}).status_code == 200
+        health = c.get("/health").json()["cascade"]
+        assert health["texts_seen"] == 442 and health["drift_warning"] is None, health
         assert "thrifty_drift 0.0" in c.get("/metrics").text
         # texts not drawn like the job's corpus (questions, not news): /health and the gauge say so
         with open(dataset_path("trec6") / "pool.csv", newline="", encoding="utf-8") as f:

@@ -11,9 +11,10 @@ Every error is JSON ``{"error": "..."}`` with a 4xx status; tracebacks and keys 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from collections import deque
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
@@ -25,7 +26,7 @@ from .batching import MicroBatcher
 from .escalate import FAILED, TIMEOUT, Escalator
 
 log = logging.getLogger("thrifty.serve")
-DRIFT_WINDOW = 1000  # texts: the drift check reads the escalation rate of about this many latest texts
+DRIFT_WINDOW = 1000  # texts: the drift check reads the escalation rate of this many latest distinct texts
 
 try:
     from fastapi import FastAPI, Request
@@ -115,7 +116,7 @@ def build_app(
     and write two files per request.
 
     ``drift(escalated, seen)`` (a label job's :meth:`~thrifty.labelling.reuse.JobPlan.drift`) is asked after each
-    request with the cascade's counts over the latest ``DRIFT_WINDOW`` texts; its warning is logged once, shown in
+    request with the cascade's counts over the latest ``DRIFT_WINDOW`` distinct texts; its warning is logged once, shown in
     ``/health`` and sets the ``thrifty_drift`` gauge until the counts are back in line.
     """
     limits = limits or ServeLimits()
@@ -154,8 +155,10 @@ def build_app(
                   description=f"Serves the student {model.name or ''} over labels {labels}.")
     app.state.metrics = metrics
     seen = {"texts": 0, "escalated": 0, "drift": None}  # the cascade's counts (one event loop: no lock)
-    recent: deque[tuple[int, int]] = deque()  # (texts, escalated) of the latest requests, about DRIFT_WINDOW texts
-    window = [0, 0]  # their sums: texts, escalated
+    # the latest DRIFT_WINDOW distinct texts (digest -> escalated), oldest first: a text repeated there counts
+    # once, as the job counted its corpus's repeated texts once, so a client that resends unsure texts raises no warning
+    recent: OrderedDict[bytes, bool] = OrderedDict()
+    window = [0]  # how many of them were escalated
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -243,7 +246,7 @@ def build_app(
         relabelled, flags = {}, {}
         if escalator is not None:
             low = np.flatnonzero(out[:, -2] < escalator.threshold)
-            _track(len(texts), len(low))
+            _track(texts, low)
             relabelled, flags = await escalate(texts, low)
         results = []
         for i in range(len(texts)):
@@ -265,19 +268,23 @@ def build_app(
                 metrics.texts.labels(tier).inc(n)
         return JSONResponse({"model": model.name, "results": results})
 
-    def _track(n: int, escalated: int) -> None:
-        seen["texts"] += n
-        seen["escalated"] += escalated
+    def _track(texts: list[str], low: np.ndarray) -> None:
+        seen["texts"] += len(texts)
+        seen["escalated"] += len(low)
         if drift is None:
             return
-        recent.append((n, escalated))
-        window[0] += n
-        window[1] += escalated
-        while window[0] - recent[0][0] >= DRIFT_WINDOW:  # drop the oldest requests while ~DRIFT_WINDOW texts remain
-            old_n, old_e = recent.popleft()
-            window[0] -= old_n
-            window[1] -= old_e
-        warning = drift(window[1], window[0])
+        unsure = np.zeros(len(texts), dtype=bool)
+        unsure[low] = True
+        for text, u in zip(texts, unsure.tolist()):
+            key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            if key in recent:
+                recent.move_to_end(key)
+                continue
+            recent[key] = u
+            window[0] += u
+            if len(recent) > DRIFT_WINDOW:
+                window[0] -= recent.popitem(last=False)[1]
+        warning = drift(window[0], len(recent))
         if warning and not seen["drift"]:
             log.warning(warning)
         seen["drift"] = warning
