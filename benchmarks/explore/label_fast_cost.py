@@ -15,6 +15,7 @@ plus r x the documents the accurate student still reads. No validation label is 
 guarantee. Results: benchmarks/results/label/fast_tier/by_cost.txt.
 
     python benchmarks/explore/label_fast_cost.py 0.95 ag_news sst2_llama3 banking77 trec6 mr_chatgpt
+    python benchmarks/explore/label_fast_cost.py 0.9 ag_news sst2_llama3
 """
 import json
 import sys
