@@ -110,5 +110,6 @@ if __name__ == "__main__":
                         d.setdefault(k, []).append(v)
                 for r in RATIOS:
                     d.setdefault(f"cost r={r}", []).append(esc + r * (1 - kept))
-        print(name, target, json.dumps({a: {k: [round(float(np.mean(v)), 4), [round(x, 3) for x in v]] for k, v in d.items()}
-                                        for a, d in res.items()}), flush=True)
+        out = {a: {k: [round(float(np.mean(v)), 4), [round(x, 3) for x in v]] for k, v in d.items()}
+               for a, d in res.items()}
+        print(name, target, json.dumps(out), flush=True)

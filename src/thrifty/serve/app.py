@@ -116,8 +116,8 @@ def build_app(
     and write two files per request.
 
     ``drift(escalated, seen)`` (a label job's :meth:`~thrifty.labelling.reuse.JobPlan.drift`) is asked after each
-    request with the cascade's counts over the latest ``DRIFT_WINDOW`` distinct texts; its warning is logged once, shown in
-    ``/health`` and sets the ``thrifty_drift`` gauge until the counts are back in line.
+    request with the cascade's counts over the latest ``DRIFT_WINDOW`` distinct texts; its warning is logged once,
+    shown in ``/health`` and sets the ``thrifty_drift`` gauge until the counts are back in line.
     """
     limits = limits or ServeLimits()
     for f in getattr(model, "features_", None) or [model.features]:  # an ensemble's members, or the one model's
