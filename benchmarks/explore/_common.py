@@ -27,3 +27,16 @@ def proba(model, X, k: int) -> np.ndarray:
     P = np.zeros((X.shape[0], k))
     P[:, model.classes_] = model.predict_proba(X)
     return P
+
+
+def recorded_mpnet(name: str):
+    """``(task, texts, T, X, ok)``: :func:`recorded`, its mpnet embeddings and the rows the teacher answered."""
+    task, texts, T = recorded(name)
+    return task, texts, T, embed("mpnet", texts), np.flatnonzero(T >= 0)
+
+
+def lr_proba(X, T, train, k: int) -> np.ndarray:
+    """mpnet-lr's probabilities over every row: logistic regression (C=10) on the rows ``train``."""
+    from sklearn.linear_model import LogisticRegression
+
+    return proba(LogisticRegression(C=10, max_iter=1000).fit(X[train], T[train]), X, k)

@@ -21,8 +21,7 @@ import json
 import sys
 
 import numpy as np
-from _common import embed, proba, recorded
-from sklearn.linear_model import LogisticRegression
+from _common import lr_proba, recorded_mpnet
 from sklearn.model_selection import KFold
 
 from thrifty.labelling.thresholds import binomial_p_value, ltt_threshold
@@ -71,16 +70,14 @@ def by_cost(tier, oof, acc, target, r, n_val):
 if __name__ == "__main__":
     target = float(sys.argv[1])
     for name in sys.argv[2:]:
-        task, texts, T = recorded(name)
-        X = embed("mpnet", texts)
-        ok = np.flatnonzero(T >= 0)
+        task, texts, T, X, ok = recorded_mpnet(name)
         res: dict = {}
         for seed in (0, 1, 2):
             perm = np.random.default_rng(seed).permutation(ok)
             val, train = perm[:1000], perm[1000:2000]
             pool = perm[1000 : 1000 + int(0.6 * (len(perm) - 1000))]
             rest = perm[1000 + len(pool) :]
-            P = proba(LogisticRegression(C=10, max_iter=1000).fit(X[train], T[train]), X, task.n_labels)
+            P = lr_proba(X, T, train, task.n_labels)
 
             def run(tier):
                 if tier is None:

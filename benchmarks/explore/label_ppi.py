@@ -20,9 +20,8 @@ import argparse
 import json
 
 import numpy as np
-from _common import embed, proba, recorded
+from _common import lr_proba, recorded_mpnet
 from scipy.stats import norm
-from sklearn.linear_model import LogisticRegression
 
 from thrifty.labelling.thresholds import ltt_threshold
 
@@ -54,14 +53,12 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=100)
     a = ap.parse_args()
     for name in a.datasets:
-        task, texts, T = recorded(name)
-        X = embed("mpnet", texts)
-        ok = np.flatnonzero(T >= 0)
+        task, texts, T, X, ok = recorded_mpnet(name)
         res: dict = {}
         for seed in (0, 1, 2):
             perm = np.random.default_rng(seed).permutation(ok)
             train, rest = perm[:1000], perm[1000:]
-            P = proba(LogisticRegression(C=10, max_iter=1000).fit(X[train], T[train]), X, task.n_labels)
+            P = lr_proba(X, T, train, task.n_labels)
             s, pred = P.max(1), P.argmax(1)
             rng = np.random.default_rng(100 + seed)
             for _ in range(a.draws):
