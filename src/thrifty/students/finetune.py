@@ -200,17 +200,19 @@ class FineTuneStudent:
                 self.model_.encoder.save_pretrained(str(src), safe_serialization=True)
             (src / "tokenizer.json").write_text(self.tokenizer_.to_str(), encoding="utf-8")
             (src / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": self.max_length}))
-            self._use_encoder(export_onnx(src, Path(tmp) / "encoder", quantize=quantize))
+            self._use_encoder(export_onnx(src, Path(tmp) / "encoder", quantize=quantize), quantize)
         head = self.model_.head
         self.head_ = (head.weight.detach().double().numpy().copy(), head.bias.detach().double().numpy().copy())
         self.model_, self.onnx = None, "int8" if quantize else "fp32"
         return self
 
-    def _use_encoder(self, directory: Path) -> None:
-        """Load an exported encoder folder into memory (its files can then go)."""
+    def _use_encoder(self, directory: Path, quantized: bool) -> None:
+        """Load an exported encoder folder into memory (its files can then go). int8 reads one text per call, as the
+        frozen int8 encoders do (``features/sentence.py``): its activation scale is taken over the whole input, so
+        in a batch a text's probabilities would move with its neighbours."""
         from ..features.onnx_encoder import OnnxEncoder
 
-        self.encoder_ = OnnxEncoder(directory, threads=self.threads)
+        self.encoder_ = OnnxEncoder(directory, threads=self.threads, batch_size=1 if quantized else 64)
         self.encoder_files_ = {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -270,7 +272,7 @@ class FineTuneStudent:
             from safetensors.numpy import load_file as load_np
 
             self.model_ = None
-            self._use_encoder(d / "encoder")
+            self._use_encoder(d / "encoder", self.onnx == "int8")
             head = load_np(str(d / "head.safetensors"))
             self.head_ = (head["weight"], head["bias"])
             return self
