@@ -63,13 +63,13 @@ def load(name: str):
     return task, setup.teacher, texts, T, feats, feats.transform(texts)
 
 
-def scale_run(task, teacher, texts, X, T, seed: int, scale_max: int):
+def scale_run(task, teacher, texts, X, T, seed: int, scale_max: int, cap: int | None = None, n_val: int | None = None):
     """The job's learning half at the ``scale`` settings (validation sample and label cap as near a 10^6-document
-    job's as the corpus allows, at most ``scale_max``): ``(rounds, U, validation size)``, ``U`` the uniform
-    documents nothing trains on (audit + validation) that the teacher answered."""
+    job's as the corpus allows, at most ``scale_max``; or the given ``cap`` and ``n_val``): ``(rounds, U, validation
+    size)``, ``U`` the uniform documents nothing trains on (audit + validation) that the teacher answered."""
     cfg, n = LabelConfig(), len(texts)
-    cap = min(cfg.train_cap(SCALE_1E6), scale_max, (n - 700) // 2)
-    n_val = min(cfg.sizes(SCALE_1E6)[1], scale_max, n - 400 - cap - 300)
+    cap = cap or min(cfg.train_cap(SCALE_1E6), scale_max, (n - 700) // 2)
+    n_val = n_val or min(cfg.sizes(SCALE_1E6)[1], scale_max, n - 400 - cap - 300)
     v = run_variant(task, teacher, texts, X, T, None, seed, LabelConfig(audit_size=400, val_size=n_val),
                     "mraru", False, None, cap)
     U = np.concatenate([v["audit_idx"], v["val_idx"]])
