@@ -158,6 +158,8 @@ def test_a_label_jobs_final_student_exports_as_a_pool_that_runs_without_thrifty(
     got = run_export_example(tmp_path / "ex", texts, tmp_path)
     assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4, np.abs(got - want).max()
     assert [pool.labels[i] for i in got.argmax(1)] == [pool.labels[i] for i in want.argmax(1)]
-    res = export_run(job, tmp_path / "single", single=True)
-    assert json.loads((tmp_path / "single" / "export.json").read_text())["student"] == "minilm-lr"
-    assert "not its final student" in res.note and "without --single exports it" in res.note
+    r = CliRunner().invoke(app, ["export", str(job), "-o", str(tmp_path / "single"), "--single"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "single" / "export.json").read_text())
+    assert meta["student"] == "minilm-lr" and "not its final student" in meta["note"]
+    assert "without --single exports it" in " ".join(r.output.split())
