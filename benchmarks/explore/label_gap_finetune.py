@@ -43,6 +43,18 @@ from thrifty.labelling.thresholds import ltt_threshold  # noqa: E402
 ORDER = ["trec6", "mr_chatgpt", "sst2_llama3", "gwsd_gpt4o", "ag_news", "banking77"]  # fastest fine-tunes first
 
 
+def candidates(task, texts, feats, X, T, seed: int, rnd: dict, U: np.ndarray, spec: str):
+    """At round ``rnd``'s labels: ``(training rows, {"ensemble", "pool"} probabilities of U, the fine-tuned student's,
+    fit_finetuned's times, seconds)``: the frozen ensemble, and the pool with all-mpnet-base-v2 fine-tuned on them."""
+    tr = rnd["train_idx"][T[rnd["train_idx"]] >= 0]
+    ens = ensembled(task, texts, feats, X, T, seed, "mpnet")(rnd)[U]
+    t0 = time.perf_counter()
+    sub = [texts[i] for i in tr] + [texts[i] for i in U]
+    _, ft, times = fit_finetuned(spec, sub, np.arange(len(tr)), T[tr], task.labels, seed=seed)
+    ft = ft[len(tr):]
+    return tr, {"ensemble": ens, "pool": combine(np.array([0.5, 0.5]), [ens, ft])}, ft, times, time.perf_counter() - t0
+
+
 def measure(P: dict[str, np.ndarray], T: np.ndarray, target: float, delta: float, draws: int, n_val: int,
             rng: np.random.Generator) -> dict[str, float]:
     """Oracle and Learn-then-Test on ``n_val`` rows drawn from ``U`` (the rows of ``T``), per candidate and for the
@@ -120,14 +132,7 @@ def main() -> None:
         for seed in seeds:  # the same samples and labels as label_gap.py's run of this seed
             v, U, _ = scale_run(task, teacher, texts, X, T, seed, a.scale_max)
             last = [r for r in v["rounds"] if a.labels is None or r["n_train"] <= a.labels][-1]  # the last round within --labels
-            tr = last["train_idx"][T[last["train_idx"]] >= 0]
-            ens = ensembled(task, texts, feats, X, T, seed, "mpnet")(last)[U]
-            t0 = time.perf_counter()
-            sub = [texts[i] for i in tr] + [texts[i] for i in U]
-            _, ft, times = fit_finetuned(a.spec, sub, np.arange(len(tr)), T[tr], task.labels, seed=seed)
-            ft = ft[len(tr):]
-            res["finetune_s"][str(seed)] = time.perf_counter() - t0
-            P = {"ensemble": ens, "pool": combine(np.array([0.5, 0.5]), [ens, ft])}
+            tr, P, ft, times, res["finetune_s"][str(seed)] = candidates(task, texts, feats, X, T, seed, last, U, a.spec)
             rng = np.random.default_rng(2000 + seed)
             for t in a.targets:
                 row = {"train": int(len(tr)), "uniform": int(len(U)), **times,

@@ -17,18 +17,15 @@ oracle rate near 10% has a standard error of ~0.8 points, so read differences be
 """
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from end_to_end import ensembled  # noqa: E402
 from label_gap import arguments, oracle, scale_run, unfinished  # noqa: E402
-from label_gap_finetune import measure  # noqa: E402
+from label_gap_finetune import candidates, measure  # noqa: E402
 
-from thrifty.labelling.ensemble import combine  # noqa: E402
-from thrifty.labelling.finetuned import FINETUNE_SPEC, fit_finetuned  # noqa: E402
+from thrifty.labelling.finetuned import FINETUNE_SPEC  # noqa: E402
 from thrifty.labelling.job import LabelConfig  # noqa: E402
 from thrifty.labelling.projection import SCALE_1E6  # noqa: E402
 
@@ -72,14 +69,7 @@ def main() -> None:
             v, U, _ = scale_run(task, teacher, texts, X, T, seed, a.scale_max, cap=a.cap, n_val=a.val)
             for labels in a.labels:
                 last = [r for r in v["rounds"] if r["n_train"] <= labels][-1]
-                tr = last["train_idx"][T[last["train_idx"]] >= 0]
-                ens = ensembled(task, texts, feats, X, T, seed, "mpnet")(last)[U]
-                t0 = time.perf_counter()
-                sub = [texts[i] for i in tr] + [texts[i] for i in U]
-                _, ft, times = fit_finetuned(FINETUNE_SPEC, sub, np.arange(len(tr)), T[tr], task.labels, seed=seed)
-                ft = ft[len(tr):]
-                spent = time.perf_counter() - t0
-                P = {"ensemble": ens, "pool": combine(np.array([0.5, 0.5]), [ens, ft])}
+                tr, P, ft, times, spent = candidates(task, texts, feats, X, T, seed, last, U, FINETUNE_SPEC)
                 rng = np.random.default_rng(3000 + seed)
                 for t in a.targets:
                     row = {"train": int(len(tr)), "uniform": int(len(U)), "finetune_s": spent, **times,
