@@ -12,7 +12,8 @@ from .app import app, console, err_console, friendly
 @app.command("export")
 @friendly
 def export(
-    run: Path = typer.Argument(..., help="Run directory made by `thrifty distill`, a `thrifty label` job (OUT.thrifty), or a model directory."),
+    run: Path = typer.Argument(..., help="Run directory made by `thrifty distill`, a `thrifty label` job "
+                               "(OUT.thrifty), or a model directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write (must be empty or absent, unless --force)."),
     format: str = typer.Option("onnx", "--format", "-f", help="onnx | model2vec (static students) | hf (ONNX + model card)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),

@@ -20,7 +20,7 @@ from . import ExportResult, write_onnx
 def write_pool(directory: Path, d: Path) -> ExportResult:
     """Export the pool saved in ``directory`` (``Ensemble.save``) into ``d``."""
     from ..labelling.ensemble import CLIP, Ensemble
-    from ..students import load_model
+    from ..students import TextModel
     from .examples import POOL
 
     meta = json.loads((directory / "ensemble.json").read_text(encoding="utf-8"))
@@ -29,7 +29,7 @@ def write_pool(directory: Path, d: Path) -> ExportResult:
     n = len(ens.members)
     members, notes = [], []
     for i, spec in enumerate(ens.members):
-        model = load_model(directory / f"member_{i}")
+        model = TextModel(ens.features_[i], ens.students_[i], labels, name=spec)
         (d / f"member_{i}").mkdir()
         sub = write_onnx(model, d / f"member_{i}", features_output=i == 0 and bool(ens.neighbours))
         members.append({"dir": f"member_{i}", "student": spec, "weight": float(ens.weights_[i]),
