@@ -126,17 +126,15 @@ def write_onnx(model: Any, d: Path, features_output: bool = False) -> ExportResu
     res = ExportResult(out=d, format="onnx")
     head = None
     if kind == "text" and getattr(model.student, "encoder_", None) is not None:  # a fine-tuned transformer on ONNX
-        from types import SimpleNamespace
-
         enc = model.student.encoder_
-        fg, tok, dim = graph.sentence_graph(SimpleNamespace(encoder=enc)), enc.tokenizer, enc.dim
+        fg, tok, dim = graph.sentence_graph(enc), enc.tokenizer, enc.dim
         cfg.update(inputs=list(graph.INPUTS), add_special_tokens=True, one_text_per_call=True)
         head = graph.linear_head_graph(*model.student.head_, model.student.classes_, n_labels)
     elif kind == "text":
         raise ThriftyError(f"The {model.name} student has no ONNX encoder to export (it predicts with torch, or saw a "
                            "single label): fine-tune it with onnx=fp32 (the label job's default) or onnx=int8.")
     elif kind in ("minilm", "st"):
-        fg = graph.sentence_graph(feats)
+        fg = graph.sentence_graph(feats.encoder)
         tok = feats.encoder.tokenizer
         cfg.update(inputs=list(graph.INPUTS), add_special_tokens=True, one_text_per_call=True)
         dim = feats.encoder.dim

@@ -77,10 +77,10 @@ def _io(name: str, elem: int, shape: list) -> Any:
     return helper.make_tensor_value_info(name, elem, shape)
 
 
-def sentence_graph(features: Any) -> Any:
-    """The encoder of sentence features (``minilm``, ``st:``) with its pooling and normalisation appended."""
+def sentence_graph(enc: Any) -> Any:
+    """An ONNX encoder (:class:`~thrifty.features.onnx_encoder.OnnxEncoder`: of sentence features, ``minilm`` and
+    ``st:``, or of a fine-tuned transformer) with its pooling and normalisation appended."""
     onnx, helper, numpy_helper = _onnx()
-    enc = features.encoder
     model = onnx.load(str(enc.directory / "model.onnx"))
     g = model.graph
     outputs = [o.name for o in g.output]
