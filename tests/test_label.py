@@ -75,6 +75,32 @@ def test_projection_and_the_stopping_rule():
     assert stopping_round([5, 4, 3, 2]) == 3  # never fires: the last round
 
 
+def test_teacher_doubt_says_where_the_students_disagreements_fall():
+    """The summary's ``teacher_doubt``: shares by the teacher's own confidence, and the labels it hesitated between."""
+    from thrifty.labelling.doubt import doubt_line, teacher_doubt
+    from thrifty.teachers.base import TeacherLabel
+
+    labels = ["a", "b", "c"]
+
+    def ans(label: str, p: list[float]) -> TeacherLabel:
+        return TeacherLabel(label, np.asarray(p), max(p))
+
+    sure = [ans("a", [0.95, 0.03, 0.02])] * 30  # the student agrees on 28 of these
+    unsure = [ans("b", [0.4, 0.5, 0.1])] * 8 + [ans("c", [0.05, 0.35, 0.6])] * 2  # and on 2 of these
+    student = np.asarray([0] * 28 + [1] * 2 + [0] * 7 + [1] + [2, 1])
+    d = teacher_doubt(sure + unsure, student, labels)
+    assert d["n"] == 40 and d["unsure_share"] == 0.25 and d["disagreements"] == 2 + 8
+    assert d["student_agreement"] == {"teacher_unsure": 0.2, "teacher_sure": round(28 / 30, 4)}
+    assert d["share_of_disagreements_on_unsure"] == 0.8
+    assert d["unsure_between"] == [{"labels": ["a", "b"], "docs": 8}, {"labels": ["b", "c"], "docs": 2}]
+    line = doubt_line(d)
+    assert line.startswith("10 of 40 docs; 80% of those among the 25%") and "between a / b (8), b / c (2)" in line
+    # a teacher without distributions (every confidence 1 or none), or too few answers: nothing to say
+    assert teacher_doubt([TeacherLabel("a", np.eye(3)[0], 1.0)] * 40, np.zeros(40, int), labels) is None
+    assert teacher_doubt([TeacherLabel("a", None, None)] * 40, np.zeros(40, int), labels) is None
+    assert teacher_doubt(unsure, student[30:], labels) is None
+
+
 def test_samples_and_the_label_cap_grow_with_the_corpus_as_n_to_the_two_thirds():
     from thrifty.labelling.job import LabelConfig
 
@@ -152,6 +178,10 @@ def test_label_kill_then_resume_pays_each_text_once_and_labels_every_document(si
     assert SEED + BATCH <= calls["training"] <= MAX_TRAIN
     assert calls["total"] == st["texts_answered"]  # every paid answer is accounted for, once
     assert summary["dollars"]["spent"] < summary["dollars"]["teacher_everything"]
+    # the sim states a confidence: the student's disagreements on the audit, by it; the cascade escalates some of them
+    doubt, est = summary["teacher_doubt"], summary["estimated_agreement"]["cascade_on_audit"]
+    assert doubt["n"] == est["n"] and 0 < doubt["unsure_share"] < 1
+    assert doubt["disagreements"] >= round(est["n"] * (1 - est["agreement"]))
     t = pq.read_table(out).to_pydict()
     assert t["id"] == [f"doc{i}" for i in range(POOL_ROWS)]
     labels = json.loads((pool / "labels.json").read_text())
@@ -256,6 +286,8 @@ def test_demo_label_runs_the_job_on_the_shipped_corpus(sim_server, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == n and {r["tier"] for r in rows} <= {"student", "teacher"}
     assert sim.stats()["texts_answered_twice"] == 0
+    doubt = json.loads((tmp_path / "demo.csv.thrifty" / "summary.json").read_text())["teacher_doubt"]
+    assert doubt["n"] >= 20 and "student disagrees with the teacher" in text
 
 
 def test_python_api_with_a_recorded_teacher_writes_jsonl_and_a_history(tmp_path, caplog):

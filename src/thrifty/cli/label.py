@@ -208,6 +208,10 @@ def summary_table(s: dict[str, Any]) -> Table:
         t.add_row("agreement with the teacher (audit, 95% CI)",
                   f"{a['agreement']:.3f} ({a['ci95'][0]:.3f}-{a['ci95'][1]:.3f}) on {a['n']} docs")
         t.add_row("  over the corpus, labelled docs counted", f"{ca['agreement']:.3f} ({ca['ci95'][0]:.3f}-{ca['ci95'][1]:.3f})")
+    if s.get("teacher_doubt"):
+        from ..labelling.doubt import doubt_line
+
+        t.add_row("student disagrees with the teacher (audit)", escape(doubt_line(s["teacher_doubt"])))
     th = s["threshold"]
     t.add_row("threshold (Learn-then-Test)", f"{th['threshold']:.4f}: agreement >= {th['target_agreement']} "
               f"w.p. {1 - th['delta']:.2f} ({th['n_cal']} validation rows)")

@@ -43,6 +43,7 @@ from .ensemble import FOLDS as ENSEMBLE_FOLDS
 from .ensemble import Ensemble, ensemble_members
 from .finetuned import (FINETUNE_SPEC, MIN_LABELS as FINETUNE_MIN_LABELS, check_finetune, choose_final, fit_finetuned,
                         resolve_finetune)
+from .doubt import teacher_doubt
 from .tiers import MIN_FAST_POOL, FastTier, cascade_scores, resolve_fast, stream_tiers
 
 PHASES = ("audit", "validation", "training", "escalations")
@@ -605,6 +606,7 @@ class LabelJob:
         ak = a_loc[akeep]
         a_cascade = np.where(score[ak] < t, a_teacher, pred[ak]) if len(ak) else np.zeros(0, int)
         est = audit_estimate(a_cascade, a_teacher)
+        doubt = teacher_doubt([self.answers["audit"][int(i)] for i in audit_idx[akeep]], pred[ak], self.task.labels)
         k_known = int(known_all.sum())  # audit, validation, training: escalations are already in the audit estimate
         lo, hi = est["ci95"]
         corpus_est = {"agreement": None if est["agreement"] is None else (k_known + (n - k_known) * est["agreement"]) / n,
@@ -650,6 +652,7 @@ class LabelJob:
                         "pct_of_teacher_everything": round(100 * spent / teacher_all, 2) if teacher_all else None,
                         "per_call": per_call},
             "estimated_agreement": {"cascade_on_audit": est, "corpus": corpus_est},
+            "teacher_doubt": doubt,
             "threshold": choice.as_dict(),
             "escalation_rate": rate, "escalation_rate_new_docs": rate6,
             "projection": {"corpus": final_p.as_dict(), "at_1e6": final_p6.as_dict()},
