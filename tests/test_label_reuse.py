@@ -109,6 +109,7 @@ def test_new_documents_go_through_the_jobs_tiers_and_only_the_unsure_ones_are_pa
     assert agree >= 0.88, agree
     est = s["estimated_agreement"]["new_docs_audit"]
     assert est["n"] == 50 and est["ci95"][0] - 0.02 <= agree <= est["ci95"][1] + 0.02, (agree, est)
+    assert s["teacher_doubt"]["n"] == 50 and s["teacher_doubt"]["disagreements"] >= round(50 * (1 - est["agreement"]))
     # the same command again pays nothing: every answer is in the job's ledger
     twice_before = sim.stats()["requests"]
     invoke(_cmd(corpora / "new.csv", sim, new_out, "--from-job", str(job), "--audit-size", "50"))

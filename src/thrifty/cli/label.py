@@ -158,6 +158,7 @@ def reuse_table(s: dict[str, Any]) -> Table:
     if a and a["agreement"] is not None:
         t.add_row("agreement with the teacher (audit here, 95% CI)",
                   f"{a['agreement']:.3f} ({a['ci95'][0]:.3f}-{a['ci95'][1]:.3f}) on {a['n']} docs")
+    _doubt_row(t, s)
     t.add_row("guarantee", s["guarantee"])
     for name, tier in s["tiers"].items():
         t.add_row(f"{name} tier" + (f" ({escape(tier['name'])})" if "name" in tier else ""),
@@ -190,6 +191,14 @@ def _print_plan(s: dict[str, Any]) -> None:
                   f"Spent ${s['dollars_spent']:.4f} on the audit; run without --dry-run (add --resume) to continue.")
 
 
+def _doubt_row(t: Table, s: dict[str, Any]) -> None:
+    """Where the student's disagreements with the teacher fall on the audit (when the teacher states a confidence)."""
+    if s.get("teacher_doubt"):
+        from ..labelling.doubt import doubt_line
+
+        t.add_row("student disagrees with the teacher (audit)", escape(doubt_line(s["teacher_doubt"])))
+
+
 def summary_table(s: dict[str, Any]) -> Table:
     """What a user came for: calls by phase, dollars vs asking the teacher about everything, agreement."""
     t = Table(title=f"thrifty label: {s['n_docs']:,} documents at target agreement {s['target_agreement']}")
@@ -208,10 +217,7 @@ def summary_table(s: dict[str, Any]) -> Table:
         t.add_row("agreement with the teacher (audit, 95% CI)",
                   f"{a['agreement']:.3f} ({a['ci95'][0]:.3f}-{a['ci95'][1]:.3f}) on {a['n']} docs")
         t.add_row("  over the corpus, labelled docs counted", f"{ca['agreement']:.3f} ({ca['ci95'][0]:.3f}-{ca['ci95'][1]:.3f})")
-    if s.get("teacher_doubt"):
-        from ..labelling.doubt import doubt_line
-
-        t.add_row("student disagrees with the teacher (audit)", escape(doubt_line(s["teacher_doubt"])))
+    _doubt_row(t, s)
     th = s["threshold"]
     t.add_row("threshold (Learn-then-Test)", f"{th['threshold']:.4f}: agreement >= {th['target_agreement']} "
               f"w.p. {1 - th['delta']:.2f} ({th['n_cal']} validation rows)")

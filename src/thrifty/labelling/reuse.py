@@ -27,6 +27,7 @@ from ..errors import ThriftyError
 from ..task import Task
 from ..teachers.base import Teacher, TeacherLabel
 from ..teachers.ledger import CachedTeacher, Ledger
+from .doubt import teacher_doubt
 from .job import LabelBudgetError, LabelResult, audit_estimate, final_labels, log
 from .tiers import cascade_scores, stream_tiers
 
@@ -237,19 +238,20 @@ def label_with_job(
         ledger.close()
 
     labels, confidence, tier = final_labels(texts, task.labels, ((valid, pred, score, kept),), answers)
-    est = None
+    est = doubt = None
     if audit_size:
         ok = np.asarray([answers[int(i)].label is not None for i in aud_idx], dtype=bool)
         a_teacher = np.asarray([task.index(answers[int(i)].label) for i in aud_idx[ok]], dtype=int)
         a_loc = aud_loc[ok]
         est = audit_estimate(np.where(score[a_loc] < t, a_teacher, pred[a_loc]), a_teacher)
+        doubt = teacher_doubt([answers[int(i)] for i in aud_idx[ok]], pred[a_loc], task.labels)
         lo, hi = est["ci95"]
         if est["agreement"] is not None:
             say(f"audit of the new documents: agreement with the teacher {est['agreement']:.3f} (95% CI {lo:.3f}-"
                 f"{hi:.3f}, {est['n']} documents) for a target of {target}")
     spent = float(sum(a.usage.cost_usd for a in answers.values()))
-    summary = _summary(js, d, teacher, ctx, tier=tier, paid=paid, spent=spent, est=est, teacher_s=teacher_s,
-                       abstentions=sum(a.label is None for a in answers.values()))
+    summary = _summary(js, d, teacher, ctx, tier=tier, paid=paid, spent=spent, est=est, doubt=doubt,
+                       teacher_s=teacher_s, abstentions=sum(a.label is None for a in answers.values()))
     return LabelResult(labels, confidence, tier, summary, [])
 
 
@@ -274,7 +276,7 @@ def drift_warning(escalated: int, n: int, job_rate: float, job_audit: int, what:
 
 def _summary(js: dict[str, Any], d: Path, teacher: Teacher, ctx: dict[str, Any], *, tier: list[str],
              paid: dict[str, int] | None = None, spent: float = 0.0, est: dict[str, Any] | None = None,
-             teacher_s: float = 0.0, abstentions: int = 0, dry_run: dict[str, Any] | None = None) -> dict[str, Any]:
+             doubt: dict[str, Any] | None = None, teacher_s: float = 0.0, abstentions: int = 0, dry_run: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's summary; ``ctx`` holds what the students gave (``n``, ``calls``, ``per_call``, ``rate``,
     ``job_rate``, ``secs``, ``kept``, ``t_start``, ``drift``)."""
     n, calls, per_call, secs, kept = ctx["n"], ctx["calls"], ctx["per_call"], ctx["secs"], ctx["kept"]
@@ -298,6 +300,7 @@ def _summary(js: dict[str, Any], d: Path, teacher: Teacher, ctx: dict[str, Any],
                     "per_call": per_call},
         "escalation_rate": ctx["rate"], "job_escalation_rate_new_docs": ctx["job_rate"], "drift_warning": ctx["drift"],
         "estimated_agreement": {"new_docs_audit": est, "job_audit": js["estimated_agreement"]["cascade_on_audit"]},
+        "teacher_doubt": doubt,
         "guarantee": (f"agreement >= {js['target_agreement']} with probability >= {1 - float(js['delta']):g} for "
                       "documents drawn like the job's corpus (Learn-then-Test on its validation sample)"),
         "tiers": tiers, "wall_s": round(time.perf_counter() - ctx["t_start"], 3),
