@@ -276,7 +276,8 @@ def drift_warning(escalated: int, n: int, job_rate: float, job_audit: int, what:
 
 def _summary(js: dict[str, Any], d: Path, teacher: Teacher, ctx: dict[str, Any], *, tier: list[str],
              paid: dict[str, int] | None = None, spent: float = 0.0, est: dict[str, Any] | None = None,
-             doubt: dict[str, Any] | None = None, teacher_s: float = 0.0, abstentions: int = 0, dry_run: dict[str, Any] | None = None) -> dict[str, Any]:
+             doubt: dict[str, Any] | None = None, teacher_s: float = 0.0, abstentions: int = 0,
+             dry_run: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's summary; ``ctx`` holds what the students gave (``n``, ``calls``, ``per_call``, ``rate``,
     ``job_rate``, ``secs``, ``kept``, ``t_start``, ``drift``)."""
     n, calls, per_call, secs, kept = ctx["n"], ctx["calls"], ctx["per_call"], ctx["secs"], ctx["kept"]
