@@ -57,7 +57,7 @@ def doubt_line(d: dict[str, Any]) -> str:
     """One line for the printed summary."""
     line = f"{d['disagreements']} of {d['n']} docs"
     if d["disagreements"]:
-        line += (f"; {100 * d['share_of_disagreements_on_unsure']:.0f}% of those among the {100 * d['unsure_share']:.0f}%"
-                 f" the teacher answered with < {d['doubt_below']:g} confidence")
+        line += (f"; {100 * d['share_of_disagreements_on_unsure']:.0f}% of those among the "
+                 f"{100 * d['unsure_share']:.0f}% the teacher answered with < {d['doubt_below']:g} confidence")
     between = ", ".join(f"{' / '.join(p['labels'])} ({p['docs']})" for p in d["unsure_between"][:2])
     return line + (f"; it hesitated most between {between}" if between else "")
