@@ -220,6 +220,7 @@ def test_dry_run_pays_only_the_audit_and_prints_the_projection(sim_server, pool,
     out = invoke(label_cmd(pool, sim, tmp_path / "l.csv", "--dry-run"))
     assert sim.stats()["answered"] == AUDIT
     assert "plan (dry run)" in out and "escalations" in out and "teacher on everything" in out
+    assert "of the audit with < 0.7 confidence" in out  # the sim states its confidence (logprobs)
     assert not (tmp_path / "l.csv").exists()
     # a job.json written before the sizes grew with the corpus (its sizes in "config", no "samples") resumes
     job = tmp_path / "l.csv.thrifty" / "job.json"

@@ -189,6 +189,13 @@ def _print_plan(s: dict[str, Any]) -> None:
                   f"{100 * p['escalation_rate_ci95'][1]:.1f}%) from a pilot student cross-fitted on the audit "
                   f"(~{p['pilot_train_labels']} labels): an upper estimate, since the real student trains on more. "
                   f"Spent ${s['dollars_spent']:.4f} on the audit; run without --dry-run (add --resume) to continue.")
+    if p.get("teacher_doubt"):
+        d = p["teacher_doubt"]
+        pairs = ", ".join(" / ".join(x["labels"]) for x in d["unsure_between"][:2])
+        console.print(f"The teacher answered {100 * d['unsure_share']:.0f}% of the audit with < {d['doubt_below']:g} "
+                      "confidence" + (f" (most often between {escape(pairs)})" if pairs else "") + ": the documents "
+                      "where it hesitates are those a cascade most often has to send back to it (docs/label.md, "
+                      "\"Where the cost goes\").")
 
 
 def _doubt_row(t: Table, s: dict[str, Any]) -> None:

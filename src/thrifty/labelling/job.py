@@ -729,7 +729,8 @@ class LabelJob:
                                "training_at_most_at_1e6": self.config.train_cap(max(n, SCALE_1E6)),
                                "pilot_train_labels": int(round(0.8 * len(idx))),
                                "escalation_rate": choice.escalation_rate, "escalation_rate_ci95": [lo, hi],
-                               "per_call_dollars": per_call}
+                               "per_call_dollars": per_call,
+                               "teacher_doubt": teacher_doubt([labs[i] for i in idx], oof.argmax(1), self.task.labels)}
         for key, size in (("corpus", n), ("at_1e6", max(n, SCALE_1E6))):
             sa, sv = (n_audit, n_val) if key == "corpus" else self.config.sizes(size)  # the default samples there
             tr = train if key == "corpus" else self.config.train_cap(size)
